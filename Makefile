@@ -1,0 +1,35 @@
+# Two commands set everything up on a fresh machine: `make lab` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# OpenMP's default spin-wait costs about 3x on small CPU machines; see README.
+export OMP_WAIT_POLICY ?= PASSIVE
+
+.PHONY: lab test notebooks bench lint clean-venv
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+test: $(STAMP)
+	DALIGN_PROFILE=quick $(PY) -m pytest
+
+notebooks: $(STAMP)
+	DALIGN_PROFILE=quick $(PY) scripts/execute_notebooks.py notebooks/*.py
+
+bench: $(STAMP)
+	$(PY) -m dalign_nb.bench dcn
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dalign_nb tests scripts notebooks
+
+clean-venv:
+	rm -rf $(VENV)
