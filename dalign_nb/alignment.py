@@ -1,0 +1,271 @@
+"""Alignment modules: deformable, decomposed, flow-based, image-level and flow-guided (Sec. 3, 4.1, A.3).
+
+Every module aligns a neighbouring frame's feature to the reference frame from a second
+feature ``offset_feat`` (in EDVR, computed from both frames by the PCD offset branch),
+and all share one interface so that EDVR can plug any of them at every pyramid level:
+
+* ``align(nbr_feat, offset_feat, flow=None, image=None, embed=None) -> Aligned(feat, offset, mask)``
+  returns the aligned feature ``(B, C, H, W)``, the offsets ``(B, 2*G*N, H, W)`` (dy, dx
+  layout of ``ops``) and the modulation mask ``(B, G*N, H, W)`` or None;
+* ``forward(...)`` takes the same arguments and returns only the aligned feature.
+
+``flow`` is an optical flow ``(B, 2, H, W)`` in (u, v) order from the reference to the
+neighbour (used by ``FlowGuidedAlignment``, and by ``ImageAlignment`` as a base flow the
+prediction refines); ``image`` and ``embed`` are used only by ``ImageAlignment``.
+
+The modules, in the paper's words:
+
+* ``DCNAlignment`` -- deformable alignment (Eq. 1, Eq. 7 with masks): a DCN whose offsets
+  and masks come from ``offset_feat``; BasicSR's ``DCNv2Pack`` with the same parameter names.
+* ``DecomposedAlignment`` -- the decomposition of Sec. 3.3 generalised by Remark 1:
+  N warps per group (any N, no kernel grid) followed by a 1x1 convolution.
+* ``FlowAlignment`` -- G = N = 1: one flow warps the features, then a 1x1 convolution;
+  the paper's flow-based baseline (Sec. 4.1).
+* ``ImageAlignment`` -- the same single flow warps the LR image instead, and the feature is
+  extracted from the warped image (A.3, Table 4).
+* ``FlowGuidedAlignment`` -- offsets = optical flow + ``max_residue_magnitude * tanh(residue)``,
+  as in BasicVSR++ (Chan et al., CVPR 2022), the successor built on this paper's findings.
+
+``AlignmentConfig`` (a frozen dataclass) names one of them; ``build_alignment`` makes it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d, DeformConv2dPack, flow_to_offset, flow_warp
+
+__all__ = [
+    "ALIGNMENT_KINDS",
+    "Aligned",
+    "AlignmentConfig",
+    "DCNAlignment",
+    "DecomposedAlignment",
+    "FlowAlignment",
+    "FlowGuidedAlignment",
+    "ImageAlignment",
+    "build_alignment",
+]
+
+ALIGNMENT_KINDS = ("dcn", "decomposed", "flow", "image", "flow_guided")
+
+
+class Aligned(NamedTuple):
+    """What an alignment module returns: the aligned feature and the offsets / mask it used."""
+
+    feat: Tensor  # (B, C, H, W)
+    offset: Tensor  # (B, 2*G*N, H, W), dy = offset[:, g*2N + 2n], dx = offset[:, g*2N + 2n + 1]
+    mask: Tensor | None  # (B, G*N, H, W) or None
+
+
+def _split_offset_mask(out: Tensor, modulated: bool) -> tuple[Tensor, Tensor | None]:
+    """BasicSR's split of the offset branch: ``o1, o2, mask = chunk(3)``, offset = cat(o1, o2)."""
+    if not modulated:
+        return out, None
+    o1, o2, mask = torch.chunk(out, 3, dim=1)
+    return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+
+
+def _require(t: Tensor | None, name: str, module: str, expected: str) -> Tensor:
+    if t is None:
+        raise ValueError(f"{module} needs {name} {expected}, got None")
+    return t
+
+
+class DCNAlignment(DeformConv2dPack):
+    """Deformable alignment (Eq. 1; DCNv2, Eq. 7, when ``modulated``), as BasicSR's ``DCNv2Pack``.
+
+    ``Fhat(p) = sum_k w(p_k) F(p + p_k + dp_k) m_k(p)`` with ``(dp_k, m_k)`` predicted from
+    ``offset_feat`` by a zero-initialised ``conv_offset`` (k x k, ``3*G*k*k`` channels split
+    ``o1, o2, mask = chunk(3)``, offset = cat(o1, o2), mask = sigmoid; ``2*G*k*k`` offset
+    channels for DCNv1). Parameters ``weight``, ``bias``, ``conv_offset.weight``,
+    ``conv_offset.bias`` are named and shaped as BasicSR's (EDVR, Wang et al. 2019), so its
+    checkpoints load. N = k*k offsets per group.
+    """
+
+    def __init__(self, num_feat: int, kernel_size: int = 3, deform_groups: int = 8,
+                 modulated: bool = True, backend: str = "decomposed"):
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd to keep the feature size, got {kernel_size}")
+        super().__init__(num_feat, num_feat, kernel_size, stride=1, padding=kernel_size // 2,
+                         deform_groups=deform_groups, modulated=modulated, backend=backend)
+
+    def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+        offset, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W), (B, G*k*k, H, W)
+        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+
+    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
+        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+
+
+class DecomposedAlignment(DecomposedDeformConv2d):
+    """Remark 1: N warps per group, any N, followed by a 1x1 convolution (Eq. 3, Remark 2).
+
+    ``Fhat(p) = sum_n W_n F_g(p + dp_n^g) [m_n^g(p)]`` -- ``G*N`` offsets (no kernel grid),
+    each warping its group's ``C/G`` channels; the warps stacked along channels go through
+    one 1x1 convolution, ``weight`` ``(C, C, N)``. The offsets (and masks when
+    ``modulated``) come from ``offset_feat`` by a zero-initialised 3x3 ``conv_offset``
+    split as BasicSR's (``o1, o2, mask = chunk(3)``). At initialisation every offset is
+    zero, so the module starts as a 1x1 convolution; the offsets diverge as they learn.
+    """
+
+    def __init__(self, num_feat: int, num_offsets: int, deform_groups: int = 1,
+                 modulated: bool = False, backend: str = "decomposed"):
+        if num_offsets < 1:
+            raise ValueError(f"num_offsets must be >= 1, got {num_offsets}")
+        super().__init__(num_feat, num_feat, num_offsets, deform_groups, backend=backend)
+        self.modulated = modulated
+        per_offset = 3 if modulated else 2
+        self.conv_offset = nn.Conv2d(num_feat, deform_groups * num_offsets * per_offset, 3, 1, 1)
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+        offset, mask = _split_offset_mask(self.conv_offset(offset_feat), self.modulated)
+        return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+
+    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
+        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+
+
+class FlowAlignment(DecomposedAlignment):
+    """Flow-based feature alignment: G = N = 1, one warp then a 1x1 convolution (Sec. 3.3, 4.1).
+
+    ``Fhat(p) = W F(p + dp(p))`` with one learned flow ``dp`` per pixel, the paper's
+    approximation of flow-based alignment (the ``n = 1`` case of Eq. 3).
+    """
+
+    def __init__(self, num_feat: int, backend: str = "decomposed"):
+        super().__init__(num_feat, num_offsets=1, deform_groups=1, modulated=False, backend=backend)
+
+
+class ImageAlignment(nn.Module):
+    """Image alignment (A.3): one flow, predicted from features, warps the LR image, not the features.
+
+    ``Fhat = E(warp(I_nbr, dp))``: the flow ``dp`` (G = N = 1, predicted from ``offset_feat``
+    by a zero-initialised 3x3 ``conv_offset``, plus ``flow`` when given as a base) is
+    resized to the image's resolution (magnitude scaled with it), warps the neighbour's LR
+    image ``image`` ``(B, C_img, H_img, W_img)`` bilinearly, and ``embed`` -- the model's own
+    feature extractor for this level, a callable image -> ``(B, C, H, W)`` feature -- turns the
+    warped image into the aligned feature.
+
+    Design choice: in EDVR every PCD level (and the cascade) keeps its offset branch on the
+    unaligned features, but instead of warping the level's features it warps the LR frame
+    and re-extracts that level's feature with the shared extractor, so the image- and
+    feature-warping variants have the same parameters except this module's; the
+    interpolation happens once, on the image (the information loss A.3 is about). The
+    cascade passes the L1 flow as ``flow``, so the image is warped once by L1 + refinement.
+    ``nbr_feat`` is not used.
+    """
+
+    def __init__(self, num_feat: int, backend: str = "decomposed"):
+        super().__init__()
+        self.backend = backend  # flow_warp has a single implementation; kept for the shared interface
+        self.conv_offset = nn.Conv2d(num_feat, 2, 3, 1, 1)
+        nn.init.zeros_(self.conv_offset.weight)
+        nn.init.zeros_(self.conv_offset.bias)
+
+    def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+        image = _require(image, "image", "ImageAlignment", "(B, C_img, H_img, W_img)")
+        embed = _require(embed, "embed", "ImageAlignment", "(a callable image -> feature)")
+        offset = self.conv_offset(offset_feat)  # (B, 2, h, w) as (dy, dx)
+        if flow is not None:
+            offset = offset + flow_to_offset(flow)  # refine a base flow (u, v) -> (dy, dx)
+        h, w = offset.shape[-2:]
+        hi, wi = image.shape[-2:]
+        full = offset
+        if (hi, wi) != (h, w):  # a flow at 1/s resolution moves s times as far on the image
+            full = F.interpolate(offset, size=(hi, wi), mode="bilinear", align_corners=False)
+            full = full * full.new_tensor([hi / h, wi / w]).view(1, 2, 1, 1)
+        warped = flow_warp(image, full.flip(1))  # I_nbr(p + dp(p)), (B, C_img, H_img, W_img)
+        return Aligned(embed(warped), offset, None)
+
+    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
+        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+
+
+class FlowGuidedAlignment(DCNAlignment):
+    """Flow-guided deformable alignment, as BasicVSR++'s second-order grid propagation uses.
+
+    ``dp_k = flow + max_residue_magnitude * tanh(r_k)`` (flipped to (dy, dx), the same for
+    every tap and group) with the residue ``r`` and the mask from ``offset_feat``: the DCN
+    starts from optical flow and may deviate from it by at most ``max_residue_magnitude``
+    pixels per component -- a hard version of the offset-fidelity loss's idea (Sec. 3.4).
+    Parameters are those of ``DCNAlignment``.
+    """
+
+    def __init__(self, num_feat: int, kernel_size: int = 3, deform_groups: int = 8,
+                 modulated: bool = True, max_residue_magnitude: float = 10.0,
+                 backend: str = "decomposed"):
+        super().__init__(num_feat, kernel_size, deform_groups, modulated, backend)
+        self.max_residue_magnitude = max_residue_magnitude
+
+    def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+        flow = _require(flow, "flow", "FlowGuidedAlignment", "(B, 2, H, W) in (u, v) order")
+        residue, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W)
+        base = flow_to_offset(flow, self.deform_groups, self.num_offsets)
+        offset = base + self.max_residue_magnitude * torch.tanh(residue)
+        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+
+
+@dataclass(frozen=True)
+class AlignmentConfig:
+    """Which alignment module a model uses at every level; ``build_alignment`` makes it.
+
+    kind: one of ``ALIGNMENT_KINDS``: "dcn" (DCNv2 when ``modulated``, else DCNv1),
+        "decomposed" (N = ``num_offsets``), "flow" (G = N = 1), "image" (A.3),
+        "flow_guided" (BasicVSR++-style, needs optical flow);
+    kernel_size: k of "dcn" / "flow_guided" (N = k*k);
+    num_offsets: N of "decomposed";
+    modulated: learn modulation masks (DCNv2, Eq. 7) for "dcn", "decomposed", "flow_guided";
+    max_residue_magnitude: bound of "flow_guided"'s deviation from the flow, in pixels;
+    backend: ``ops.deform_conv2d`` backend, "decomposed" (default), "naive" or "torchvision"
+        ("decomposed" / "naive" only for kinds without a kernel grid).
+    The number of deformable groups G comes from the model (EDVR's ``deformable_groups``).
+    """
+
+    kind: str = "dcn"
+    kernel_size: int = 3
+    num_offsets: int = 1
+    modulated: bool = True
+    max_residue_magnitude: float = 10.0
+    backend: str = "decomposed"
+
+    def __post_init__(self):
+        if self.kind not in ALIGNMENT_KINDS:
+            raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {self.kind!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.kind in ("decomposed", "flow") and self.backend == "torchvision":
+            raise ValueError(f"kind={self.kind!r} has no kernel grid; torchvision's deform_conv2d "
+                             "cannot run it, use backend='decomposed' or 'naive'")
+
+
+def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups: int = 1) -> nn.Module:
+    """Make the alignment module ``config`` names for ``num_feat`` channels and G groups."""
+    if isinstance(config, str):
+        config = AlignmentConfig(kind=config)
+    c = config
+    if c.kind == "dcn":
+        return DCNAlignment(num_feat, c.kernel_size, deform_groups, c.modulated, c.backend)
+    if c.kind == "decomposed":
+        return DecomposedAlignment(num_feat, c.num_offsets, deform_groups, c.modulated, c.backend)
+    if c.kind == "flow":
+        return FlowAlignment(num_feat, c.backend)
+    if c.kind == "image":
+        return ImageAlignment(num_feat, c.backend)
+    return FlowGuidedAlignment(num_feat, c.kernel_size, deform_groups, c.modulated,
+                               c.max_residue_magnitude, c.backend)
