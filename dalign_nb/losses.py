@@ -1,0 +1,109 @@
+"""Losses: the Charbonnier data term and the offset-fidelity loss of Sec. 3.4 (Eq. 4-5).
+
+The paper augments the data-fitting loss ``L`` (Charbonnier, as EDVR) with
+
+    L_hat = L + lambda * sum_n L_n                                         (Eq. 4)
+    L_n   = sum_{i,j} H(|x_{n,ij} - y_{ij}| - t) * |x_{n,ij} - y_{ij}|      (Eq. 5)
+
+where ``x_n`` is the n-th offset, ``y`` the optical flow and ``H`` the Heaviside step:
+an offset is free within ``t`` pixels of the flow (offset diversity is kept) and pulled
+back towards it by an L1 penalty beyond (no overflow).
+
+The authors' released code (github.com/ckkelvinchan/offset-fidelity-loss,
+``offset_fidelity_loss.py``, class ``OffsetFidelityLoss``) fixes what Eq. 5 leaves open,
+and ``normalization="released"`` (the default) follows it:
+
+* ``lambda = 1`` (``loss_weight``) and ``t = 10`` (``threshold``) by default;
+* the flow ``(B, 2, H, W)`` in (u, v) order is flipped to (dy, dx) and repeated for every
+  offset pair; offsets are raw ``dp_k``, without the kernel grid ``p_k``;
+* ``|dy - v|`` and ``|dx - u|`` are thresholded separately, strictly (``> t``);
+* each offset pair's penalty is averaged over (2, H, W), and these means are summed over
+  all pairs (groups x offsets) and the batch.
+
+``normalization="paper"`` is Eq. 5 read literally: the same per-component penalty summed
+over i, j (and both components, all pairs and the batch), so it is ``2*H*W`` times the
+released value.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss"]
+
+NORMALIZATIONS = ("released", "paper")
+
+
+def charbonnier_loss(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
+    """Charbonnier penalty ``mean(sqrt((pred - target)^2 + eps))``, BasicSR's ``CharbonnierLoss``.
+
+    A differentiable L1; BasicSR (and EDVR's training) use ``eps = 1e-12`` inside the root.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred and target must have the same shape, got {tuple(pred.shape)} "
+                         f"and {tuple(target.shape)}")
+    return torch.sqrt((pred - target) ** 2 + eps).mean()
+
+
+class CharbonnierLoss(nn.Module):
+    """``loss_weight * charbonnier_loss(pred, target, eps)``."""
+
+    def __init__(self, loss_weight: float = 1.0, eps: float = 1e-12):
+        super().__init__()
+        self.loss_weight, self.eps = loss_weight, eps
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return self.loss_weight * charbonnier_loss(pred, target, self.eps)
+
+
+def _as_pairs(offset: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
+    """offset (..., 2M, H, W), flow (..., 2, H, W) -> (B', M, 2, H, W) offsets and (B', 1, 2, H, W) flow."""
+    if offset.dim() not in (4, 5) or offset.dim() != flow.dim():
+        raise ValueError(f"offset (B, 2*G*N, H, W) and flow (B, 2, H, W) (or both with a frame axis "
+                         f"after B) expected, got {tuple(offset.shape)} and {tuple(flow.shape)}")
+    if offset.dim() == 5:  # (B, T, ...) as stacked by EDVR's aux: frames join the batch
+        offset, flow = offset.flatten(0, 1), flow.flatten(0, 1)
+    b, c, h, w = offset.shape
+    if c == 0 or c % 2 or tuple(flow.shape) != (b, 2, h, w):
+        raise ValueError(f"offset must be (B, 2*G*N, H, W) and flow (B, 2, H, W) with the same B, H, W, "
+                         f"got {tuple(offset.shape)} and {tuple(flow.shape)}")
+    return offset.view(b, c // 2, 2, h, w), flow.flip(1)[:, None]  # flow (u, v) -> (dy, dx)
+
+
+def offset_fidelity_loss(offset: Tensor, flow: Tensor, loss_weight: float = 1.0, threshold: float = 10.0,
+                         normalization: str = "released") -> Tensor:
+    """Offset-fidelity loss ``lambda * sum_n L_n`` (Eq. 4-5) of offsets against an optical flow.
+
+    offset: ``(B, 2*G*N, H, W)`` DCN offsets (dy, dx per pair, layout of ``ops``), or
+        ``(B, T, 2*G*N, H, W)`` as in EDVR's ``aux["offsets"][level]``;
+    flow: ``(B, 2, H, W)`` (u, v) from the reference to the neighbour at the offsets'
+        resolution (``(B, T, 2, H, W)`` with a frame axis);
+    loss_weight: lambda; threshold: t (pixels); normalization: "released" (mean over
+        (2, H, W) per offset pair, summed over pairs and batch) or "paper" (Eq. 5's sum).
+    Gradients reach only the offset components farther than ``t`` from the flow.
+    """
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    pairs, target = _as_pairs(offset, flow)  # (B, M, 2, H, W), (B, 1, 2, H, W)
+    diff = (pairs - target).abs()  # |x_{n,ij} - y_{ij}| per component
+    beyond = (diff > threshold).to(diff.dtype)  # H(|x - y| - t), strict as the released code
+    penalty = beyond * diff  # (B, M, 2, H, W)
+    if normalization == "released":
+        loss = penalty.mean(dim=(2, 3, 4)).sum()  # mean over (2, H, W), sum over pairs and batch
+    else:
+        loss = penalty.sum()  # Eq. 5: sum over i, j (and components), Eq. 4: sum over n
+    return loss_weight * loss
+
+
+class OffsetFidelityLoss(nn.Module):
+    """``offset_fidelity_loss`` as a module (the released ``OffsetFidelityLoss``'s arguments)."""
+
+    def __init__(self, loss_weight: float = 1.0, threshold: float = 10.0, normalization: str = "released"):
+        super().__init__()
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        self.loss_weight, self.threshold, self.normalization = loss_weight, threshold, normalization
+
+    def forward(self, offset: Tensor, flow: Tensor) -> Tensor:
+        return offset_fidelity_loss(offset, flow, self.loss_weight, self.threshold, self.normalization)

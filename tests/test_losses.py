@@ -1,0 +1,93 @@
+"""Charbonnier and offset-fidelity loss (Eq. 4-5) against hand-computed values."""
+
+import pytest
+import torch
+
+from dalign_nb.losses import CharbonnierLoss, OffsetFidelityLoss, charbonnier_loss, offset_fidelity_loss
+
+
+def _t(values):
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def test_charbonnier_hand_values():
+    pred, target = _t([0.0, 3.0]), _t([4.0, 0.0])
+    assert charbonnier_loss(pred, target).item() == pytest.approx(3.5, abs=1e-12)  # (4 + 3) / 2
+    zero = torch.zeros(3, dtype=torch.float64)
+    assert charbonnier_loss(zero, zero).item() == pytest.approx(1e-6, rel=1e-9)  # sqrt(eps), eps = 1e-12
+    assert CharbonnierLoss(loss_weight=2.0)(pred, target).item() == pytest.approx(7.0, abs=1e-12)
+    with pytest.raises(ValueError, match="same shape"):
+        charbonnier_loss(pred, zero)
+
+
+def test_below_threshold_is_zero():
+    offset = _t([[[[9.0, -9.9]], [[0.5, 10.0]]]])  # (1, 2, 1, 2): |d| <= t = 10 everywhere
+    flow = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+    assert offset_fidelity_loss(offset, flow).item() == 0.0
+    assert offset_fidelity_loss(offset, flow, normalization="paper").item() == 0.0
+
+
+def test_above_threshold_hand_value_and_lambda():
+    # dy = [12, 3], dx = [-15, 10], flow 0: the components beyond t = 10 are 12 and 15
+    # (10 itself is not: H is strict, as the released code's `abs_diff > threshold`).
+    offset = _t([[[[12.0, 3.0]], [[-15.0, 10.0]]]])
+    flow = torch.zeros(1, 2, 1, 2, dtype=torch.float64)
+    assert offset_fidelity_loss(offset, flow).item() == pytest.approx(27 / 4)  # mean over (2, H, W)
+    assert offset_fidelity_loss(offset, flow, normalization="paper").item() == pytest.approx(27.0)
+    assert offset_fidelity_loss(offset, flow, loss_weight=0.5).item() == pytest.approx(27 / 8)
+    assert offset_fidelity_loss(offset, flow, threshold=2.0).item() == pytest.approx((12 + 3 + 15 + 10) / 4)
+    assert OffsetFidelityLoss(0.5, 10.0)(offset, flow).item() == pytest.approx(27 / 8)
+
+
+def test_flow_is_flipped_to_dy_dx():
+    flow = _t([[[[4.0]], [[-20.0]]]])  # u = 4, v = -20
+    assert offset_fidelity_loss(_t([[[[-20.0]], [[4.0]]]]), flow).item() == 0.0  # dy = v, dx = u
+    # zero offsets: |0 - v| = 20 > 10 counts, |0 - u| = 4 does not: mean over 2 components
+    assert offset_fidelity_loss(torch.zeros(1, 2, 1, 1, dtype=torch.float64), flow).item() == 10.0
+
+
+def test_groups_pairs_and_batch_are_summed():
+    flow = torch.zeros(2, 2, 1, 1, dtype=torch.float64)
+    # G = 2 (or N = 2): pair 0 (dy, dx) = (15, 0), pair 1 = (0, -11) -> 15/2 + 11/2 = 13 per sample
+    offset = _t([[15.0, 0.0, 0.0, -11.0], [0.0, 0.0, 0.0, 30.0]]).view(2, 4, 1, 1)
+    assert offset_fidelity_loss(offset, flow).item() == pytest.approx(13 + 15)
+    # a frame axis (B, T, ...) as in EDVR's aux joins the batch
+    assert offset_fidelity_loss(offset[None], flow[None]).item() == pytest.approx(28.0)
+
+
+def test_matches_the_released_algorithm_on_random_offsets():
+    torch.manual_seed(0)
+    offset, flow = torch.randn(3, 2 * 4 * 9, 5, 6) * 12, torch.randn(3, 2, 5, 6) * 6
+    # the released OffsetFidelityLoss: every pair to the batch axis, flow flipped and repeated
+    n, c, h, w = offset.shape
+    rep = flow.flip(1).repeat(1, c // 2, 1, 1).view(-1, 2, h, w)
+    diff = (offset.view(-1, 2, h, w) - rep).abs()
+    released = torch.sum(torch.mean((diff > 10).float() * diff, dim=(1, 2, 3)))
+    torch.testing.assert_close(offset_fidelity_loss(offset, flow), released)
+    paper = offset_fidelity_loss(offset, flow, normalization="paper")
+    torch.testing.assert_close(paper, released * 2 * h * w)
+
+
+def test_gradient_only_beyond_threshold():
+    torch.manual_seed(1)
+    offset = (torch.randn(2, 6, 4, 4, dtype=torch.float64) * 12).requires_grad_()
+    flow = torch.randn(2, 2, 4, 4, dtype=torch.float64) * 3
+    offset_fidelity_loss(offset, flow, loss_weight=2.0).backward()
+    diff = offset.detach() - flow.flip(1).repeat(1, 3, 1, 1)
+    beyond = diff.abs() > 10
+    assert 0 < beyond.sum() < beyond.numel()  # both kinds present
+    expected = torch.where(beyond, 2.0 * diff.sign() / (2 * 4 * 4), torch.zeros_like(diff))
+    torch.testing.assert_close(offset.grad, expected)
+    assert (offset.grad[~beyond] == 0).all()
+
+
+def test_bad_arguments():
+    flow = torch.zeros(1, 2, 4, 4)
+    with pytest.raises(ValueError, match="normalization"):
+        offset_fidelity_loss(torch.zeros(1, 2, 4, 4), flow, normalization="mean")
+    with pytest.raises(ValueError, match="offset must be"):
+        offset_fidelity_loss(torch.zeros(1, 3, 4, 4), flow)
+    with pytest.raises(ValueError, match="offset must be"):
+        offset_fidelity_loss(torch.zeros(1, 2, 4, 5), flow)
+    with pytest.raises(ValueError, match="frame axis"):
+        offset_fidelity_loss(torch.zeros(1, 1, 2, 4, 4), flow)
