@@ -1,0 +1,271 @@
+"""EDVR: BasicSR key compatibility and outputs, aux structure, presets, training helpers.
+
+The frozen list ``tests/data/basicsr_edvr_params.json`` holds the parameter names and
+shapes of BasicSR's EDVR-M and EDVR-L, so key compatibility is tested without BasicSR.
+Where BasicSR is installed (``pip install --no-deps basicsr==1.4.2 ...``), its real
+``edvr_arch`` is loaded and outputs are compared; regenerate the list with
+``python tests/test_edvr.py``.
+"""
+
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from dalign_nb.alignment import ALIGNMENT_KINDS, AlignmentConfig
+from dalign_nb.models import (
+    EDVR,
+    LEVELS,
+    build_edvr,
+    edvr_config,
+    flow_pyramid,
+    load_basicsr_checkpoint,
+    read_basicsr_state_dict,
+)
+from dalign_nb.ops import DecomposedDeformConv2d, DeformConv2d
+
+# BasicSR's DCNv2Pack compares torchvision versions with distutils' LooseVersion
+pytestmark = pytest.mark.filterwarnings("ignore:distutils Version classes are deprecated")
+
+FROZEN = Path(__file__).parent / "data" / "basicsr_edvr_params.json"
+BASICSR_SIZES = {"edvr-m": dict(num_feat=64, num_reconstruct_block=10),
+                 "edvr-l": dict(num_feat=128, num_reconstruct_block=40)}
+
+
+def _load_basicsr_edvr_arch():
+    """BasicSR's ``archs/edvr_arch.py`` without running ``basicsr/__init__.py``.
+
+    The package's ``__init__`` imports its data pipeline, which fails on current
+    torchvision; the arch modules need only ``basicsr.ops.dcn``, a logger and a registry,
+    so the parent packages are stubbed. Returns (module, None) or (None, reason).
+    """
+    if "basicsr.archs.edvr_arch" in sys.modules:
+        return sys.modules["basicsr.archs.edvr_arch"], None
+    spec = importlib.util.find_spec("basicsr")
+    if spec is None or not spec.submodule_search_locations:
+        return None, "basicsr is not installed"
+    root = Path(list(spec.submodule_search_locations)[0])
+
+    def package(name, path):
+        module = types.ModuleType(name)
+        module.__path__ = [str(path)]
+        sys.modules[name] = module
+        return module
+
+    package("basicsr", root)
+    package("basicsr.archs", root / "archs")
+    package("basicsr.utils", root / "utils").get_root_logger = lambda *a, **k: logging.getLogger("basicsr")
+    registry = types.ModuleType("basicsr.utils.registry")
+    registry.ARCH_REGISTRY = types.SimpleNamespace(register=lambda *a, **k: (lambda obj: obj))
+    sys.modules["basicsr.utils.registry"] = registry
+    try:
+        return importlib.import_module("basicsr.archs.edvr_arch"), None
+    except Exception as error:  # report why, the test skips
+        for name in [n for n in sys.modules if n == "basicsr" or n.startswith("basicsr.")]:
+            del sys.modules[name]
+        return None, f"basicsr's edvr_arch cannot be imported: {error!r}"
+
+
+@pytest.fixture(scope="module")
+def basicsr_edvr():
+    module, reason = _load_basicsr_edvr_arch()
+    if module is None:
+        pytest.skip(reason)
+    return module
+
+
+def _shapes(model):
+    return [[k, list(v.shape)] for k, v in model.state_dict().items()]
+
+
+def _randomise_offset_convs(model, seed=0):
+    """Non-zero offset branches (BasicSR initialises them to zero), offsets of about a pixel."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "conv_offset" in name:
+                p.normal_(0, 0.02 if name.endswith("weight") else 1.0)
+
+
+# ------------------------------------------------------------------ key compatibility, no basicsr
+
+
+@pytest.mark.parametrize("preset", ["edvr-m", "edvr-l"])
+def test_state_dict_is_basicsr_frozen_list(preset):
+    frozen = json.loads(FROZEN.read_text())["models"][preset]
+    model = build_edvr(preset)
+    assert _shapes(model) == frozen["params"]
+    assert model.config == edvr_config(preset)
+    counts = {"edvr-m": 3_300_131, "edvr-l": 20_633_827}  # BasicSR's numbers of parameters
+    assert sum(p.numel() for p in model.parameters()) == counts[preset]
+    assert sum(torch.Size(shape).numel() for _, shape in frozen["params"]) == counts[preset]
+
+
+def test_dcnv1_and_decomposed_keep_basicsr_names():
+    frozen = json.loads(FROZEN.read_text())["models"]["edvr-m"]["params"]
+    names = [k for k, _ in frozen]
+    v1 = build_edvr("edvr-m", alignment=AlignmentConfig(modulated=False))
+    assert [k for k, _ in _shapes(v1)] == names  # same names, conv_offset 2/3 as wide
+    assert tuple(v1.pcd_align.dcn_pack["l1"].conv_offset.weight.shape) == (2 * 8 * 9, 64, 3, 3)
+    decomposed = build_edvr("edvr-m", alignment=AlignmentConfig("decomposed", num_offsets=5, modulated=False))
+    assert {k for k, _ in _shapes(decomposed)} == set(names)
+
+
+# ------------------------------------------------------------------ against BasicSR itself
+
+
+@pytest.mark.parametrize("preset", ["edvr-m", "edvr-l"])
+def test_frozen_list_is_what_basicsr_builds(basicsr_edvr, preset):
+    frozen = json.loads(FROZEN.read_text())["models"][preset]
+    assert _shapes(basicsr_edvr.EDVR(**frozen["kwargs"])) == frozen["params"]
+
+
+def test_basicsr_edvr_m_checkpoint_loads_strict_and_gives_the_same_output(basicsr_edvr, tmp_path):
+    reference = basicsr_edvr.EDVR().eval()  # EDVR-M
+    _randomise_offset_convs(reference)
+    sd = reference.state_dict()
+    x = torch.rand(1, 5, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = reference(x)
+    for i, ckpt in enumerate([{"params": sd}, {"params_ema": sd}, sd]):
+        torch.save(ckpt, tmp_path / f"edvr_m_{i}.pth")
+        model = load_basicsr_checkpoint(build_edvr("edvr-m"), tmp_path / f"edvr_m_{i}.pth").eval()
+        for backend, tol in (("decomposed", 1e-5), ("torchvision", 1e-6)):
+            model.set_backend(backend)
+            with torch.no_grad():
+                out, aux = model(x, return_aux=True)
+            assert (out - expected).abs().max() < tol, backend
+    assert aux["offsets"]["l1"].abs().mean() > 0.5  # offsets of pixels: not the zero-offset case
+    residual = expected - F.interpolate(x[:, 2], scale_factor=4, mode="bilinear", align_corners=False)
+    assert residual.abs().mean() > 1e-2  # the network part of the output is compared, not just the base
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(with_tsa=False),
+    dict(with_predeblur=True),
+    dict(with_predeblur=True, hr_in=True),
+    dict(num_frame=3, center_frame_idx=0),
+])
+def test_basicsr_variants_match(basicsr_edvr, kwargs):
+    size = dict(num_feat=8, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1)
+    reference = basicsr_edvr.EDVR(**size, **kwargs).eval()
+    _randomise_offset_convs(reference)
+    model = EDVR(**size, **kwargs).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    t, hw = kwargs.get("num_frame", 5), 32 if kwargs.get("hr_in") else 8
+    x = torch.rand(2, t, 3, hw, hw, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------------------ our additions
+
+
+@pytest.mark.parametrize("kind", ALIGNMENT_KINDS)
+def test_aux_structure_for_every_alignment(kind):
+    torch.manual_seed(0)
+    model = build_edvr("tiny", alignment=AlignmentConfig(kind, num_offsets=3))
+    b, t, h, w = 2, 5, 8, 12
+    x = torch.rand(b, t, 3, h, w)
+    flows = torch.randn(b, t, 2, h, w) if kind == "flow_guided" else None
+    out, aux = model(x, flows, return_aux=True)
+    assert tuple(out.shape) == (b, 3, 4 * h, 4 * w)
+    g, n = {"dcn": (2, 9), "decomposed": (2, 3), "flow": (1, 1), "image": (1, 1), "flow_guided": (2, 9)}[kind]
+    sizes = {"l3": (h // 4, w // 4), "l2": (h // 2, w // 2), "l1": (h, w), "cascade": (h, w)}
+    assert set(aux) == {"offsets", "masks", "aligned", "aligned_feat"} and tuple(aux["offsets"]) == LEVELS
+    for level, hw in sizes.items():
+        assert tuple(aux["offsets"][level].shape) == (b, t, 2 * g * n, *hw)
+        assert tuple(aux["aligned"][level].shape) == (b, t, 16, *hw)
+        mask = aux["masks"][level]
+        assert mask is None if kind in ("flow", "image") else tuple(mask.shape) == (b, t, g * n, *hw)
+    assert tuple(aux["aligned_feat"].shape) == (b, t, 16, h, w)
+    if kind == "flow_guided":  # zero-initialised residues: L1 offsets are the flow
+        torch.testing.assert_close(aux["offsets"]["l1"][:, :, :2], flows.flip(2))
+    out.mean().backward()  # the zero-initialised offset branch learns
+    assert model.pcd_align.dcn_pack["l1"].conv_offset.weight.grad.abs().sum() > 0
+    torch.testing.assert_close(model(x, flows), out)
+
+
+def test_fusion_only_freezes_everything_else():
+    model = build_edvr("tiny")
+    model.set_fusion_only(True)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {n for n, _ in model.named_parameters() if n.startswith("fusion.")}
+    assert sum(p.numel() for p in model.fusion_parameters()) == sum(
+        p.numel() for n, p in model.named_parameters() if n in trainable)
+    model(torch.rand(1, 5, 3, 8, 8)).mean().backward()
+    assert all(p.grad is None for n, p in model.named_parameters() if n not in trainable)
+    assert all(p.grad is not None for p in model.fusion_parameters())
+    model.set_fusion_only(False)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_set_backend():
+    dcn = build_edvr("tiny")
+    dcn.set_backend("torchvision")
+    backends = {m.backend for m in dcn.modules() if isinstance(m, DeformConv2d)}
+    assert backends == {"torchvision"}
+    decomposed = build_edvr("tiny", alignment="decomposed")
+    decomposed.set_backend("torchvision")  # no kernel grid: stays on its own backend
+    kept = {m.backend for m in decomposed.modules() if isinstance(m, DecomposedDeformConv2d)}
+    assert kept == {"decomposed"}
+    with pytest.raises(ValueError, match="backend"):
+        dcn.set_backend("cuda")
+
+
+def test_flow_pyramid_halves_magnitude():
+    flows = torch.zeros(1, 5, 2, 8, 8)
+    flows[:, :, 0] = 4.0
+    l1, l2, l3 = flow_pyramid(flows)
+    assert tuple(l3.shape) == (1, 5, 2, 2, 2)
+    assert l2[:, :, 0].unique().tolist() == [2.0] and l3[:, :, 0].unique().tolist() == [1.0]
+    assert l2[:, :, 1].abs().max() == 0
+
+
+def test_bad_input_and_checkpoint(tmp_path):
+    model = build_edvr("tiny")
+    with pytest.raises(ValueError, match="T=5"):
+        model(torch.rand(1, 3, 3, 8, 8))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        model(torch.rand(1, 5, 3, 8, 10))
+    with pytest.raises(ValueError, match="flows must have shape"):
+        model(torch.rand(1, 5, 3, 8, 8), torch.zeros(1, 5, 2, 4, 4))
+    with pytest.raises(ValueError, match="needs flows"):
+        build_edvr("tiny", alignment="flow_guided")(torch.rand(1, 5, 3, 8, 8))
+    with pytest.raises(ValueError, match="hr_in"):
+        EDVR(hr_in=True)
+    with pytest.raises(ValueError, match="preset"):
+        edvr_config("edvr-xl")
+    torch.save({"iter": 3, "params": {"a": 1}}, tmp_path / "bad.pth")
+    with pytest.raises(ValueError, match="not a state dict"):
+        read_basicsr_state_dict(tmp_path / "bad.pth")
+    sd = {f"module.{k}": v for k, v in model.state_dict().items()}
+    torch.save({"params": sd}, tmp_path / "ddp.pth")
+    load_basicsr_checkpoint(build_edvr("tiny"), tmp_path / "ddp.pth")  # DDP prefix stripped, strict
+
+
+def _write_frozen_list():
+    """Regenerate ``tests/data/basicsr_edvr_params.json`` from BasicSR (one parameter a line)."""
+    module, reason = _load_basicsr_edvr_arch()
+    if module is None:
+        raise SystemExit(reason)
+    lines = ['{"source": "state_dict() of basicsr==1.4.2 basicsr.archs.edvr_arch.EDVR(**kwargs)",',
+             ' "models": {']
+    for i, (preset, kwargs) in enumerate(BASICSR_SIZES.items()):
+        params = _shapes(module.EDVR(**kwargs))
+        lines.append(f'  "{preset}": {{"kwargs": {json.dumps(kwargs)}, "params": [')
+        lines += [f"   {json.dumps(p)}{',' if j < len(params) - 1 else ''}" for j, p in enumerate(params)]
+        lines.append("  ]}" + ("," if i < len(BASICSR_SIZES) - 1 else ""))
+    lines.append(" }}")
+    FROZEN.write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    _write_frozen_list()
