@@ -1,0 +1,233 @@
+"""The trainer: schedule, exact resume, atomic checkpoints, interruptions, DDP, the offset monitor."""
+
+import math
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from train_helpers import SIGNALS, TinyPatches, ddp_worker, tiny_model, tiny_profile
+
+from dalign_nb import train as T
+from dalign_nb.config import PROFILES, TrainConfig, get_profile, profile_name
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs"
+
+
+def _run(tmp, total=8, **kw):
+    data = kw.pop("data", None) or TinyPatches()
+    return T.train(tiny_profile(total), tmp, model=tiny_model(), train_set=data,
+                   val_set=data.val(), progress=False, device="cpu", **kw)
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """Eight iterations in one go: the reference every interrupted run must reproduce."""
+    res = _run(tmp_path_factory.mktemp("straight"))
+    return res, _weights(res.model)
+
+
+# --------------------------------------------------------------------------- schedule and profiles
+
+
+def test_cosine_restart_matches_basicsr_formula():
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.Adam([p], lr=1.0)
+    sched = T.CosineAnnealingRestartLR(opt, periods=(3, 4), restart_weights=(1.0, 0.5), eta_min=0.1)
+    lrs = [sched.get_last_lr()[0]]
+    for _ in range(7):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+
+    def expect(t):  # BasicSR: period i holds t <= cumulative_period[i]
+        start, period, weight = (0, 3, 1.0) if t <= 3 else (3, 4, 0.5)
+        return 0.1 + weight * 0.5 * 0.9 * (1 + math.cos(math.pi * (t - start) / period))
+
+    assert lrs == pytest.approx([expect(t) for t in range(8)], abs=1e-12)
+    assert lrs[0] == 1.0 and lrs[3] == pytest.approx(0.1) and lrs[7] == pytest.approx(0.1)
+    assert lrs[4] == pytest.approx(0.1 + 0.5 * 0.9 * 0.5 * (1 + math.cos(math.pi / 4)))
+
+
+def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
+    assert set(PROFILES) == {"quick", "standard", "paper"}
+    for name in PROFILES:
+        p = get_profile(name)
+        assert p.name == name and p.description
+        assert sum(p.train.periods) >= p.train.total_iter
+    paper = get_profile("paper")
+    assert (paper.train.lr, paper.train.betas, paper.train.eta_min) == (4e-4, (0.9, 0.99), 1e-7)
+    assert paper.train.periods == (50_000, 100_000, 150_000, 150_000, 150_000)
+    assert paper.train.restart_weights == (1, 1, 1, 1, 1) and paper.train.total_iter == 600_000
+    assert paper.train.tsa_iter == 50_000
+    assert (paper.data.patch_size, paper.data.batch_size, paper.model.num_frame) == (64, 16, 5)
+    assert (paper.model.num_feat, paper.model.num_reconstruct_block) == (64, 10)  # EDVR-M
+    monkeypatch.setenv("DALIGN_PROFILE", "standard")
+    assert profile_name() == "standard" and get_profile().name == "standard"
+    monkeypatch.setenv("DALIGN_PROFILE", "huge")
+    with pytest.raises(ValueError, match="DALIGN_PROFILE"):
+        profile_name()
+    with pytest.raises(ValueError, match="periods"):
+        TrainConfig(total_iter=10, periods=(5,), restart_weights=(1.0,))
+    q = get_profile("quick")
+    assert q.replace(train={"total_iter": 5}).train.total_iter == 5
+    assert type(q).from_dict(q.to_dict()) == q
+
+
+# --------------------------------------------------------------------------- exact resume
+
+
+def test_straight_run_trains_and_records_history(straight, tmp_path):
+    res, _ = straight
+    h = res.history
+    assert res.status == "done" and h["iteration"] == 8 and h["status"] == "done"
+    assert [e["iter"] for e in h["train"]] == [2, 4, 6, 8]
+    assert h["train"][-1]["loss"] < h["train"][0]["loss"]
+    assert set(h["train"][-1]["offsets"]["l1"]) == {"mean_abs", "max_abs", "frac_above", "peak_mean_abs"}
+    assert h["overflow"] == [] and len(h["val"]) == 1 and h["val"][0]["num_frames"] == 2
+    assert [e["event"] for e in h["events"]] == ["start", "done"]
+    on_disk = (res.out_dir / T.HISTORY).read_text()
+    assert '"iteration": 8' in on_disk
+    params = T.load_checkpoint(res.out_dir / T.WEIGHTS)["params"]
+    _assert_same(params, _weights(res.model))
+
+
+def test_half_resume_half_is_identical(straight, tmp_path):
+    first = _run(tmp_path, stop_at=4)
+    assert first.status == "stopped" and first.iteration == 4
+    assert T.load_checkpoint(tmp_path / T.CHECKPOINT)["iteration"] == 4
+    second = _run(tmp_path)  # a fresh model, dataset and process state: all come from the checkpoint
+    assert second.status == "done" and second.iteration == 8
+    _assert_same(_weights(second.model), straight[1])
+    assert [e["event"] for e in second.history["events"]] == ["start", "stopped", "resume", "done"]
+    assert second.history["val"] == straight[0].history["val"]  # same weights, same PSNR
+
+
+def test_crash_between_iterations_keeps_work_and_resumes_exactly(straight, tmp_path):
+    data = TinyPatches()
+    data.fail_at = 11  # first sample of iteration 6 (batch 2): iterations 1-5 are finished
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _run(tmp_path, data=data)
+    assert T.load_checkpoint(tmp_path / T.CHECKPOINT)["iteration"] == 5
+    res = _run(tmp_path)
+    _assert_same(_weights(res.model), straight[1])
+
+
+@pytest.mark.parametrize("name", ["SIGTERM", "SIGINT"])
+def test_signal_stops_after_the_iteration_and_resumes_exactly(straight, tmp_path, name):
+    data = TinyPatches()
+    data.signal_at = (7, SIGNALS[name])  # while loading iteration 4
+    res = _run(tmp_path, data=data)
+    assert res.status == name and res.iteration == 4
+    assert T.load_checkpoint(tmp_path / T.CHECKPOINT)["iteration"] == 4
+    res = _run(tmp_path)
+    assert res.status == "done"
+    _assert_same(_weights(res.model), straight[1])
+
+
+def test_resume_refuses_another_model(tmp_path):
+    _run(tmp_path, total=2)
+    p = tiny_profile(2).replace(model={"num_feat": 16})
+    with pytest.raises(ValueError, match="resume=False"):
+        T.train(p, tmp_path, model=tiny_model(), train_set=TinyPatches(), progress=False)
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "ckpt.pt"
+    T.save_checkpoint(path, {"w": torch.arange(4.0), "meta": {"iteration": 1}})
+
+    def torn_save(obj, f):  # dies half-way through writing
+        f.write(b"PK\x03\x04 partial")
+        raise OSError("disk vanished")
+
+    monkeypatch.setattr(T.torch, "save", torn_save)
+    with pytest.raises(OSError, match="disk vanished"):
+        T.save_checkpoint(path, {"w": torch.zeros(4), "meta": {"iteration": 2}})
+    monkeypatch.undo()
+    back = T.load_checkpoint(path)
+    assert torch.equal(back["w"], torch.arange(4.0)) and back["meta"]["iteration"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
+
+
+def test_checkpoint_loads_with_weights_only(straight):
+    ckpt = torch.load(straight[0].out_dir / T.CHECKPOINT, weights_only=True)
+    assert ckpt["iteration"] == 8 and "exp_avg" in str(ckpt["optimizer"]["state"][0].keys())
+
+
+# --------------------------------------------------------------------------- TSA stage, monitor
+
+
+def test_tsa_stage_trains_only_fusion_first(tmp_path):
+    p = tiny_profile(6, tsa_iter=4, ckpt_every=100)
+    model = tiny_model()
+    before = _weights(model)
+    data = TinyPatches()
+    res = T.train(p, tmp_path, model=model, train_set=data, val_set=None, stop_at=3, progress=False)
+    after = _weights(res.model)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"fusion.weight", "fusion.bias"}
+    assert [e["stage"] for e in res.history["train"]] == ["fusion", "fusion"]
+    res = T.train(p, tmp_path, model=tiny_model(), train_set=data, val_set=None, progress=False)
+    final = _weights(res.model)
+    assert all(not torch.equal(before[k], final[k]) for k in ("feat.weight", "upconv.weight"))
+    assert res.history["train"][-1]["stage"] == "all"
+
+
+def test_offset_monitor_records_overflow(tmp_path):
+    data = TinyPatches()
+    with pytest.warns(RuntimeWarning, match="offset overflow"):
+        res = T.train(tiny_profile(4), tmp_path, model=tiny_model(offset_bias=80.0), train_set=data,
+                      val_set=None, progress=False)
+    over = res.history["overflow"]
+    assert over and {o["level"] for o in over} == {"l1"} and min(o["mean_abs"] for o in over) > 50
+    stats = res.history["train"][0]["offsets"]["l1"]
+    assert stats["frac_above"] == 1.0 and stats["max_abs"] >= stats["mean_abs"] > 50
+    assert res.overflow == over and '"overflow": [' in (tmp_path / T.HISTORY).read_text()
+
+
+def test_offset_monitor_statistics_by_hand():
+    mon = T.OffsetMonitor(threshold=1.0, overflow_mean=50.0)
+    mon.update({"l1": torch.tensor([0.5, -2.0, 3.0, -0.5])})
+    mon.update({"l1": torch.tensor([0.0, 0.0, -1.0, 3.0])})
+    stats, overflow = mon.flush()
+    assert stats["l1"] == {"mean_abs": 1.0, "max_abs": 3.0, "frac_above": 0.25, "peak_mean_abs": 1.5}
+    assert overflow == []
+
+
+# --------------------------------------------------------------------------- DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
+    """2 gloo processes x batch 2 == 1 process x batch 4 (gradients are averaged)."""
+    total = 4
+    mp.start_processes(ddp_worker, args=(2, _free_port(), str(tmp_path), total, 4), nprocs=2,
+                       join=True, start_method="spawn")
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    _assert_same(r0, r1)
+    single = T.train(tiny_profile(total, 4), tmp_path / "single", model=tiny_model(),
+                     train_set=TinyPatches(), val_set=None, progress=False, device="cpu")
+    init = _weights(tiny_model())
+    # Adam normalises each step to about lr = 1e-3, so gradients that differ in rounding
+    # only (summed in another order) can move a near-zero-gradient weight by a few 1e-5.
+    for k, v in _weights(single.model).items():
+        torch.testing.assert_close(r0[k], v, rtol=0, atol=1e-4)
+    assert (r0["upconv.weight"] - init["upconv.weight"]).abs().max() > 2e-3
+    hist = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
+    assert hist["world_size"] == 2 and hist["iteration"] == total
