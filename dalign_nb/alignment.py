@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -72,6 +73,17 @@ def _split_offset_mask(out: Tensor, modulated: bool) -> tuple[Tensor, Tensor | N
     return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
 
 
+def _full_precision(fn, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Run a warp / deformable convolution in float32 under autocast (AMP), as torchvision's
+    autocast rule for ``deform_conv2d`` does: sub-pixel positions need the precision, and
+    ``ops`` wants input, offsets, mask and weight of one dtype."""
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return fn(x, offset, mask)
+    with torch.autocast(device, enabled=False):
+        return fn(x.float(), offset.float(), None if mask is None else mask.float())
+
+
 def _require(t: Tensor | None, name: str, module: str, expected: str) -> Tensor:
     if t is None:
         raise ValueError(f"{module} needs {name} {expected}, got None")
@@ -99,7 +111,8 @@ class DCNAlignment(DeformConv2dPack):
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
         offset, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W), (B, G*k*k, H, W)
-        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+        feat = _full_precision(partial(DeformConv2d.forward, self), nbr_feat, offset, mask)
+        return Aligned(feat, offset, mask)
 
     def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
                 image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
@@ -131,7 +144,8 @@ class DecomposedAlignment(DecomposedDeformConv2d):
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
         offset, mask = _split_offset_mask(self.conv_offset(offset_feat), self.modulated)
-        return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+        feat = _full_precision(partial(DecomposedDeformConv2d.forward, self), nbr_feat, offset, mask)
+        return Aligned(feat, offset, mask)
 
     def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
                 image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
@@ -188,7 +202,8 @@ class ImageAlignment(nn.Module):
         if (hi, wi) != (h, w):  # a flow at 1/s resolution moves s times as far on the image
             full = F.interpolate(offset, size=(hi, wi), mode="bilinear", align_corners=False)
             full = full * full.new_tensor([hi / h, wi / w]).view(1, 2, 1, 1)
-        warped = flow_warp(image, full.flip(1))  # I_nbr(p + dp(p)), (B, C_img, H_img, W_img)
+        warp = lambda img, off, _: flow_warp(img, off.flip(1))  # noqa: E731  I(p + dp(p)), (u, v) order
+        warped = _full_precision(warp, image, full)  # (B, C_img, H_img, W_img)
         return Aligned(embed(warped), offset, None)
 
     def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
@@ -218,7 +233,8 @@ class FlowGuidedAlignment(DCNAlignment):
         residue, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W)
         base = flow_to_offset(flow, self.deform_groups, self.num_offsets)
         offset = base + self.max_residue_magnitude * torch.tanh(residue)
-        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+        feat = _full_precision(partial(DeformConv2d.forward, self), nbr_feat, offset, mask)
+        return Aligned(feat, offset, mask)
 
 
 @dataclass(frozen=True)

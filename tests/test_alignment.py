@@ -168,3 +168,18 @@ def test_config_errors():
     with pytest.raises(ValueError, match="odd"):
         DCNAlignment(8, kernel_size=2)
     assert isinstance(build_alignment("flow", 8), FlowAlignment)
+
+
+@pytest.mark.parametrize("kind", ALIGNMENT_KINDS)
+def test_every_kind_runs_under_autocast(kind):
+    """AMP: the offset branch runs in bfloat16, the warps in float32 (torchvision's autocast rule)."""
+    torch.manual_seed(6)
+    m = build_alignment(AlignmentConfig(kind=kind, num_offsets=3), num_feat=8, deform_groups=2)
+    _randomise_offsets(m, std=0.1, bias_std=1.0)
+    args = (torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8), torch.randn(1, 2, 8, 8), torch.rand(1, 3, 8, 8),
+            torch.nn.Conv2d(3, 8, 3, 1, 1))
+    full = m.align(*args)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = m.align(*args)
+    assert amp.feat.dtype == (torch.bfloat16 if kind == "image" else torch.float32)  # image: embed's dtype
+    torch.testing.assert_close(amp.feat.float(), full.feat, atol=0.2, rtol=0.05)  # bf16 offsets: ~3 digits
