@@ -35,6 +35,7 @@ Eq. 3 (the N warped features and the 1x1 weight) so that notebooks can show them
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -200,6 +201,28 @@ def _check_bias(bias: Tensor | None, input: Tensor, c_out: int) -> None:
             raise ValueError(f"bias must have shape ({c_out},), got {tuple(bias.shape)}")
 
 
+def _float32_under_autocast(fn):
+    """Run ``fn`` in float32 when autocast is on, as torchvision's autocast rule for its op.
+
+    Bilinear sampling positions need float32 (a half-precision offset of 100 px is only
+    good to 1/16 px), and mixed dtypes would be refused by the validation above.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(input, *args, **kwargs):
+        device_type = input.device.type if isinstance(input, Tensor) else "cpu"
+        if not torch.is_autocast_enabled(device_type):
+            return fn(input, *args, **kwargs)
+
+        def cast(t):
+            return t.float() if isinstance(t, Tensor) and t.is_floating_point() else t
+
+        with torch.autocast(device_type, enabled=False):
+            return fn(cast(input), *map(cast, args), **{k: cast(v) for k, v in kwargs.items()})
+
+    return wrapper
+
+
 # --------------------------------------------------------------------------- sampling
 
 
@@ -207,8 +230,12 @@ def _next_pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-def _normalised_grid(positions: Tensor, size_hw) -> Tensor:
-    """Pixel positions ``(..., 2)`` as (y, x) -> a ``grid_sample`` grid ``(..., 2)`` as (x, y).
+def _sampling_grid(offset: Tensor, base: Tensor, groups: int, size_hw) -> Tensor:
+    """The ``grid_sample`` grid of all ``G*N`` warps: ``(B*G, N*Ho, Wo, 2)`` as normalised (x, y).
+
+    offset: (B, 2*G*N, Ho, Wo) as (dy, dx); base: (N, Ho, Wo, 2) undeformed positions (y, x).
+    The sample position is ``p + p_k + dp_k`` (Eq. 1), summed in pixel units first, as
+    torchvision does, so that float32 rounds the same way.
 
     ``grid_sample(align_corners=False)`` maps pixel ``x`` to ``(2x + 1) / W - 1``. When W
     (and H) is a power of two this is exact in floating point, so an integer position
@@ -217,17 +244,24 @@ def _normalised_grid(positions: Tensor, size_hw) -> Tensor:
     land an integer position a rounding error below it: the backward difference.)
     The input must be zero-padded to that size (``_pad_pow2``).
     """
+    b = offset.shape[0]
+    n, ho, wo, _ = base.shape
     hp, wp = (_next_pow2(s) for s in size_hw)
-    scale = positions.new_tensor([2.0 / wp, 2.0 / hp])
-    shift = positions.new_tensor([1.0 / wp - 1.0, 1.0 / hp - 1.0])
-    return torch.addcmul(shift, positions.flip(-1), scale)  # (y, x) -> normalised (x, y)
+    off = offset.view(b, groups, n, 2, ho, wo)
+    pos = torch.stack((base[..., 1] + off[:, :, :, 1], base[..., 0] + off[:, :, :, 0]), dim=-1)
+    scale = pos.new_tensor([2.0 / wp, 2.0 / hp])
+    shift = pos.new_tensor([1.0 / wp - 1.0, 1.0 / hp - 1.0])
+    return torch.addcmul(shift, pos, scale).view(b * groups, n * ho, wo, 2)
 
 
-def _pad_pow2(x: Tensor) -> Tensor:
-    """Zero-pad ``(B, C, H, W)`` at the bottom/right to power-of-two H and W (see above)."""
-    h, w = x.shape[-2:]
+def _pad_pow2(x: Tensor, groups: int) -> Tensor:
+    """Zero-pad ``(B, C, H, W)`` at the bottom/right to power-of-two H and W (see above),
+    viewed as ``(B*G, C/G, Hp, Wp)``: one ``grid_sample`` batch entry per group."""
+    b, c, h, w = x.shape
     hp, wp = _next_pow2(h), _next_pow2(w)
-    return x if (hp, wp) == (h, w) else F.pad(x, (0, wp - w, 0, hp - h))
+    if (hp, wp) != (h, w):
+        x = F.pad(x, (0, wp - w, 0, hp - h))
+    return x.reshape(b * groups, c // groups, hp, wp)
 
 
 def _warp_all(x: Tensor, offset: Tensor, base: Tensor, groups: int) -> Tensor:
@@ -238,13 +272,10 @@ def _warp_all(x: Tensor, offset: Tensor, base: Tensor, groups: int) -> Tensor:
     """
     b, c, h, w = x.shape
     n, ho, wo, _ = base.shape
-    off = offset.view(b, groups, n, 2, ho, wo).permute(0, 1, 2, 4, 5, 3)  # (B, G, N, Ho, Wo, 2)
-    grid = _normalised_grid(base + off, (h, w))  # p + p_k + dp_k, normalised
-    grid = grid.reshape(b * groups, n * ho, wo, 2)
-    padded = _pad_pow2(x)
-    xg = padded.reshape(b * groups, c // groups, *padded.shape[-2:])
-    warped = F.grid_sample(xg, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return warped.view(b, groups, c // groups, n, ho, wo)  # (B*G, C/G, N*Ho, Wo) unflattened
+    grid = _sampling_grid(offset, base, groups, (h, w))
+    warped = F.grid_sample(_pad_pow2(x, groups), grid, mode="bilinear", padding_mode="zeros",
+                           align_corners=False)  # (B*G, C/G, N*Ho, Wo)
+    return warped.view(b, groups, c // groups, n, ho, wo)
 
 
 def bilinear_sample(x: Tensor, y: Tensor, x_pos: Tensor) -> Tensor:
@@ -273,6 +304,7 @@ def bilinear_sample(x: Tensor, y: Tensor, x_pos: Tensor) -> Tensor:
     return out
 
 
+@_float32_under_autocast
 def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
     """Backward warping: ``out(p) = x(p + flow(p))``, bilinear, zeros outside.
 
@@ -294,19 +326,78 @@ def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- the two backends
 
 
-def _combine(warped: Tensor, mask: Tensor | None, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """Eq. 3 / Eq. 7: modulate the warps, then one matrix product (a 1x1 convolution).
+def _warps_and_columns(xg, grid, mask, batch: int, weight_groups: int, num_offsets: int):
+    """The warps ``x_k`` (one ``grid_sample``) and the matrix-product operand ``x_k * m_k``.
 
-    warped: (B, G, C/G, N, Ho, Wo); mask: (B, G*N, Ho, Wo); weight: (C_out, C_in/wg, N).
+    Returns warped (B*G, C/G, N*Ho, Wo) and columns (B*wg, C_in/wg*N, Ho*Wo), channel order
+    (c, n) as the weight's; without a mask the columns are a view of the warps.
     """
-    b, g, cg, n, ho, wo = warped.shape
+    b, (bg, cg, _, _) = batch, xg.shape
+    p = grid.shape[1] * grid.shape[2] // num_offsets  # Ho*Wo
+    warped = torch.grid_sampler_2d(xg, grid, 0, 0, False)  # bilinear, zeros, align_corners=False
+    cols = warped
     if mask is not None:
-        warped = warped * mask.view(b, g, 1, n, ho, wo)
-    c_out, cin_per_wg, _ = weight.shape
-    wg = (g * cg) // cin_per_wg  # torchvision's weight groups
-    cols = warped.reshape(b, wg, cin_per_wg * n, ho * wo)  # channel order (c, n) == weight's
-    w = weight.reshape(wg, c_out // wg, cin_per_wg * n)
-    out = torch.matmul(w, cols)  # (B, wg, C_out/wg, Ho*Wo)
+        cols = warped.view(b, bg // b, cg, -1) * mask.view(b, bg // b, 1, -1)  # x_k(p) m_k(p), Eq. 7
+    return warped, cols.view(b * weight_groups, -1, p)
+
+
+class _WarpModulateMatmul(torch.autograd.Function):
+    """Eq. 3 / Eq. 7 as one op: warps (one ``grid_sample``), modulation, one matrix product.
+
+    The maths is three lines; the hand-written backward exists for memory. On a CPU, fresh
+    tensors of many megabytes cost more in page faults than the arithmetic done in them,
+    and autograd would allocate five tensors of the warps' size (``C*N`` times the input's)
+    per call. Here the forward keeps the warps and their modulated copy, and the backward
+    reuses both buffers in place; a second backward through the same graph
+    (``retain_graph=True``, ``gradcheck``) recomputes them first.
+
+    xg: (B*G, C/G, Hp, Wp) padded input; grid: (B*G, N*Ho, Wo, 2); mask: (B, G*N, Ho, Wo)
+    or None; weight: (wg, C_out/wg, C_in/wg*N); batch: B; num_offsets: N.
+    Returns (B, wg, C_out/wg, Ho*Wo).
+    """
+
+    @staticmethod
+    def forward(ctx, xg, grid, mask, weight, batch: int, num_offsets: int):
+        b, wg = batch, weight.shape[0]
+        warped, cols = _warps_and_columns(xg, grid, mask, b, wg, num_offsets)
+        w = weight.unsqueeze(0).expand(b, *weight.shape).reshape(b * wg, *weight.shape[1:])
+        out = torch.bmm(w, cols)  # the 1x1 convolution of Remark 2: (B*wg, C_out/wg, Ho*Wo)
+        ctx.save_for_backward(xg, grid, mask, w)
+        ctx.buffers = (warped, cols)  # intermediates, consumed by the backward
+        ctx.sizes = (b, wg, num_offsets)
+        return out.view(b, wg, -1, cols.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        xg, grid, mask, w = ctx.saved_tensors
+        b, wg, n = ctx.sizes
+        warped, cols = ctx.buffers or _warps_and_columns(xg, grid, mask, b, wg, n)
+        ctx.buffers = None
+        g = grad_out.reshape(w.shape[0], w.shape[1], -1)  # (B*wg, C_out/wg, Ho*Wo)
+        grad_w = None
+        if ctx.needs_input_grad[3]:
+            grad_w = torch.bmm(g, cols.transpose(1, 2)).view(b, wg, *w.shape[1:]).sum(0)
+        grad_cols = torch.bmm(w.transpose(1, 2), g, out=cols)  # into the buffer of cols
+        grad_mask = None
+        if mask is not None:
+            # dL/dm_k = sum_c grad * x_k, then dL/dx_k = grad * m_k; both in place
+            grad_4d = grad_cols.view(b, xg.shape[0] // b, xg.shape[1], -1)  # (B, G, C/G, N*Ho*Wo)
+            grad_mask = warped.view_as(grad_4d).mul_(grad_4d).sum(2).view_as(mask)
+            grad_4d.mul_(mask.view(b, grad_4d.shape[1], 1, -1))
+        grad_x, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+            grad_cols.view_as(warped), xg, grid, 0, 0, False, [ctx.needs_input_grad[0], True])
+        return grad_x, grad_grid, grad_mask, grad_w, None, None
+
+
+def _decomposed(x, offset, mask, weight, bias, base, groups) -> Tensor:
+    """The fast path of Eq. 3: one ``grid_sample`` for all G*N warps, one matrix product."""
+    b, c, h, w = x.shape
+    c_out, cin_per_wg, n = weight.shape
+    ho, wo = base.shape[1:3]
+    wg = c // cin_per_wg
+    grid = _sampling_grid(offset, base, groups, (h, w))
+    w3 = weight.reshape(wg, c_out // wg, cin_per_wg * n)
+    out = _WarpModulateMatmul.apply(_pad_pow2(x, groups), grid, mask, w3, b, n)
     out = out.reshape(b, c_out, ho, wo)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
@@ -337,6 +428,7 @@ def _naive(x, offset, mask, weight, bias, base, groups) -> Tensor:
 # --------------------------------------------------------------------------- public ops
 
 
+@_float32_under_autocast
 def deform_conv2d(
     input: Tensor,
     offset: Tensor,
@@ -387,9 +479,10 @@ def deform_conv2d(
     w3 = weight.reshape(c_out, cin_per_wg, kh * kw)
     if backend == "naive":
         return _naive(input, offset, mask, w3, bias, base, groups)
-    return _combine(_warp_all(input, offset, base, groups), mask, w3, bias)
+    return _decomposed(input, offset, mask, w3, bias, base, groups)
 
 
+@_float32_under_autocast
 def decomposed_deform_conv2d(
     input: Tensor,
     offset: Tensor,
@@ -420,7 +513,7 @@ def decomposed_deform_conv2d(
     base = _base_positions(zero, (h, w), (1, 1), (0, 0), dtype=input.dtype, device=input.device)
     if backend == "naive":
         return _naive(input, offset, mask, weight, bias, base, groups)
-    return _combine(_warp_all(input, offset, base, groups), mask, weight, bias)
+    return _decomposed(input, offset, mask, weight, bias, base, groups)
 
 
 @dataclass(frozen=True)
@@ -449,6 +542,7 @@ class DeformDecomposition:
         return F.conv2d(self.stacked(), self.weight, self.bias)
 
 
+@_float32_under_autocast
 def decompose_deform_conv2d(
     input: Tensor,
     offset: Tensor,
