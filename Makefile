@@ -14,6 +14,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	# BasicSR is the reference for the EDVR interoperability tests. Its package metadata
+	# pulls in a build of its CUDA ops, so install it (and what its archs import) alone.
+	$(PY) -m pip install --quiet setuptools
+	$(PY) -m pip install --quiet --no-build-isolation --no-deps basicsr==1.4.2 addict yapf lmdb pyyaml future
 	@touch $(STAMP)
 
 lab: $(STAMP)
