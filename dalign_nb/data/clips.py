@@ -1,8 +1,9 @@
 """Clip sources: bundled shots, synthetic scenes, image folders (REDS, Vimeo-90K, Vid4), video files.
 
-A clip is anything with a ``name``, a length, ``hr(i)`` / ``lr(i)`` frames (RGB ``HxWx3``,
-uint8 or float32 in [0, 1]) and, for synthetic scenes, exact LR ``flows`` from the
-centre frame. The patch dataset and the validation helpers only use that interface.
+A clip is anything with a ``name``, a length, ``lr_size()``, ``hr(i)`` / ``lr(i)`` frames
+(RGB ``HxWx3``, uint8 or float32 in [0, 1]) and ``has_flow``: True for synthetic scenes,
+whose exact LR ``flows`` from the centre frame come with them. The patch dataset and the
+validation helpers only use that interface.
 
 Image-folder layouts are the ones the datasets ship in (Sec. A.1 of the paper):
 
@@ -60,6 +61,10 @@ class ArrayClip:
     lr_frames: np.ndarray
     flows: np.ndarray | None = None  # (T, H/s, W/s, 2) LR flow from the centre frame, if exact
 
+    @property
+    def has_flow(self) -> bool:
+        return self.flows is not None
+
     def __len__(self) -> int:
         return len(self.hr_frames)
 
@@ -75,6 +80,8 @@ class ArrayClip:
 
 class SceneClip:
     """A synthetic scene rendered on first use; its ``flows`` are exact (``synthetic_scene``)."""
+
+    has_flow = True
 
     def __init__(self, name: str, config: SceneConfig, seed: int, texture_split: str = "train",
                  degradation: str = "bi"):
@@ -123,6 +130,7 @@ class FolderClip:
     hr_paths: tuple[Path, ...]
     lr_paths: tuple[Path, ...] | None = None
     flows = None
+    has_flow = False
 
     def __len__(self) -> int:
         return len(self.hr_paths)

@@ -127,7 +127,7 @@ class PatchDataset(Dataset):
                              f"of LR patch {patch_size} at temporal stride {max(self.strides)}")
 
     def _fits(self, clip) -> bool:
-        span = (self.num_frames - 1) * (1 if getattr(clip, "flows", None) is not None else max(self.strides))
+        span = (self.num_frames - 1) * (1 if clip.has_flow else max(self.strides))
         if len(clip) <= span:
             return False
         h, w = clip.lr_size()
@@ -162,7 +162,7 @@ class PatchDataset(Dataset):
         return item
 
     def _window(self, rng, clip):
-        if getattr(clip, "flows", None) is not None:  # a synthetic scene: used whole, exact flows
+        if clip.has_flow:  # a synthetic scene: used whole, exact flows
             return list(range(len(clip))), clip.flows
         stride = int(rng.choice([s for s in self.strides if len(clip) > (self.num_frames - 1) * s]))
         half = self.num_frames // 2 * stride
@@ -205,7 +205,7 @@ def validation_clips(source="bundled", max_frames: int | None = None, *, root=No
     for clip in clips:
         n = len(clip)
         ids = list(range(n if max_frames is None else min(n, max_frames)))
-        flows = getattr(clip, "flows", None)
+        flows = clip.flows if clip.has_flow else None
         if flows is not None:
             ids = list(range(n))  # a synthetic scene's flows refer to its centre frame: keep all
         lq = _to_tensor(np.stack([clip.lr(i) for i in ids]))
