@@ -142,7 +142,8 @@ def test_gradcheck(backend):
     def fn(x, offset, weight, bias, mask):
         return deform_conv2d(x, offset, weight, bias, mask, backend=backend, **args)
 
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
+    # The naive loops are slow to differentiate 2000 times; fast mode checks random projections.
+    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7, fast_mode=backend == "naive")
 
 
 def test_second_backward_through_same_graph_recomputes():
