@@ -200,7 +200,8 @@ def _paper() -> Profile:
                     "train_EDVR_M_x4_SR_REDS_600k): Adam 4e-4 (0.9, 0.99), cosine restarts "
                     "50k/100k/150k/150k/150k, eta_min 1e-7, 600k iterations, batch 16, LR "
                     "patch 64, Charbonnier (sum), TSA-only for the first 50k iterations after "
-                    "initialising from a model trained without TSA. GPUs.",
+                    "initialising from a model trained without TSA (train.pretrained; train "
+                    "that one with model.with_tsa=False, train.tsa_iter=0). GPUs.",
         model=ModelConfig(),
         data=DataConfig(source="reds", val_source="reds", patch_size=64, batch_size=16,
                         num_workers=6, samples_per_epoch=100_000, val_clips=4, val_frames=96),

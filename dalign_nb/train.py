@@ -10,8 +10,8 @@
 * an offset monitor: per pyramid level, mean and max |offset| and the share of components
   beyond a threshold; a mean |offset| above 50 (BasicSR's "offset overflow" warning, the
   training instability that motivates Sec. 3.4) is recorded in the history and reported;
-* a metrics history in ``history.json``; progress bars (``tqdm.auto``) in a notebook and a
-  terminal;
+* a metrics history in ``history.json`` (below); progress bars (``tqdm.auto``) in a notebook
+  and a terminal;
 * checkpoints written atomically (temporary file in the same folder, fsync, ``os.replace``);
   an interrupted run -- Ctrl-C / notebook interrupt, SIGTERM, an exception between
   iterations -- checkpoints the last finished iteration and resumes *exactly*: the data order
@@ -20,6 +20,22 @@
 * AMP on CUDA, several GPUs / processes with DDP under ``torchrun`` (NCCL, or gloo on CPU).
 
 Run it from a shell with ``python -m dalign_nb train --profile quick`` (``--help``).
+
+``history.json`` (also ``TrainResult.history`` and inside the checkpoint)::
+
+    {"format": 1, "profile": {...the Profile as a dict...}, "world_size": 1, "device": "cpu",
+     "torch": "2.x", "iteration": 300, "status": "done",
+     "train": [{"iter": 10, "loss": 0.021, "lr": 1e-3, "stage": "all" | "fusion",
+                "wall_s": 4.2, "offsets": {"l1": {"mean_abs": .., "max_abs": ..,
+                "frac_above": .., "peak_mean_abs": ..}, "l2": .., "l3": .., "cascade": ..}}, ...],
+     "val": [{"iter": 300, "psnr": 30.1, "psnr_bicubic": 29.8, "num_frames": 2}, ...],
+     "overflow": [{"iter": 20, "level": "l1", "mean_abs": 61.0}, ...],
+     "events": [{"iter": 0, "event": "start"}, {"iter": 150, "event": "interrupted",
+                 "signal": "SIGINT"}, {"iter": 150, "event": "resume"}, ...]}
+
+``train`` entries average the loss over the ``log_every`` iterations before ``iter``; the
+offset statistics are those of the latest batch, ``peak_mean_abs`` the largest mean |offset|
+since the previous entry. Events: start, resume, stopped, interrupted, crashed, done.
 """
 
 from __future__ import annotations
@@ -244,7 +260,7 @@ def _rng_state() -> dict:
 
 
 def _set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     s = state["numpy"]
     np.random.set_state({"bit_generator": s["bit_generator"], "has_gauss": s["has_gauss"],
                          "gauss": s["gauss"],
@@ -252,7 +268,7 @@ def _set_rng_state(state: dict) -> None:
     version, internal, gauss_next = state["python"]
     random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 # --------------------------------------------------------------------------- metrics
@@ -552,6 +568,10 @@ class _Run:
         self.history = _new_history(profile, self.dist.world, self.device)
         if self.cfg.pretrained:
             self._load_pretrained(self.cfg.pretrained)
+        elif self.cfg.tsa_iter > 0 and model is None and self.dist.main:
+            warnings.warn(f"tsa_iter={self.cfg.tsa_iter}: only the TSA fusion trains at first, but "
+                          "nothing was loaded; the paper starts this stage from a model trained "
+                          "without TSA (train.pretrained)", RuntimeWarning, stacklevel=3)
         if train_set is None:
             train_set, built_val = build_data(profile)
             val_set = built_val if val_set is None else val_set
@@ -660,12 +680,12 @@ class _Run:
         entry = {"iter": it, "loss": loss, "lr": lr, "stage": "fusion" if self.stage else "all",
                  "wall_s": round(time.perf_counter() - t0, 3), "offsets": stats}
         self.history["train"].append(entry)
-        for o in overflow:
-            self.history["overflow"].append({"iter": it, **o})
-            msg = (f"offset overflow at iteration {it}: mean |offset| of level {o['level']} is "
-                   f"{o['mean_abs']:.1f} > {self.cfg.overflow_mean:g}")
-            if self.dist.main:
-                warnings.warn(msg, RuntimeWarning, stacklevel=2)
+        self.history["overflow"] += [{"iter": it, **o} for o in overflow]
+        if overflow and self.dist.main:
+            levels = ", ".join(f"{o['level']} {o['mean_abs']:.3g}" for o in overflow)
+            warnings.warn(f"offset overflow at iteration {it}: mean |offset| above "
+                          f"{self.cfg.overflow_mean:g} ({levels}); see history['overflow']",
+                          RuntimeWarning, stacklevel=3)
         if bar is not None:
             bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
         if self.dist.main:
@@ -711,7 +731,7 @@ def train(profile: Profile | str | None = None, out_dir=None, *, model: nn.Modul
     run = _Run(profile, out_dir, model, train_set, val_set, device, progress)
     ckpt_path = out_dir / CHECKPOINT
     if resume and ckpt_path.exists():
-        run.restore(load_checkpoint(ckpt_path, run.device))
+        run.restore(load_checkpoint(ckpt_path, "cpu"))  # RNG states must stay on the CPU
         run.event("resume")
     else:
         run.event("start")

@@ -1,0 +1,127 @@
+"""Command line: ``python -m dalign_nb train ...`` (see ``--help``).
+
+Examples::
+
+    python -m dalign_nb train --profile quick                       # a minute on a CPU
+    python -m dalign_nb train --profile standard --alignment decomposed --num-offsets 1
+    torchrun --nproc_per_node 4 -m dalign_nb train --profile paper  # 4 GPUs, DDP
+
+The paper's two stages (Sec. A.1): first EDVR without TSA, then the full model initialised
+from it, with only TSA training for the first 50k iterations::
+
+    torchrun --nproc_per_node 4 -m dalign_nb train --profile paper --out runs/paper-wotsa \
+        --set model.with_tsa=False --set train.tsa_iter=0
+    torchrun --nproc_per_node 4 -m dalign_nb train --profile paper \
+        --set train.pretrained=runs/paper-wotsa/model.pt
+
+A run folder (default ``runs/<profile>-<alignment>``) holds ``checkpoint.pt``,
+``history.json`` and, when finished, ``model.pt``; running the same command again resumes
+from the checkpoint (``--fresh`` starts over).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import os
+import sys
+
+from dalign_nb.config import PROFILES, get_profile
+
+EXIT_CODES = {"done": 0, "stopped": 0, "SIGINT": 130, "SIGTERM": 143}
+
+
+def _value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return None if text == "None" else text
+
+
+def _overrides(profile, args):
+    changes = {"model": {}, "data": {}, "train": {}}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        section, _, name = key.partition(".")
+        if not sep or section not in changes:
+            raise SystemExit(f"--set expects section.field=value with section in model, data, train; "
+                             f"got {item!r}")
+        fields = {f.name for f in dataclasses.fields(getattr(profile, section))}
+        if name not in fields:
+            raise SystemExit(f"--set: {section} has no field {name!r}; fields: {sorted(fields)}")
+        changes[section][name] = _value(value)
+    for flag, section, name in (("alignment", "model", "alignment"), ("num_offsets", "model", "num_offsets"),
+                                ("backend", "model", "backend"), ("batch_size", "data", "batch_size"),
+                                ("seed", "train", "seed")):
+        if getattr(args, flag) is not None:
+            changes[section][name] = getattr(args, flag)
+    if args.iters is not None:
+        changes["train"]["total_iter"] = args.iters
+        if len(profile.train.periods) == 1 and "periods" not in changes["train"]:
+            changes["train"]["periods"] = (args.iters,)
+    return profile.replace(**{k: v for k, v in changes.items() if v})
+
+
+def _train(argv) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dalign_nb train", description=(
+        "Train EDVR with a chosen alignment (Sec. A.1 of the paper). The profile sets every "
+        "hyper-parameter; flags and --set change single fields."))
+    parser.add_argument("--profile", choices=sorted(PROFILES), default=None,
+                        help="default: $DALIGN_PROFILE, else quick")
+    parser.add_argument("--out", default=None, help="run folder (default runs/<profile>-<alignment>)")
+    parser.add_argument("--alignment", default=None,
+                        help="dcn, decomposed, flow, image or flow_guided")
+    parser.add_argument("--num-offsets", type=int, default=None, help="N of --alignment decomposed")
+    parser.add_argument("--backend", default=None, help="DCN backend: decomposed or torchvision")
+    parser.add_argument("--iters", type=int, default=None, help="total iterations")
+    parser.add_argument("--batch-size", type=int, default=None, help="total batch over all processes")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--stop-at", type=int, default=None,
+                        help="stop after this iteration with a checkpoint (resume later)")
+    parser.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
+                        help="change any config field, e.g. --set train.lr=2e-4 (repeatable)")
+    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
+    parser.add_argument("--device", default=None, help="default: CUDA if available, else CPU")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--print-config", action="store_true", help="print the config and exit")
+    args = parser.parse_args(argv)
+
+    from dalign_nb.train import run_dir, train
+
+    profile = _overrides(get_profile(args.profile), args)
+    if args.print_config:
+        for section in ("model", "data", "train"):
+            print(f"[{section}]")
+            for key, value in dataclasses.asdict(getattr(profile, section)).items():
+                print(f"  {key} = {value!r}")
+        return 0
+    out = args.out or run_dir(profile)
+    res = train(profile, out, resume=not args.fresh, stop_at=args.stop_at, device=args.device,
+                progress=not args.no_progress)
+    if int(os.environ.get("RANK", 0)) != 0:  # torchrun: one summary
+        return EXIT_CODES.get(res.status, 1)
+    val = res.final_val()
+    summary = [f"{res.status} at iteration {res.iteration} of {profile.train.total_iter}; run folder {out}"]
+    if val:
+        summary.append(f"validation PSNR {val['psnr']:.2f} dB (bicubic {val['psnr_bicubic']:.2f} dB)")
+    if res.overflow:
+        summary.append(f"offset overflow recorded {len(res.overflow)} time(s): see history.json")
+    print("\n".join(summary))
+    return EXIT_CODES.get(res.status, 1)
+
+
+COMMANDS = {"train": _train}
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        print(f"commands: {', '.join(COMMANDS)}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
