@@ -285,10 +285,10 @@ def bicubic_upsample(lq: Tensor, scale: int = 4) -> Tensor:
     return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
 
-def _charbonnier(pred: Tensor, target: Tensor, reduction: str) -> Tensor:
+def _charbonnier(pred: Tensor, target: Tensor, reduction: str, eps: float) -> Tensor:
     from dalign_nb.losses import charbonnier_loss
 
-    loss = charbonnier_loss(pred, target)  # mean over all pixels
+    loss = charbonnier_loss(pred, target, eps)  # mean over all pixels
     return loss * pred.numel() if reduction == "sum" else loss
 
 
@@ -339,9 +339,13 @@ def build_model(profile: Profile) -> nn.Module:
     m = profile.model
     align = AlignmentConfig(kind=m.alignment, num_offsets=m.num_offsets, modulated=m.modulated,
                             max_residue_magnitude=m.max_residue_magnitude, backend=m.backend)
-    return EDVR(num_in_ch=3, num_out_ch=3, num_feat=m.num_feat, num_frame=m.num_frame,
-                deformable_groups=m.deformable_groups, num_extract_block=m.num_extract_block,
-                num_reconstruct_block=m.num_reconstruct_block, with_tsa=m.with_tsa, alignment=align)
+    model = EDVR(num_in_ch=3, num_out_ch=3, num_feat=m.num_feat, num_frame=m.num_frame,
+                 deformable_groups=m.deformable_groups, num_extract_block=m.num_extract_block,
+                 num_reconstruct_block=m.num_reconstruct_block, with_tsa=m.with_tsa, alignment=align)
+    if m.zero_init_output:  # the model starts as its bilinear base (see ModelConfig)
+        nn.init.zeros_(model.conv_last.weight)
+        nn.init.zeros_(model.conv_last.bias)
+    return model
 
 
 def needs_flow(profile: Profile) -> bool:
@@ -648,7 +652,7 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            loss = _charbonnier(out.float(), gt, self.cfg.loss_reduction)
+            loss = _charbonnier(out.float(), gt, self.cfg.loss_reduction, self.cfg.charbonnier_eps)
             if self.cfg.offset_fidelity_weight > 0:
                 loss = loss + self._offset_fidelity(aux, batch)
         return loss

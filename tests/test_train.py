@@ -231,3 +231,26 @@ def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
     assert (r0["upconv.weight"] - init["upconv.weight"]).abs().max() > 2e-3
     hist = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
     assert hist["world_size"] == 2 and hist["iteration"] == total
+
+
+# --------------------------------------------------------------------------- CLI with EDVR and real data
+
+
+def test_cli_trains_quick_edvr_and_resumes(tmp_path, capsys):
+    """`python -m dalign_nb train` end to end: EDVR, synthetic patches, held-out validation."""
+    from dalign_nb.__main__ import main
+
+    args = ["train", "--profile", "quick", "--out", str(tmp_path), "--no-progress",
+            "--set", "data.patch_size=8", "--set", "data.batch_size=2", "--set", "train.log_every=2",
+            "--set", "data.val_frames=1", "--set", "data.val_clips=1",
+            "--alignment", "decomposed", "--num-offsets", "1"]
+    assert main(args + ["--iters", "4", "--stop-at", "2"]) == 0
+    assert "stopped at iteration 2 of 4" in capsys.readouterr().out
+    assert main(args + ["--iters", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "done at iteration 4 of 4" in out and "validation PSNR" in out
+    h = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
+    assert h["profile"]["model"]["alignment"] == "decomposed" and h["iteration"] == 4
+    assert set(h["train"][-1]["offsets"]) == {"l3", "l2", "l1", "cascade"}
+    assert h["val"][0]["num_frames"] == 1 and h["val"][0]["psnr"] > 10
+    assert (tmp_path / T.WEIGHTS).exists()
