@@ -53,7 +53,7 @@ CASES = (
 )
 
 
-def make_inputs(case: DCNCase, requires_grad: bool, seed: int = 0) -> dict:
+def make_inputs(case: DCNCase, requires_grad: bool, seed: int = 0, device: str = "cpu") -> dict:
     """Random input, offsets of a few pixels, a mask in (0, 1) and a weight, as DCNv2 sees them."""
     g = torch.Generator().manual_seed(seed)
     b, c, h, w, k = case.batch, case.channels, case.height, case.width, case.kernel
@@ -65,7 +65,7 @@ def make_inputs(case: DCNCase, requires_grad: bool, seed: int = 0) -> dict:
         "weight": torch.randn(c, c, k, k, generator=g) / (c * k * k) ** 0.5,
         "bias": torch.zeros(c),
     }
-    return {name: t.requires_grad_(requires_grad) for name, t in tensors.items()}
+    return {name: t.to(device).requires_grad_(requires_grad) for name, t in tensors.items()}
 
 
 def run_once(impl: str, case: DCNCase, t: dict, backward: bool) -> None:
@@ -77,11 +77,13 @@ def run_once(impl: str, case: DCNCase, t: dict, backward: bool) -> None:
                             backend=impl)
     if backward:
         out.backward(torch.ones_like(out))
+    if out.is_cuda:
+        torch.cuda.synchronize()
 
 
-def time_case(case: DCNCase, impls, repeats: int) -> dict:
+def time_case(case: DCNCase, impls, repeats: int, device: str = "cpu") -> dict:
     """Median seconds per call, {impl: {"forward": s, "forward+backward": s}}, interleaved."""
-    inputs = {False: make_inputs(case, False), True: make_inputs(case, True)}
+    inputs = {False: make_inputs(case, False, device=device), True: make_inputs(case, True, device=device)}
     times = {impl: {"forward": [], "forward+backward": []} for impl in impls}
     for round_ in range(repeats + 1):  # round 0 warms up
         for impl in impls:
@@ -123,13 +125,32 @@ def make_case_small(case: DCNCase) -> DCNCase:
 
 def _child(args) -> dict:
     torch.set_num_threads(args.threads)
-    result = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+    result = {"omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"), "device": args.device,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "cases": []}
+    if args.device == "cuda":
+        result["device_name"] = torch.cuda.get_device_name()
     impls = [i for i in IMPLS if i != "naive" or args.naive]
     for case in CASES:
         print(f"  timing {case.name} ({result['omp_wait_policy']}) ...", file=sys.stderr, flush=True)
-        result["cases"].append({"case": asdict(case), "seconds": time_case(case, impls, args.repeats)})
+        seconds = time_case(case, impls, args.repeats, args.device)
+        result["cases"].append({"case": asdict(case), "seconds": seconds})
+        if args.device == "cuda":
+            result["cases"][-1]["peak_memory_mib"] = _cuda_peak_memory(case, impls)
     return result
+
+
+def _cuda_peak_memory(case: DCNCase, impls) -> dict:
+    """MiB allocated at the peak of one forward+backward on the GPU, beyond the inputs."""
+    out = {}
+    for impl in impls:
+        t = make_inputs(case, True, device="cuda")
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run_once(impl, case, t, True)
+        out[impl] = (torch.cuda.max_memory_allocated() - base) / 2**20
+        del t
+    return out
 
 
 def _memory(args) -> dict:
@@ -146,8 +167,9 @@ def _memory(args) -> dict:
 
 
 def format_table(result: dict) -> str:
-    lines = [f"OMP_WAIT_POLICY={result['omp_wait_policy']}, {result['threads']} threads, "
-             f"float32, torch {result['torch']}, medians of interleaved runs", "",
+    where = (result.get("device_name", "GPU") if result.get("device") == "cuda" else
+             f"CPU, OMP_WAIT_POLICY={result['omp_wait_policy']}, {result['threads']} threads")
+    lines = [f"{where}, float32, torch {result['torch']}, medians of interleaved runs", "",
              "| shape | implementation | forward ms | fwd+bwd ms | fwd+bwd speed-up vs torchvision "
              "| fwd+bwd time vs dense conv2d |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
@@ -162,6 +184,8 @@ def format_table(result: dict) -> str:
 
 
 def bench_dcn(args) -> dict:
+    if args.device == "cuda":
+        args.policy, args.no_memory = "current", True  # threads and OpenMP do not matter there
     if args.policy != "both":
         result = _child(args)
         print(format_table(result), "\n")
@@ -174,7 +198,7 @@ def bench_dcn(args) -> dict:
                 env["OMP_WAIT_POLICY"] = "PASSIVE"
             with tempfile.TemporaryDirectory() as tmp:
                 path = os.path.join(tmp, "run.json")
-                cmd = [sys.executable, "-m", "dalign_nb.bench", "dcn", "--policy", policy,
+                cmd = [sys.executable, "-m", "dalign_nb.bench", "dcn", "--policy", "current",
                        "--repeats", str(args.repeats), "--threads", str(args.threads), "--json", path,
                        "--no-memory"] + (["--naive"] if args.naive else [])
                 subprocess.run(cmd, env=env, check=True)
@@ -197,8 +221,10 @@ def main(argv=None) -> None:
     dcn = sub.add_parser("dcn", help="deform_conv2d backends vs torchvision vs dense conv2d")
     dcn.add_argument("--repeats", type=int, default=7, help="timed rounds (after one warm-up round)")
     dcn.add_argument("--threads", type=int, default=2)
-    dcn.add_argument("--policy", choices=("both", "default", "passive"), default="both",
-                     help="OpenMP wait policy: both (two fresh processes) or the current one")
+    dcn.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    dcn.add_argument("--policy", choices=("both", "current"), default="both",
+                     help="OpenMP wait policy: both (unset and PASSIVE, two fresh processes) or "
+                          "the current environment's")
     dcn.add_argument("--naive", action="store_true", help="also time the (slow) naive backend")
     dcn.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     dcn.add_argument("--json", help="write the results to this JSON file")

@@ -230,37 +230,6 @@ def _next_pow2(n: int) -> int:
     return 1 << max(n - 1, 0).bit_length()
 
 
-class _SamplingGrid(torch.autograd.Function):
-    """Offsets -> the ``grid_sample`` grid of all ``G*N`` warps, ``(B*G, N*Ho, Wo, 2)``.
-
-    An affine map and a transpose, written as one op so that neither direction allocates
-    more than its result (autograd's version of the same three lines costs several passes
-    and zero-fills of offset-sized tensors).
-    """
-
-    @staticmethod
-    def forward(ctx, offset, base, groups: int, scale: tuple, shift: tuple):
-        b = offset.shape[0]
-        n, ho, wo, _ = base.shape
-        off = offset.view(b, groups, n, 2, ho, wo)  # (dy, dx) per group and tap
-        grid = offset.new_empty(b, groups, n, ho, wo, 2)  # (x, y) as grid_sample wants
-        for c, axis in ((0, 1), (1, 0)):  # grid x <- offset dx, grid y <- offset dy
-            out = grid[..., c]
-            torch.add(base[..., axis], off[:, :, :, axis], out=out)  # p + p_k + dp_k, in pixels
-            out.mul_(scale[c]).add_(shift[c])  # normalised; exact at integers (see below)
-        ctx.shape, ctx.scale = off.shape, scale
-        return grid.view(b * groups, n * ho, wo, 2)
-
-    @staticmethod
-    def backward(ctx, grad_grid):
-        b, g, n, _, ho, wo = ctx.shape
-        grad6 = grad_grid.view(b, g, n, ho, wo, 2)
-        grad = grad_grid.new_empty(ctx.shape)
-        torch.mul(grad6[..., 1], ctx.scale[1], out=grad[:, :, :, 0])
-        torch.mul(grad6[..., 0], ctx.scale[0], out=grad[:, :, :, 1])
-        return grad.view(b, -1, ho, wo), None, None, None, None
-
-
 def _sampling_grid(offset: Tensor, base: Tensor, groups: int, size_hw) -> Tensor:
     """The ``grid_sample`` grid of all ``G*N`` warps: ``(B*G, N*Ho, Wo, 2)`` as normalised (x, y).
 
@@ -275,9 +244,14 @@ def _sampling_grid(offset: Tensor, base: Tensor, groups: int, size_hw) -> Tensor
     land an integer position a rounding error below it: the backward difference.)
     The input must be zero-padded to that size (``_pad_pow2``).
     """
+    b = offset.shape[0]
+    n, ho, wo, _ = base.shape
     hp, wp = (_next_pow2(s) for s in size_hw)
-    scale, shift = (2.0 / wp, 2.0 / hp), (1.0 / wp - 1.0, 1.0 / hp - 1.0)
-    return _SamplingGrid.apply(offset, base, groups, scale, shift)
+    off = offset.view(b, groups, n, 2, ho, wo)
+    pos = torch.stack((base[..., 1] + off[:, :, :, 1], base[..., 0] + off[:, :, :, 0]), dim=-1)
+    scale = pos.new_tensor([2.0 / wp, 2.0 / hp])
+    shift = pos.new_tensor([1.0 / wp - 1.0, 1.0 / hp - 1.0])
+    return torch.addcmul(shift, pos, scale).view(b * groups, n * ho, wo, 2)
 
 
 def _pad_pow2(x: Tensor, groups: int) -> Tensor:
@@ -352,27 +326,30 @@ def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- the two backends
 
 
-_CHUNK_ELEMENTS = 1 << 19  # modulated columns are formed this many values at a time (2 MB in float32)
+def _warps_and_columns(xg, grid, mask, batch: int, weight_groups: int, num_offsets: int):
+    """The warps ``x_k`` (one ``grid_sample``) and the matrix-product operand ``x_k * m_k``.
 
-
-def _column_chunks(batch: int, num_cols: int, rows: int):
-    """(batch index, column slice) pairs covering a (B, rows, num_cols) matrix in cache-sized blocks."""
-    step = max(64, _CHUNK_ELEMENTS // rows)
-    for i in range(batch):
-        for start in range(0, num_cols, step):
-            yield i, slice(start, min(start + step, num_cols))
+    Returns warped (B*G, C/G, N*Ho, Wo) and columns (B*wg, C_in/wg*N, Ho*Wo), channel order
+    (c, n) as the weight's; without a mask the columns are a view of the warps.
+    """
+    b, (bg, cg, _, _) = batch, xg.shape
+    p = grid.shape[1] * grid.shape[2] // num_offsets  # Ho*Wo
+    warped = torch.grid_sampler_2d(xg, grid, 0, 0, False)  # bilinear, zeros, align_corners=False
+    cols = warped
+    if mask is not None:
+        cols = warped.view(b, bg // b, cg, -1) * mask.view(b, bg // b, 1, -1)  # x_k(p) m_k(p), Eq. 7
+    return warped, cols.view(b * weight_groups, -1, p)
 
 
 class _WarpModulateMatmul(torch.autograd.Function):
     """Eq. 3 / Eq. 7 as one op: warps (one ``grid_sample``), modulation, one matrix product.
 
-    The maths is three lines (``cols = warps * mask``, ``out = W @ cols``); the hand-written
-    forward and backward exist for memory traffic. On a CPU, fresh tensors of many
-    megabytes cost more in page faults than the arithmetic done in them, and autograd would
-    allocate five tensors of the warps' size (``C*N`` times the input's) per call. Here the
-    only such tensor is the warps themselves: modulated columns are formed a cache-sized
-    block at a time, and the backward writes the warps' gradient over the warps. A second
-    backward through the same graph (``retain_graph=True``, ``gradcheck``) recomputes them.
+    The maths is three lines; the hand-written backward exists for memory. On a CPU, fresh
+    tensors of many megabytes cost more in page faults than the arithmetic done in them,
+    and autograd would allocate five tensors of the warps' size (``C*N`` times the input's)
+    per call. Here the forward keeps the warps and their modulated copy, and the backward
+    reuses both buffers in place; a second backward through the same graph
+    (``retain_graph=True``, ``gradcheck``) recomputes them first.
 
     xg: (B*G, C/G, Hp, Wp) padded input; grid: (B*G, N*Ho, Wo, 2); mask: (B, G*N, Ho, Wo)
     or None; weight: (wg, C_out/wg, C_in/wg*N); batch: B; num_offsets: N.
@@ -380,59 +357,35 @@ class _WarpModulateMatmul(torch.autograd.Function):
     """
 
     @staticmethod
-    def _views(warped, mask, b: int, wg: int, n: int):
-        """warped as (B, wg, C_in/wg*N, P) columns and as (B, G, C/G, N, P); mask as (B, G, 1, N, P)."""
-        bg, cg = warped.shape[:2]
-        p = warped.shape[2] * warped.shape[3] // n
-        w5 = warped.view(b, bg // b, cg, n, p)
-        m5 = None if mask is None else mask.view(b, bg // b, 1, n, p)
-        return warped.view(b, wg, -1, p), w5, m5
-
-    @staticmethod
     def forward(ctx, xg, grid, mask, weight, batch: int, num_offsets: int):
-        warped = torch.grid_sampler_2d(xg, grid, 0, 0, False)  # x_k(p): bilinear, zeros outside
-        cols, w5, m5 = _WarpModulateMatmul._views(warped, mask, batch, weight.shape[0], num_offsets)
-        out = warped.new_empty(batch, weight.shape[0], weight.shape[1], cols.shape[-1])
-        if mask is None:
-            for i in range(batch):
-                torch.bmm(weight, cols[i], out=out[i])  # the 1x1 convolution of Remark 2
-        else:
-            for i, sl in _column_chunks(batch, cols.shape[-1], w5[0, ..., 0].numel()):
-                block = torch.mul(w5[i, ..., sl], m5[i, ..., sl])  # x_k(p) m_k(p), Eq. 7
-                torch.bmm(weight, block.view(weight.shape[0], -1, block.shape[-1]), out=out[i, ..., sl])
-        ctx.save_for_backward(xg, grid, mask, weight)
-        ctx.warped, ctx.sizes = warped, (batch, num_offsets)  # consumed by the backward
-        return out
+        b, wg = batch, weight.shape[0]
+        warped, cols = _warps_and_columns(xg, grid, mask, b, wg, num_offsets)
+        w = weight.unsqueeze(0).expand(b, *weight.shape).reshape(b * wg, *weight.shape[1:])
+        out = torch.bmm(w, cols)  # the 1x1 convolution of Remark 2: (B*wg, C_out/wg, Ho*Wo)
+        ctx.save_for_backward(xg, grid, mask, w)
+        ctx.buffers = (warped, cols)  # intermediates, consumed by the backward
+        ctx.sizes = (b, wg, num_offsets)
+        return out.view(b, wg, -1, cols.shape[-1])
 
     @staticmethod
     def backward(ctx, grad_out):
-        xg, grid, mask, weight = ctx.saved_tensors
-        b, n = ctx.sizes
-        warped = ctx.warped if ctx.warped is not None else torch.grid_sampler_2d(xg, grid, 0, 0, False)
-        ctx.warped = None
-        cols, w5, m5 = _WarpModulateMatmul._views(warped, mask, b, weight.shape[0], n)
-        wg, kwg = weight.shape[0], weight.shape[2]
-        wt = weight.transpose(1, 2)
-        grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[3] else None
+        xg, grid, mask, w = ctx.saved_tensors
+        b, wg, n = ctx.sizes
+        warped, cols = ctx.buffers or _warps_and_columns(xg, grid, mask, b, wg, n)
+        ctx.buffers = None
+        g = grad_out.reshape(w.shape[0], w.shape[1], -1)  # (B*wg, C_out/wg, Ho*Wo)
+        grad_w = None
+        if ctx.needs_input_grad[3]:
+            grad_w = torch.bmm(g, cols.transpose(1, 2)).view(b, wg, *w.shape[1:]).sum(0)
+        grad_cols = torch.bmm(w.transpose(1, 2), g, out=cols)  # into the buffer of cols
         grad_mask = None
-        if mask is None:
-            for i in range(b):
-                if grad_w is not None:
-                    grad_w.baddbmm_(grad_out[i], cols[i].transpose(1, 2))
-                torch.bmm(wt, grad_out[i], out=cols[i])  # dL/dx_k, over the warps
-        else:
-            grad_mask = torch.empty_like(mask)
-            gm5 = grad_mask.view(b, w5.shape[1], n, -1)
-            for i, sl in _column_chunks(b, cols.shape[-1], w5[0, ..., 0].numel()):
-                wc, mc, g = w5[i, ..., sl], m5[i, ..., sl], grad_out[i, ..., sl]
-                if grad_w is not None:
-                    block = torch.mul(wc, mc)  # the modulated columns again, one block
-                    grad_w.baddbmm_(g, block.view(wg, kwg, -1).transpose(1, 2))
-                grad_block = torch.bmm(wt, g).view_as(wc)  # dL/d(x_k m_k)
-                torch.sum(grad_block * wc, dim=1, out=gm5[i, ..., sl])  # dL/dm_k = sum_c grad x_k
-                torch.mul(grad_block, mc, out=wc)  # dL/dx_k = grad m_k, over the warps
+        if mask is not None:
+            # dL/dm_k = sum_c grad * x_k, then dL/dx_k = grad * m_k; both in place
+            grad_4d = grad_cols.view(b, xg.shape[0] // b, xg.shape[1], -1)  # (B, G, C/G, N*Ho*Wo)
+            grad_mask = warped.view_as(grad_4d).mul_(grad_4d).sum(2).view_as(mask)
+            grad_4d.mul_(mask.view(b, grad_4d.shape[1], 1, -1))
         grad_x, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
-            warped, xg, grid, 0, 0, False, [ctx.needs_input_grad[0], True])
+            grad_cols.view_as(warped), xg, grid, 0, 0, False, [ctx.needs_input_grad[0], True])
         return grad_x, grad_grid, grad_mask, grad_w, None, None
 
 
