@@ -119,13 +119,16 @@ class CosineAnnealingRestartLR(LRScheduler):
                 return i
         return len(self.periods) - 1
 
-    def get_lr(self) -> list[float]:
-        t = self.last_epoch
+    def lr_at(self, t: int, lr0: float | None = None) -> float:
+        """The learning rate after ``t`` scheduler steps (of the first group, or from ``lr0``)."""
+        lr0 = self.base_lrs[0] if lr0 is None else lr0
         i = self._position(t)
         start = 0 if i == 0 else self.cumulative_period[i - 1]
         cos = 1 + math.cos(math.pi * (t - start) / self.periods[i])
-        return [self.eta_min + self.restart_weights[i] * 0.5 * (lr0 - self.eta_min) * cos
-                for lr0 in self.base_lrs]
+        return self.eta_min + self.restart_weights[i] * 0.5 * (lr0 - self.eta_min) * cos
+
+    def get_lr(self) -> list[float]:
+        return [self.lr_at(self.last_epoch, lr0) for lr0 in self.base_lrs]
 
 
 # --------------------------------------------------------------------------- data order
@@ -364,7 +367,9 @@ def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: b
             continue
         count = min(frames_per_clip, n - 2 * half)
         for c in np.linspace(half, n - 1 - half, count).round().astype(int).tolist():
-            sample = {"lq": clip.lq[c - half:c + half + 1], "gt": clip.gt[c], "name": f"{clip.name}#{c}"}
+            # contiguous: ValClip tensors are permuted views of (N, H, W, 3) arrays
+            sample = {"lq": clip.lq[c - half:c + half + 1].contiguous(), "gt": clip.gt[c].contiguous(),
+                      "name": f"{clip.name}#{c}"}
             if with_flow:
                 sample["flow"] = _estimate_flows(sample["lq"])
             out.append(sample)
