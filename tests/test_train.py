@@ -254,3 +254,22 @@ def test_cli_trains_quick_edvr_and_resumes(tmp_path, capsys):
     assert set(h["train"][-1]["offsets"]) == {"l3", "l2", "l1", "cascade"}
     assert h["val"][0]["num_frames"] == 1 and h["val"][0]["psnr"] > 10
     assert (tmp_path / T.WEIGHTS).exists()
+
+
+def test_offset_fidelity_loss_is_added_with_the_data_flows(tmp_path):
+    """At initialisation the offsets are zero; a flow of u = 30 px puts every dx 30 px away
+    (beyond t = 10) and every dy on target: per offset pair the released loss is the mean over
+    (2, H, W) of (0, 30) = 15, summed over 9 pairs, 3 frames and 2 samples = 810 (Eq. 4-5)."""
+    losses = {}
+    for weight in (0.0, 0.01):
+        data = TinyPatches()
+        data.flow = (30.0, 0.0)
+        p = tiny_profile(1, log_every=1, offset_fidelity_weight=weight)
+        res = T.train(p, tmp_path / str(weight), model=tiny_model(), train_set=data, val_set=None,
+                      progress=False)
+        losses[weight] = res.history["train"][0]["loss"]
+    assert losses[0.01] - losses[0.0] == pytest.approx(0.01 * 810, rel=1e-5)
+    data = TinyPatches()
+    with pytest.raises(ValueError, match="flow"):
+        T.train(tiny_profile(1, offset_fidelity_weight=1.0), tmp_path / "noflow", model=tiny_model(),
+                train_set=data, val_set=None, progress=False)

@@ -65,6 +65,7 @@ class TinyPatches:
         self.lq = lq.unflatten(0, (num_clips, num_frame))  # (K, T, 3, s, s)
         self.patch, self.calls = patch, 0
         self.fail_at = self.signal_at = None
+        self.flow = None  # (u, v): a constant centre-to-frame flow added to every sample
 
     def __len__(self):
         return self.lq.shape[0]
@@ -85,7 +86,11 @@ class TinyPatches:
             lq, gt = lq.flip(-1), gt.flip(-1)
         if random.random() < 0.5:
             lq, gt = lq.flip(-2), gt.flip(-2)
-        return {"lq": lq.contiguous(), "gt": gt.contiguous()}
+        item = {"lq": lq.contiguous(), "gt": gt.contiguous()}
+        if self.flow is not None:
+            item["flow"] = torch.tensor(self.flow, dtype=torch.float32)[None, :, None, None].expand(
+                lq.shape[0], 2, p, p).clone()  # (T, 2, p, p)
+        return item
 
     def val(self, k=2):
         t = self.lq.shape[1]
