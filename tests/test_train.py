@@ -215,22 +215,25 @@ def _free_port() -> int:
 
 
 def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
-    """2 gloo processes x batch 2 == 1 process x batch 4 (gradients are averaged)."""
-    total = 4
+    """2 gloo processes x batch 2 == 1 process x batch 4 (gradients are averaged), through the
+    switch from the fusion-only stage to all parameters (DDP is rebuilt there)."""
+    total = 6
     mp.start_processes(ddp_worker, args=(2, _free_port(), str(tmp_path), total, 4), nprocs=2,
                        join=True, start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     _assert_same(r0, r1)
-    single = T.train(tiny_profile(total, 4), tmp_path / "single", model=tiny_model(),
+    single = T.train(tiny_profile(total, 4, tsa_iter=3), tmp_path / "single", model=tiny_model(),
                      train_set=TinyPatches(), val_set=None, progress=False, device="cpu")
     init = _weights(tiny_model())
     # Adam normalises each step to about lr = 1e-3, so gradients that differ in rounding
     # only (summed in another order) can move a near-zero-gradient weight by a few 1e-5.
     for k, v in _weights(single.model).items():
         torch.testing.assert_close(r0[k], v, rtol=0, atol=1e-4)
-    assert (r0["upconv.weight"] - init["upconv.weight"]).abs().max() > 2e-3
+    assert (r0["fusion.weight"] - init["fusion.weight"]).abs().max() > 2e-3
+    assert (r0["upconv.weight"] - init["upconv.weight"]).abs().max() > 1e-3
     hist = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
     assert hist["world_size"] == 2 and hist["iteration"] == total
+    assert [e["stage"] for e in hist["train"]] == ["fusion", "all", "all"]
 
 
 # --------------------------------------------------------------------------- CLI with EDVR and real data

@@ -119,8 +119,8 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, total_iter: int, 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    res = train(tiny_profile(total_iter, batch), out_dir, model=tiny_model(), train_set=TinyPatches(),
-                val_set=None, resume=False, progress=False, device="cpu")
+    res = train(tiny_profile(total_iter, batch, tsa_iter=3), out_dir, model=tiny_model(),
+                train_set=TinyPatches(), val_set=None, resume=False, progress=False, device="cpu")
     state = {k: v.clone() for k, v in res.model.state_dict().items()}
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
 
