@@ -127,7 +127,7 @@ def offset_to_flows(offset: Tensor, deform_groups: int = 1) -> Tensor:
             f"offset must have 2*G*N channels with G={deform_groups}, got {c} channels"
         )
     n = c // (2 * deform_groups)
-    return offset.view(b, deform_groups, n, 2, h, w).flip(3)
+    return offset.reshape(b, deform_groups, n, 2, h, w).flip(3)
 
 
 # --------------------------------------------------------------------------- validation
@@ -247,7 +247,7 @@ def _sampling_grid(offset: Tensor, base: Tensor, groups: int, size_hw) -> Tensor
     b = offset.shape[0]
     n, ho, wo, _ = base.shape
     hp, wp = (_next_pow2(s) for s in size_hw)
-    off = offset.view(b, groups, n, 2, ho, wo)
+    off = offset.reshape(b, groups, n, 2, ho, wo)  # any memory layout
     pos = torch.stack((base[..., 1] + off[:, :, :, 1], base[..., 0] + off[:, :, :, 0]), dim=-1)
     scale = pos.new_tensor([2.0 / wp, 2.0 / hp])
     shift = pos.new_tensor([1.0 / wp - 1.0, 1.0 / hp - 1.0])
@@ -397,6 +397,7 @@ def _decomposed(x, offset, mask, weight, bias, base, groups) -> Tensor:
     wg = c // cin_per_wg
     grid = _sampling_grid(offset, base, groups, (h, w))
     w3 = weight.reshape(wg, c_out // wg, cin_per_wg * n)
+    mask = None if mask is None else mask.contiguous()  # e.g. channels-last masks
     out = _WarpModulateMatmul.apply(_pad_pow2(x, groups), grid, mask, w3, b, n)
     out = out.reshape(b, c_out, ho, wo)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
@@ -576,7 +577,7 @@ def decompose_deform_conv2d(
     warped = warped.permute(0, 3, 1, 2, 4, 5).reshape(b, n, cin, *out_hw)
     full_mask = None
     if mask is not None:
-        m = mask.view(b, groups, 1, n, *out_hw).expand(b, groups, cin // groups, n, *out_hw)
+        m = mask.reshape(b, groups, 1, n, *out_hw).expand(b, groups, cin // groups, n, *out_hw)
         full_mask = m.permute(0, 3, 1, 2, 4, 5).reshape(b, n, cin, *out_hw)
     w1x1 = weight.reshape(c_out, cin, n).permute(0, 2, 1).reshape(c_out, n * cin, 1, 1)
     return DeformDecomposition(warped, full_mask, w1x1, bias)

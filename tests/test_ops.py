@@ -295,6 +295,17 @@ def test_modules_call_the_ops():
         dec(x, torch.randn(1, 10, 6, 7))
 
 
+def test_any_memory_layout():
+    """Channels-last or otherwise strided inputs, offsets and masks give the same result."""
+    case, args = make_case(groups=2)
+    ref = run(case, args, "decomposed")
+    strided = {k: (None if t is None else
+                   t.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+                   if t.dim() == 4 else t) for k, t in case.items()}
+    assert not strided["mask"].is_contiguous() and not strided["offset"].is_contiguous()
+    assert_same(run(strided, args, "decomposed"), ref, **F64)
+
+
 def test_autocast_runs_in_float32():
     x = torch.randn(1, 4, 6, 6)
     off, w = torch.randn(1, 18, 6, 6), torch.randn(4, 4, 3, 3)
