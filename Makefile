@@ -31,6 +31,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m dalign_nb.bench dcn
+	$(PY) -m dalign_nb.bench train
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dalign_nb tests scripts notebooks

@@ -305,4 +305,5 @@ print(dataclasses.asdict(get_profile("paper").train))
 # - looked at the features before and after alignment and at the offsets that moved them;
 # - seen the commands that run the `standard` and `paper` profiles (DDP under `torchrun`).
 #
-# Notebook 05 compares the learned offsets with optical flow (Sec. 4.1).
+# The next step of the reproduction compares the learned offsets with optical flow
+# (Sec. 4.1), using the synthetic scenes' exact flow of notebook 03.
