@@ -1,8 +1,8 @@
 """pytest configuration shared by tests/ and the nbval-executed notebooks/."""
 
-# nbval waits at most 5 s between two messages of a running cell's output stream. A
-# notebook that trains (04) can go quiet for longer on a loaded 2-core machine while the
-# kernel flushes progress-bar updates, and nbval then fails the cell although it ran.
+# nbval waits at most 5 s for each message of a cell's output once the cell has finished.
+# On 2 cores the second training cell of notebook 04 (tqdm widget progress bars) failed
+# that wait twice in a row although it had run to the end; with a longer wait it passes.
 NBVAL_OUTPUT_TIMEOUT_S = 120
 
 
