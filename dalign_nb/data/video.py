@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,9 +107,13 @@ def _cached(path: Path, make) -> np.ndarray:
     arr = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, arr)
-        tmp.replace(path)  # atomic: a reader never sees a half-written cache file
+        # A temporary file of this process's own, then an atomic rename: a reader never sees
+        # a half-written cache file, even when several processes (DDP ranks, two training
+        # runs) fill the cache at once.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, arr)
+        os.replace(tmp, path)
     except OSError:
         return arr  # read-only checkout: keep it in memory only
     return np.load(path, mmap_mode="r")
