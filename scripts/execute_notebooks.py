@@ -2,7 +2,7 @@
 
 Usage: python scripts/execute_notebooks.py notebooks/01_dcn_equation.py [...]
 
-Outputs are kept; widget state is not stored; absolute paths of this checkout and of
+Outputs are kept; widget state and widget views are not stored; absolute paths of this checkout and of
 the environment are replaced by placeholders so that the committed notebooks carry no
 machine paths; execution timestamps are dropped so that re-running does not churn.
 """
@@ -34,6 +34,9 @@ def _scrub(nb) -> None:
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
         for out in cell.get("outputs", []):
+            # Widget views (tqdm bars) cannot render without the widget state, which is not
+            # stored; their text/plain form stays.
+            out.get("data", {}).pop("application/vnd.jupyter.widget-view+json", None)
             if "text" in out:
                 out["text"] = _scrub_text(out["text"])
             for key, value in out.get("data", {}).items():

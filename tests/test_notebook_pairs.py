@@ -33,6 +33,7 @@ def test_twin_is_clean(script):
     raw = script.with_suffix(".ipynb").read_text()
     nb = json.loads(raw)
     assert "widgets" not in nb["metadata"], "widget state stored in the notebook"
+    assert "application/vnd.jupyter.widget-view+json" not in raw, "widget views without their state"
     assert not re.search(r'"/(work|tmp|root|home)/', raw), "machine path in notebook outputs"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert code and all(c.get("execution_count") for c in code), "notebook is not executed"
