@@ -63,7 +63,12 @@ from torch.optim.lr_scheduler import LRScheduler
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.config import Profile, get_profile
+from dalign_nb.data import PatchDataset, validation_clips
+from dalign_nb.flow import estimate_flow
+from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss
+from dalign_nb.models.edvr import EDVR
 
 __all__ = [
     "CosineAnnealingRestartLR",
@@ -289,8 +294,6 @@ def bicubic_upsample(lq: Tensor, scale: int = 4) -> Tensor:
 
 
 def _charbonnier(pred: Tensor, target: Tensor, reduction: str, eps: float) -> Tensor:
-    from dalign_nb.losses import charbonnier_loss
-
     loss = charbonnier_loss(pred, target, eps)  # mean over all pixels
     return loss * pred.numel() if reduction == "sum" else loss
 
@@ -336,8 +339,6 @@ class OffsetMonitor:
 
 def build_model(profile: Profile) -> nn.Module:
     """EDVR (``dalign_nb.models.edvr``) as ``profile.model`` describes it."""
-    from dalign_nb.alignment import AlignmentConfig
-    from dalign_nb.models.edvr import EDVR
 
     m = profile.model
     align = AlignmentConfig(kind=m.alignment, num_offsets=m.num_offsets, modulated=m.modulated,
@@ -379,7 +380,6 @@ def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: b
 
 
 def _estimate_flows(lq: Tensor) -> Tensor:
-    from dalign_nb.flow import estimate_flow
 
     frames = lq.permute(0, 2, 3, 1).numpy()  # (T, h, w, 3)
     c = len(frames) // 2
@@ -389,7 +389,6 @@ def _estimate_flows(lq: Tensor) -> Tensor:
 
 def build_data(profile: Profile):
     """(training ``PatchDataset``, validation samples of the held-out clips) for ``profile``."""
-    from dalign_nb.data import PatchDataset, validation_clips
 
     d, m, with_flow = profile.data, profile.model, needs_flow(profile)
     train_set = PatchDataset(d.source, num_frames=m.num_frame, patch_size=d.patch_size,
@@ -663,7 +662,6 @@ class _Run:
         return loss
 
     def _offset_fidelity(self, aux: dict, batch) -> Tensor:
-        from dalign_nb.losses import offset_fidelity_loss
 
         if "flow" not in batch:
             raise ValueError("offset_fidelity_weight > 0 needs flows from the data pipeline "
