@@ -33,14 +33,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d, DeformConv2dPack, flow_to_offset, flow_warp
+from .ops import (
+    BACKENDS,
+    DecomposedDeformConv2d,
+    DeformConv2d,
+    DeformConv2dPack,
+    flow_to_offset,
+    flow_warp,
+    predict_offsets,
+)
 
 __all__ = [
     "ALIGNMENT_KINDS",
@@ -65,32 +72,21 @@ class Aligned(NamedTuple):
     mask: Tensor | None  # (B, G*N, H, W) or None
 
 
-def _split_offset_mask(out: Tensor, modulated: bool) -> tuple[Tensor, Tensor | None]:
-    """BasicSR's split of the offset branch: ``o1, o2, mask = chunk(3)``, offset = cat(o1, o2)."""
-    if not modulated:
-        return out, None
-    o1, o2, mask = torch.chunk(out, 3, dim=1)
-    return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
-
-
-def _full_precision(fn, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Run a warp / deformable convolution in float32 under autocast (AMP), as torchvision's
-    autocast rule for ``deform_conv2d`` does: sub-pixel positions need the precision, and
-    ``ops`` wants input, offsets, mask and weight of one dtype."""
-    device = x.device.type
-    if not torch.is_autocast_enabled(device):
-        return fn(x, offset, mask)
-    with torch.autocast(device, enabled=False):
-        return fn(x.float(), offset.float(), None if mask is None else mask.float())
-
-
 def _require(t: Tensor | None, name: str, module: str, expected: str) -> Tensor:
     if t is None:
         raise ValueError(f"{module} needs {name} {expected}, got None")
     return t
 
 
-class DCNAlignment(DeformConv2dPack):
+class _AlignForward:
+    """``forward(...)`` is ``align(...).feat``: the aligned feature alone."""
+
+    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
+                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
+        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+
+
+class DCNAlignment(_AlignForward, DeformConv2dPack):
     """Deformable alignment (Eq. 1; DCNv2, Eq. 7, when ``modulated``), as BasicSR's ``DCNv2Pack``.
 
     ``Fhat(p) = sum_k w(p_k) F(p + p_k + dp_k) m_k(p)`` with ``(dp_k, m_k)`` predicted from
@@ -111,15 +107,10 @@ class DCNAlignment(DeformConv2dPack):
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
         offset, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W), (B, G*k*k, H, W)
-        feat = _full_precision(partial(DeformConv2d.forward, self), nbr_feat, offset, mask)
-        return Aligned(feat, offset, mask)
-
-    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
-        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
 
 
-class DecomposedAlignment(DecomposedDeformConv2d):
+class DecomposedAlignment(_AlignForward, DecomposedDeformConv2d):
     """Remark 1: N warps per group, any N, followed by a 1x1 convolution (Eq. 3, Remark 2).
 
     ``Fhat(p) = sum_n W_n F_g(p + dp_n^g) [m_n^g(p)]`` -- ``G*N`` offsets (no kernel grid),
@@ -143,13 +134,8 @@ class DecomposedAlignment(DecomposedDeformConv2d):
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
-        offset, mask = _split_offset_mask(self.conv_offset(offset_feat), self.modulated)
-        feat = _full_precision(partial(DecomposedDeformConv2d.forward, self), nbr_feat, offset, mask)
-        return Aligned(feat, offset, mask)
-
-    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
-        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+        offset, mask = predict_offsets(self.conv_offset, offset_feat, self.modulated)  # (B, 2*G*N, H, W)
+        return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
 
 
 class FlowAlignment(DecomposedAlignment):
@@ -163,7 +149,7 @@ class FlowAlignment(DecomposedAlignment):
         super().__init__(num_feat, num_offsets=1, deform_groups=1, modulated=False, backend=backend)
 
 
-class ImageAlignment(nn.Module):
+class ImageAlignment(_AlignForward, nn.Module):
     """Image alignment (A.3): one flow, predicted from features, warps the LR image, not the features.
 
     ``Fhat = E(warp(I_nbr, dp))``: the flow ``dp`` (G = N = 1, predicted from ``offset_feat``
@@ -193,22 +179,17 @@ class ImageAlignment(nn.Module):
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
         image = _require(image, "image", "ImageAlignment", "(B, C_img, H_img, W_img)")
         embed = _require(embed, "embed", "ImageAlignment", "(a callable image -> feature)")
-        offset = self.conv_offset(offset_feat)  # (B, 2, h, w) as (dy, dx)
+        offset, _ = predict_offsets(self.conv_offset, offset_feat, modulated=False)  # (B, 2, h, w) (dy, dx)
         if flow is not None:
-            offset = offset + flow_to_offset(flow)  # refine a base flow (u, v) -> (dy, dx)
+            offset = offset + flow_to_offset(flow.to(offset.dtype))  # refine a base flow (u, v) -> (dy, dx)
         h, w = offset.shape[-2:]
         hi, wi = image.shape[-2:]
         full = offset
         if (hi, wi) != (h, w):  # a flow at 1/s resolution moves s times as far on the image
             full = F.interpolate(offset, size=(hi, wi), mode="bilinear", align_corners=False)
             full = full * full.new_tensor([hi / h, wi / w]).view(1, 2, 1, 1)
-        warp = lambda img, off, _: flow_warp(img, off.flip(1))  # noqa: E731  I(p + dp(p)), (u, v) order
-        warped = _full_precision(warp, image, full)  # (B, C_img, H_img, W_img)
+        warped = flow_warp(image, full.flip(1))  # I(p + dp(p)), (B, C_img, H_img, W_img)
         return Aligned(embed(warped), offset, None)
-
-    def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
-        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
 
 
 class FlowGuidedAlignment(DCNAlignment):
@@ -231,10 +212,9 @@ class FlowGuidedAlignment(DCNAlignment):
               image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
         flow = _require(flow, "flow", "FlowGuidedAlignment", "(B, 2, H, W) in (u, v) order")
         residue, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W)
-        base = flow_to_offset(flow, self.deform_groups, self.num_offsets)
+        base = flow_to_offset(flow.to(residue.dtype), self.deform_groups, self.num_offsets)
         offset = base + self.max_residue_magnitude * torch.tanh(residue)
-        feat = _full_precision(partial(DeformConv2d.forward, self), nbr_feat, offset, mask)
-        return Aligned(feat, offset, mask)
+        return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
 
 
 @dataclass(frozen=True)

@@ -38,9 +38,11 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+import torchvision.ops
 from torch import Tensor, nn
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "flow_warp",
     "kernel_grid",
     "offset_to_flows",
+    "predict_offsets",
 ]
 
 BACKENDS = ("decomposed", "naive", "torchvision")
@@ -204,8 +207,11 @@ def _check_bias(bias: Tensor | None, input: Tensor, c_out: int) -> None:
 def _float32_under_autocast(fn):
     """Run ``fn`` in float32 when autocast is on, as torchvision's autocast rule for its op.
 
-    Bilinear sampling positions need float32 (a half-precision offset of 100 px is only
-    good to 1/16 px), and mixed dtypes would be refused by the validation above.
+    Bilinear sampling positions need float32: bfloat16 keeps 8 significant bits, so an
+    offset between 32 and 64 px is a multiple of 1/4 px (float16: of 1/32 px); float32
+    keeps 1/262144 px there. Casting here cannot restore what an offset lost when it was
+    predicted in half precision, so offset branches predict in float32 as well
+    (``predict_offsets``). Mixed dtypes would also be refused by the validation above.
     """
 
     @functools.wraps(fn)
@@ -429,6 +435,36 @@ def _naive(x, offset, mask, weight, bias, base, groups) -> Tensor:
 # --------------------------------------------------------------------------- public ops
 
 
+class _Geometry(NamedTuple):
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    groups: int  # deformable groups G, read off the offset's channels
+    base: Tensor  # (kh*kw, H_out, W_out, 2) undeformed positions p*stride - padding + p_k, as (y, x)
+
+
+def _kernel_geometry(input, offset, weight, bias, mask, stride, padding, dilation) -> _Geometry:
+    """Validate the arguments of a kxk deformable convolution; return its geometry."""
+    _check_rank(input, 4, "input", "(B, C_in, H, W)")
+    _check_rank(weight, 4, "weight", "(C_out, C_in/groups, kh, kw)")
+    _check_like(weight, input, "weight")
+    stride, padding, dilation = (_pair(stride, "stride"), _pair(padding, "padding"),
+                                 _pair(dilation, "dilation"))
+    cin, h, w = input.shape[1:]
+    c_out, cin_per_wg, kh, kw = weight.shape
+    if cin_per_wg == 0 or cin % cin_per_wg or c_out % (cin // cin_per_wg):
+        raise ValueError(
+            f"weight must have shape (C_out, C_in/groups, kh, kw) with C_in={cin} and C_out "
+            f"divisible by groups, got {tuple(weight.shape)}"
+        )
+    out_hw = _output_hw((h, w), (kh, kw), stride, padding, dilation)
+    groups = _check_offset_mask(input, offset, mask, kh * kw, out_hw, "kh*kw")
+    _check_bias(bias, input, c_out)
+    grid = kernel_grid((kh, kw), dilation, dtype=input.dtype, device=input.device)
+    base = _base_positions(grid, out_hw, stride, padding, dtype=input.dtype, device=input.device)
+    return _Geometry(stride, padding, dilation, groups, base)
+
+
 @_float32_under_autocast
 def deform_conv2d(
     input: Tensor,
@@ -454,33 +490,15 @@ def deform_conv2d(
     product, Eq. 3), ``"naive"`` (Eq. 1 as loops) or ``"torchvision"``.
     """
     _check_backend(backend)
-    _check_rank(input, 4, "input", "(B, C_in, H, W)")
-    _check_rank(weight, 4, "weight", "(C_out, C_in/groups, kh, kw)")
-    _check_like(weight, input, "weight")
-    stride, padding, dilation = (_pair(stride, "stride"), _pair(padding, "padding"),
-                                 _pair(dilation, "dilation"))
-    b, cin, h, w = input.shape
-    c_out, cin_per_wg, kh, kw = weight.shape
-    if cin_per_wg == 0 or cin % cin_per_wg or c_out % (cin // cin_per_wg):
-        raise ValueError(
-            f"weight must have shape (C_out, C_in/groups, kh, kw) with C_in={cin} and C_out "
-            f"divisible by groups, got {tuple(weight.shape)}"
-        )
-    out_hw = _output_hw((h, w), (kh, kw), stride, padding, dilation)
-    groups = _check_offset_mask(input, offset, mask, kh * kw, out_hw, "kh*kw")
-    _check_bias(bias, input, c_out)
-
+    geo = _kernel_geometry(input, offset, weight, bias, mask, stride, padding, dilation)
     if backend == "torchvision":
-        import torchvision.ops
-
-        return torchvision.ops.deform_conv2d(input, offset, weight, bias, stride, padding,
-                                             dilation, mask)
-    grid = kernel_grid((kh, kw), dilation, dtype=input.dtype, device=input.device)
-    base = _base_positions(grid, out_hw, stride, padding, dtype=input.dtype, device=input.device)
+        return torchvision.ops.deform_conv2d(input, offset, weight, bias, geo.stride, geo.padding,
+                                             geo.dilation, mask)
+    c_out, cin_per_wg, kh, kw = weight.shape
     w3 = weight.reshape(c_out, cin_per_wg, kh * kw)
     if backend == "naive":
-        return _naive(input, offset, mask, w3, bias, base, groups)
-    return _decomposed(input, offset, mask, w3, bias, base, groups)
+        return _naive(input, offset, mask, w3, bias, geo.base, geo.groups)
+    return _decomposed(input, offset, mask, w3, bias, geo.base, geo.groups)
 
 
 @_float32_under_autocast
@@ -555,25 +573,14 @@ def decompose_deform_conv2d(
     dilation=1,
 ) -> DeformDecomposition:
     """Split ``deform_conv2d`` (same arguments, no weight groups) into its Eq. 3 pieces."""
-    _check_rank(weight, 4, "weight", "(C_out, C_in, kh, kw)")
-    _check_rank(input, 4, "input", "(B, C_in, H, W)")
-    if weight.shape[1] != input.shape[1]:
-        raise ValueError(
-            f"weight must have shape (C_out, C_in={input.shape[1]}, kh, kw) (no weight groups), "
-            f"got {tuple(weight.shape)}"
-        )
-    stride, padding, dilation = (_pair(stride, "stride"), _pair(padding, "padding"),
-                                 _pair(dilation, "dilation"))
-    b, cin, h, w = input.shape
-    c_out, _, kh, kw = weight.shape
-    out_hw = _output_hw((h, w), (kh, kw), stride, padding, dilation)
-    groups = _check_offset_mask(input, offset, mask, kh * kw, out_hw, "kh*kw")
-    _check_like(weight, input, "weight")
-    _check_bias(bias, input, c_out)
-    n = kh * kw
-    grid = kernel_grid((kh, kw), dilation, dtype=input.dtype, device=input.device)
-    base = _base_positions(grid, out_hw, stride, padding, dtype=input.dtype, device=input.device)
-    warped = _warp_all(input, offset, base, groups)  # (B, G, C/G, N, Ho, Wo)
+    geo = _kernel_geometry(input, offset, weight, bias, mask, stride, padding, dilation)
+    b, cin = input.shape[:2]
+    c_out, w_cin, kh, kw = weight.shape
+    if w_cin != cin:
+        raise ValueError(f"weight must have shape (C_out, C_in={cin}, kh, kw) (no weight groups), "
+                         f"got {tuple(weight.shape)}")
+    n, groups, out_hw = kh * kw, geo.groups, tuple(geo.base.shape[1:3])
+    warped = _warp_all(input, offset, geo.base, groups)  # (B, G, C/G, N, Ho, Wo)
     warped = warped.permute(0, 3, 1, 2, 4, 5).reshape(b, n, cin, *out_hw)
     full_mask = None
     if mask is not None:
@@ -584,6 +591,28 @@ def decompose_deform_conv2d(
 
 
 # --------------------------------------------------------------------------- modules
+
+
+@_float32_under_autocast
+def _offset_branch(feat: Tensor, weight: Tensor, bias: Tensor | None, conv: nn.Conv2d,
+                   modulated: bool) -> tuple[Tensor, Tensor | None]:
+    out = conv._conv_forward(feat, weight, bias)  # (B, 3*G*N or 2*G*N, H_out, W_out)
+    if not modulated:
+        return out, None
+    o1, o2, mask = torch.chunk(out, 3, dim=1)
+    return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+
+
+def predict_offsets(conv_offset: nn.Conv2d, feat: Tensor,
+                    modulated: bool = True) -> tuple[Tensor, Tensor | None]:
+    """Offsets ``(B, 2*G*N, H, W)`` and mask ``(B, G*N, H, W)`` (or None) from an offset branch.
+
+    BasicSR's split: ``o1, o2, mask = chunk(conv_offset(feat), 3)``, ``offset = cat(o1, o2)``,
+    ``mask = sigmoid(mask)``; without ``modulated`` (DCNv1) every channel is an offset.
+    Under autocast the branch runs in float32, so that offsets keep sub-pixel precision
+    (see ``_float32_under_autocast``): a bfloat16 convolution would return 37.3 px as 37.25.
+    """
+    return _offset_branch(feat, conv_offset.weight, conv_offset.bias, conv_offset, modulated)
 
 
 class DeformConv2d(nn.Module):
@@ -658,11 +687,7 @@ class DeformConv2dPack(DeformConv2d):
         nn.init.zeros_(self.conv_offset.bias)
 
     def offsets_and_mask(self, feat: Tensor) -> tuple[Tensor, Tensor | None]:
-        out = self.conv_offset(feat)
-        if not self.modulated:
-            return out, None
-        o1, o2, mask = torch.chunk(out, 3, dim=1)
-        return torch.cat((o1, o2), dim=1), torch.sigmoid(mask)
+        return predict_offsets(self.conv_offset, feat, self.modulated)
 
     def forward(self, x: Tensor, feat: Tensor | None = None) -> Tensor:
         offset, mask = self.offsets_and_mask(x if feat is None else feat)

@@ -1,4 +1,9 @@
-"""dalign_nb.ops: the decomposition (Eq. 3) equals Eq. 1 / Eq. 7 and torchvision's op."""
+"""dalign_nb.ops: the decomposition (Eq. 3) equals Eq. 1 / Eq. 7 and torchvision's op.
+
+The references are torchvision's ``deform_conv2d`` and ``grid_sample`` written out in
+``dcn_reference``; the ``naive`` backend (Eq. 1 as loops) is a second implementation
+checked against the same references, not a reference itself.
+"""
 
 import itertools
 
@@ -6,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from dcn_reference import remark1_by_torchvision, warp_by_grid_sample
 
 from dalign_nb import ops
 from dalign_nb.ops import (
@@ -24,14 +30,20 @@ from dalign_nb.ops import (
 F64 = dict(rtol=0, atol=1e-10)
 
 
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 def make_case(*, b=2, c=16, c_out=6, h=9, w=11, groups=2, k=3, stride=1, padding=1, dilation=1,
               modulated=True, weight_groups=1, max_offset=20.0, offsets="uniform", bias=True,
               dtype=torch.float64, seed=0):
-    """Random DCN inputs. Offsets up to +-max_offset px send many samples outside the image."""
+    """Random DCN inputs (k, stride, padding, dilation: an int or an (h, w) pair). Offsets up to
+    +-max_offset px send many samples outside the image."""
     g = torch.Generator().manual_seed(seed)
-    ho = (h + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    wo = (w + 2 * padding - dilation * (k - 1) - 1) // stride + 1
-    taps = groups * k * k
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = map(_pair, (k, stride, padding, dilation))
+    ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    taps = groups * kh * kw
     if offsets == "uniform":
         off = (torch.rand(b, 2 * taps, ho, wo, generator=g, dtype=dtype) * 2 - 1) * max_offset
     elif offsets == "zero":
@@ -44,7 +56,7 @@ def make_case(*, b=2, c=16, c_out=6, h=9, w=11, groups=2, k=3, stride=1, padding
     case = {
         "input": torch.randn(b, c, h, w, generator=g, dtype=dtype),
         "offset": off,
-        "weight": torch.randn(c_out, c // weight_groups, k, k, generator=g, dtype=dtype),
+        "weight": torch.randn(c_out, c // weight_groups, kh, kw, generator=g, dtype=dtype),
         "bias": torch.randn(c_out, generator=g, dtype=dtype) if bias else None,
         "mask": torch.rand(b, taps, ho, wo, generator=g, dtype=dtype) if modulated else None,
     }
@@ -73,7 +85,7 @@ def assert_same(a, b, **tol):
         torch.testing.assert_close(grads_a[name], grads_b[name], **tol, msg=lambda m, n=name: f"{n}: {m}")
 
 
-GEOMETRY = [  # (k, stride, padding, dilation)
+GEOMETRY = [  # (k, stride, padding, dilation), each an int or an (h, w) pair
     (1, 1, 0, 1),
     (3, 1, 1, 1),
     (5, 1, 2, 1),
@@ -81,17 +93,22 @@ GEOMETRY = [  # (k, stride, padding, dilation)
     (3, 1, 0, 1),
     (3, 1, 2, 2),
     (5, 2, 3, 2),
+    ((3, 5), (2, 1), (0, 2), (1, 2)),  # every argument different along y and x
+    ((1, 3), (1, 3), (2, 1), (3, 1)),
+    ((2, 4), (3, 2), (1, 3), (2, 1)),  # even kernels: no centre tap
 ]
 
 
+@pytest.mark.parametrize("backend", ["decomposed", "naive"])
 @pytest.mark.parametrize("modulated", [False, True], ids=["DCNv1", "DCNv2"])
-@pytest.mark.parametrize("groups", [1, 2, 8])
-@pytest.mark.parametrize("geometry", GEOMETRY, ids=lambda g: "k{}s{}p{}d{}".format(*g))
-def test_decomposed_equals_naive_float64(modulated, groups, geometry):
+@pytest.mark.parametrize("groups", [1, 8])
+@pytest.mark.parametrize("geometry", GEOMETRY, ids=lambda g: "k{}s{}p{}d{}".format(*g).replace(" ", ""))
+def test_geometry_matches_torchvision_float64(backend, modulated, groups, geometry):
+    """Stride, padding and dilation place the taps as torchvision does (forward and gradients)."""
     k, stride, padding, dilation = geometry
     case, args = make_case(groups=groups, k=k, stride=stride, padding=padding, dilation=dilation,
                            modulated=modulated)
-    assert_same(run(case, args, "decomposed"), run(case, args, "naive"), **F64)
+    assert_same(run(case, args, backend), run(case, args, "torchvision"), **F64)
 
 
 @pytest.mark.parametrize("backend", ["decomposed", "naive"])
@@ -159,21 +176,24 @@ def test_second_backward_through_same_graph_recomputes():
 # --------------------------------------------------------------------------- Remark 1, k = 1, pieces
 
 
+@pytest.mark.parametrize("backend", ["decomposed", "naive"])
 @pytest.mark.parametrize("modulated", [False, True])
 @pytest.mark.parametrize("num_offsets,groups", [(1, 1), (2, 1), (5, 3), (15, 1), (4, 8)])
-def test_arbitrary_n_matches_its_naive_form(num_offsets, groups, modulated):
+def test_arbitrary_n_matches_torchvision(num_offsets, groups, modulated, backend):
+    """Remark 1 (N offsets, no kernel grid) against torchvision's op with a 1 x N kernel."""
     g = torch.Generator().manual_seed(1)
     b, c, h, w = 2, 24, 7, 10
     x = torch.randn(b, c, h, w, generator=g, dtype=torch.float64, requires_grad=True)
     off = ((torch.rand(b, 2 * groups * num_offsets, h, w, generator=g, dtype=torch.float64) * 2 - 1) * 15)
     off.requires_grad_(True)
     weight = torch.randn(5, c, num_offsets, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, generator=g, dtype=torch.float64, requires_grad=True)
     mask = (torch.rand(b, groups * num_offsets, h, w, generator=g, dtype=torch.float64).requires_grad_(True)
             if modulated else None)
-    tensors = [t for t in (x, off, weight, mask) if t is not None]
+    tensors = [t for t in (x, off, weight, bias, mask) if t is not None]
     results = []
-    for backend in ("decomposed", "naive"):
-        y = decomposed_deform_conv2d(x, off, weight, mask=mask, backend=backend)
+    for y in (decomposed_deform_conv2d(x, off, weight, bias, mask, backend=backend),
+              remark1_by_torchvision(x, off, weight, bias, mask)):
         results.append((y, torch.autograd.grad((y**2).sum(), tensors)))
     torch.testing.assert_close(results[0][0], results[1][0], **F64)
     for a, b_ in zip(results[0][1], results[1][1]):
@@ -197,20 +217,31 @@ def test_kxk_dcn_is_arbitrary_n_with_the_kernel_grid_added():
     b, _, h, w = case["input"].shape
     grid = kernel_grid(3, dtype=torch.float64) - 1  # p_k centred, as the paper writes it
     shifted = case["offset"].view(b, 2, 9, 2, h, w) + grid.view(1, 1, 9, 2, 1, 1)
-    y_dcn = deform_conv2d(case["input"], case["offset"], case["weight"], mask=case["mask"], **args)
+    y_dcn = torchvision.ops.deform_conv2d(case["input"], case["offset"], case["weight"], mask=case["mask"],
+                                          **args)
     y_n = decomposed_deform_conv2d(case["input"], shifted.view(b, 36, h, w),
                                    case["weight"].flatten(2), mask=case["mask"])
     torch.testing.assert_close(y_dcn, y_n, **F64)
 
 
 def test_k1_dcn_is_flow_warp_then_1x1_conv():
-    """Sec. 3.3: the special case n = 1 is a spatial warp followed by a 1x1 convolution."""
+    """Sec. 3.3: the special case n = 1 is a spatial warp followed by a 1x1 convolution
+    (torchvision's DCN against grid_sample: the claim, checked without this package's ops)."""
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 8, 9, 13, generator=g, dtype=torch.float64)
     flow = torch.randn(2, 2, 9, 13, generator=g, dtype=torch.float64) * 6
     weight = torch.randn(5, 8, 1, 1, generator=g, dtype=torch.float64)
-    y = deform_conv2d(x, flow_to_offset(flow), weight)
-    torch.testing.assert_close(y, F.conv2d(flow_warp(x, flow), weight), **F64)
+    y = torchvision.ops.deform_conv2d(x, flow.flip(1), weight)  # offsets (dy, dx) = (v, u)
+    torch.testing.assert_close(y, F.conv2d(warp_by_grid_sample(x, flow), weight), **F64)
+
+
+def test_flow_warp_matches_grid_sample():
+    """Fractional flows of up to 8 px (many samples outside) as grid_sample with align_corners=True."""
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 3, 11, 14, generator=g, dtype=torch.float64)
+    flow = (torch.rand(2, 2, 11, 14, generator=g, dtype=torch.float64) * 2 - 1) * 8
+    torch.testing.assert_close(flow_warp(x, flow), warp_by_grid_sample(x, flow), **F64)
+    torch.testing.assert_close(flow_to_offset(flow), flow.flip(1))
 
 
 def test_flow_warp_integer_shift_and_zeros_outside():
@@ -244,14 +275,19 @@ def test_decomposition_pieces_reassemble_the_dcn(modulated):
     assert parts.weight.shape == (6, 9 * c, 1, 1)
     y = deform_conv2d(case["input"], case["offset"], case["weight"], case["bias"], case["mask"], **args)
     torch.testing.assert_close(parts.output(), y, **F64)
-    # Each piece is a flow warp of each group's channels by that group's n-th offset + p_n.
-    flows = offset_to_flows(case["offset"], 2)  # (B, G, N, 2, H, W) as (u, v)
-    p = kernel_grid(3, dtype=torch.float64) - 1
+    # Piece n of group g's channels is a warp by that group's n-th offset + p_n: torchvision's
+    # DCN with a 1x1 identity kernel and that one offset.
+    offsets = case["offset"].view(b, 2, 9, 2, h, w)  # (B, G, N, (dy, dx), H, W)
+    p = kernel_grid(3, dtype=torch.float64) - 1  # padding 1: p_n centred
+    eye = torch.eye(c // 2, dtype=torch.float64)[..., None, None]
     for n, g in itertools.product((0, 4, 8), (0, 1)):
-        flow = flows[:, g, n] + p[n].flip(0).view(1, 2, 1, 1)
         channels = slice(g * c // 2, (g + 1) * c // 2)
-        torch.testing.assert_close(parts.warped[:, n, channels], flow_warp(case["input"][:, channels], flow),
-                                   **F64)
+        shifted = offsets[:, g, n] + p[n].view(1, 2, 1, 1)
+        expected = torchvision.ops.deform_conv2d(case["input"][:, channels], shifted, eye)
+        torch.testing.assert_close(parts.warped[:, n, channels], expected, **F64)
+        if modulated:
+            torch.testing.assert_close(parts.mask[:, n, channels],
+                                       case["mask"][:, g * 9 + n, None].expand(b, c // 2, h, w), **F64)
 
 
 def test_offset_flow_layout_round_trip():
@@ -289,8 +325,10 @@ def test_modules_call_the_ops():
     bound = 1 / (8 * 9) ** 0.5
     assert layer.weight.abs().max() <= bound and not layer.bias.any()
     dec = DecomposedDeformConv2d(8, 4, num_offsets=5, deform_groups=2)
-    off5 = torch.randn(1, 20, 6, 7)
-    torch.testing.assert_close(dec(x, off5), decomposed_deform_conv2d(x, off5, dec.weight, dec.bias))
+    off5, mask5 = torch.randn(1, 20, 6, 7) * 3, torch.rand(1, 10, 6, 7)
+    expected = remark1_by_torchvision(x, off5, dec.weight, dec.bias, mask5)
+    torch.testing.assert_close(dec(x, off5, mask5), expected, rtol=1e-5, atol=1e-5)
+    assert dec.weight.abs().max() <= 1 / (8 * 5) ** 0.5 and not dec.bias.any()
     with pytest.raises(ValueError, match="G=2, N=5"):
         dec(x, torch.randn(1, 10, 6, 7))
 
@@ -308,11 +346,41 @@ def test_any_memory_layout():
 
 def test_autocast_runs_in_float32():
     x = torch.randn(1, 4, 6, 6)
-    off, w = torch.randn(1, 18, 6, 6), torch.randn(4, 4, 3, 3)
+    off, w = torch.randn(1, 18, 6, 6) * 40, torch.randn(4, 4, 3, 3)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         y = deform_conv2d(x.bfloat16(), off, w, padding=1)
     assert y.dtype == torch.float32
-    torch.testing.assert_close(y, deform_conv2d(x.bfloat16().float(), off, w, padding=1))
+    expected = torchvision.ops.deform_conv2d(x.bfloat16().float(), off, w, padding=1)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("modulated", [False, True], ids=["DCNv1", "DCNv2"])
+def test_offsets_are_predicted_in_float32_under_autocast(modulated):
+    """bfloat16 keeps 8 significant bits: 37.3 px would come back as 37.25, and an offset of tens
+    of pixels predicted from bfloat16 inputs and weights is off by a tenth of a pixel or more.
+    Under autocast the offset branch runs in float32: within 1/64 px of the float32 prediction."""
+    torch.manual_seed(7)
+    layer = DeformConv2dPack(8, 8, 3, padding=1, deform_groups=2, modulated=modulated)
+    with torch.no_grad():
+        layer.conv_offset.weight.normal_(0, 2.0)  # offsets of tens of pixels
+        layer.conv_offset.bias.zero_()
+    x = torch.randn(2, 8, 10, 12)
+    full = layer.offsets_and_mask(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        amp = layer.offsets_and_mask(x)
+        y_amp = layer(x)
+    assert full[0].abs().max() > 30
+    assert amp[0].dtype == torch.float32
+    assert (amp[0] - full[0]).abs().max() < 1 / 64
+    if modulated:
+        torch.testing.assert_close(amp[1], full[1], rtol=0, atol=1e-6)
+    torch.testing.assert_close(y_amp, layer(x), rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # a single offset of 37.3 px, every other channel zero
+        layer.conv_offset.weight.zero_()
+        layer.conv_offset.bias[0] = 37.3
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        offset = layer.offsets_and_mask(x)[0]
+    assert (offset[:, 0] - 37.3).abs().max() < 1 / 64
 
 
 # --------------------------------------------------------------------------- bad input
