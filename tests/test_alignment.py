@@ -1,9 +1,14 @@
-"""Alignment modules: BasicSR DCNv2Pack behaviour, Remark 1, flow / image / flow-guided alignment."""
+"""Alignment modules: BasicSR DCNv2Pack behaviour, Remark 1, flow / image / flow-guided alignment.
+
+References that share no code with the package: torchvision's ``deform_conv2d``,
+``grid_sample`` written out (``dcn_reference``), ``torch.roll`` and hand-made shifts.
+"""
 
 import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from dcn_reference import remark1_by_torchvision, warp_by_grid_sample
 
 from dalign_nb.alignment import (
     ALIGNMENT_KINDS,
@@ -16,7 +21,6 @@ from dalign_nb.alignment import (
     ImageAlignment,
     build_alignment,
 )
-from dalign_nb.ops import decomposed_deform_conv2d, deform_conv2d, flow_to_offset
 
 
 def _randomise_offsets(module, std=0.3, bias_std=2.0):
@@ -89,21 +93,74 @@ def test_decomposed_alignment_is_remark_1():
     assert tuple(out.offset.shape) == (2, 2 * 2 * 5, 5, 6) and tuple(out.mask.shape) == (2, 2 * 5, 5, 6)
     o1, o2, mk = torch.chunk(m.conv_offset(feat), 3, dim=1)
     torch.testing.assert_close(out.offset, torch.cat([o1, o2], 1))
-    naive = decomposed_deform_conv2d(x, out.offset, m.weight, m.bias, torch.sigmoid(mk), backend="naive")
-    torch.testing.assert_close(out.feat, naive, atol=1e-10, rtol=1e-10)
+    assert out.offset.abs().mean() > 1.0
+    expected = remark1_by_torchvision(x, out.offset, m.weight, m.bias, torch.sigmoid(mk))
+    torch.testing.assert_close(out.feat, expected, atol=1e-10, rtol=1e-10)
     assert DecomposedAlignment(8, num_offsets=3).align(x.float(), feat.float()).mask is None
 
 
 def test_flow_alignment_warps_features_then_1x1():
+    """A flow that varies per pixel (fractional, up to a few px) against grid_sample written out."""
     torch.manual_seed(3)
-    m = FlowAlignment(4)
+    m = FlowAlignment(4).double()
     assert (m.num_offsets, m.deform_groups, m.modulated) == (1, 1, False)
+    _randomise_offsets(m, std=0.5, bias_std=2.0)
+    x, feat = torch.randn(2, 4, 6, 7, dtype=torch.float64), torch.randn(2, 4, 6, 7, dtype=torch.float64)
+    out = m.align(x, feat)
+    offset = F.conv2d(feat, m.conv_offset.weight, m.conv_offset.bias, padding=1)  # (dy, dx)
+    torch.testing.assert_close(out.offset, offset, rtol=0, atol=1e-12)
+    assert offset.abs().max() > 2 and (offset - offset.round()).abs().min() < 0.2  # fractional, varying
+    expected = F.conv2d(warp_by_grid_sample(x, offset.flip(1)), m.weight[..., None], m.bias)
+    torch.testing.assert_close(out.feat, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(m(x, feat), expected, rtol=0, atol=1e-10)
+
+
+def _roll_groups(x, shifts):
+    """x(p + d_g) for each group g of channels, d_g = shifts[g] = (dy, dx), by torch.roll."""
+    groups = x.chunk(len(shifts), dim=1)
+    return torch.cat([torch.roll(g, (-dy, -dx), dims=(-2, -1)) for g, (dy, dx) in zip(groups, shifts)], 1)
+
+
+def _with_zero_border(x, margin):
+    out = torch.zeros_like(x)
+    out[..., margin:-margin, margin:-margin] = x[..., margin:-margin, margin:-margin]
+    return out
+
+
+SHIFTS = [[(2, -3), (0, 1), (-1, 0)], [(-1, 4), (3, 3), (0, -2)]]  # (dy, dx) per group g, offset n
+
+
+@pytest.mark.parametrize("kind", ["dcn", "decomposed", "flow", "flow_guided"])
+def test_integer_offsets_are_shifts(kind):
+    """Offsets of whole pixels move each group's features by those pixels: against torch.roll on
+    features whose border of 4 zeros makes rolling and shifting in zeros the same."""
+    torch.manual_seed(8)
+    g, n = (1, 1) if kind == "flow" else (2, 3)
+    m = build_alignment(AlignmentConfig(kind, num_offsets=n), num_feat=8, deform_groups=g).double()
+    x = _with_zero_border(torch.randn(2, 8, 12, 13, dtype=torch.float64), 4)
+    flow = None
     with torch.no_grad():
-        m.conv_offset.bias.copy_(torch.tensor([1.0, -2.0]))  # dy = 1, dx = -2 everywhere
-    x = torch.randn(1, 4, 6, 7)
-    out = m.align(x, torch.randn(1, 4, 6, 7))
-    expected = F.conv2d(_shift(x, 1, -2), m.weight[..., None], m.bias)
-    torch.testing.assert_close(out.feat, expected, atol=1e-5, rtol=1e-5)
+        m.conv_offset.weight.zero_()
+        m.conv_offset.bias.zero_()  # masks sigmoid(0) = 1/2 where modulated
+        if kind == "dcn":  # every tap of group g shifted by SHIFTS[g][0]
+            m.conv_offset.bias[:2 * g * 9].copy_(torch.tensor([SHIFTS[i][0] for i in range(g)]).double()
+                                                 .repeat_interleave(9, 0).flatten())
+        elif kind in ("decomposed", "flow"):
+            m.conv_offset.bias[:2 * g * n].copy_(torch.tensor([SHIFTS[i][:n] for i in range(g)]).flatten())
+    if kind == "flow_guided":  # zero residue: the offsets are the flow, (u, v) = (dx, dy) of SHIFTS[0][0]
+        flow = torch.tensor([SHIFTS[0][0][1], SHIFTS[0][0][0]], dtype=torch.float64).view(1, 2, 1, 1)
+        flow = flow.expand(2, 2, 12, 13)
+    out = m(x, torch.randn(2, 8, 12, 13, dtype=torch.float64), flow)
+    scale = 1.0 if kind == "flow" else 0.5  # the masks
+    if kind in ("dcn", "flow_guided"):
+        shifts = [SHIFTS[i if kind == "dcn" else 0][0] for i in range(g)]
+        expected = F.conv2d(_roll_groups(x, shifts), m.weight * scale, m.bias, padding=1)
+    else:
+        expected = m.bias.view(1, -1, 1, 1)
+        for k in range(n):
+            rolled = _roll_groups(x, [SHIFTS[i][k] for i in range(g)])
+            expected = expected + F.conv2d(rolled, m.weight[:, :, k, None, None] * scale)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-10)
 
 
 def test_image_alignment_warps_the_image_then_extracts():
@@ -126,10 +183,11 @@ def test_flow_guided_offsets_are_flow_plus_bounded_residue():
     torch.manual_seed(4)
     m = FlowGuidedAlignment(8, 3, deform_groups=2, max_residue_magnitude=5.0)
     x, feat, flow = torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6), torch.randn(1, 2, 6, 6) * 4
-    base = flow_to_offset(flow, 2, 9)  # (1, 2*2*9, 6, 6)
+    base = flow.flip(1).repeat(1, 2 * 9, 1, 1)  # (dy, dx) = (v, u) for every group and tap
     out = m.align(x, feat, flow)
     torch.testing.assert_close(out.offset, base)  # zero-initialised residue: offsets = flow
-    torch.testing.assert_close(out.feat, deform_conv2d(x, base, m.weight, m.bias, out.mask, padding=1))
+    expected = torchvision.ops.deform_conv2d(x, base, m.weight, m.bias, padding=1, mask=out.mask)
+    torch.testing.assert_close(out.feat, expected, rtol=1e-5, atol=1e-5)
     _randomise_offsets(m, std=5.0, bias_std=50.0)
     residue = m.align(x, feat, flow).offset - base
     assert residue.abs().max() <= 5.0 + 1e-5 and residue.abs().max() > 4.9
@@ -153,7 +211,6 @@ def test_every_kind_shares_the_interface(kind):
         assert out.mask is None
     else:  # the config's default is modulated=True
         assert tuple(out.mask.shape) == (2, g * n, 8, 8)
-    torch.testing.assert_close(m(nbr, feat, flow, image, embed), out.feat)
     out.feat.square().sum().backward()  # offsets start at 0 (or the flow) and still get a gradient
     assert m.conv_offset.weight.grad.abs().sum() > 0
 
@@ -171,15 +228,32 @@ def test_config_errors():
 
 
 @pytest.mark.parametrize("kind", ALIGNMENT_KINDS)
-def test_every_kind_runs_under_autocast(kind):
-    """AMP: the offset branch runs in bfloat16, the warps in float32 (torchvision's autocast rule)."""
+def test_offsets_keep_sub_pixel_precision_under_autocast(kind):
+    """AMP: offsets and masks are predicted in float32, the warps run in float32 (torchvision's
+    autocast rule for its op). An offset of 37.3 px, and offsets of tens of pixels generally,
+    come back within 1/64 px of the float32 prediction (bfloat16 would give 37.25, and errors of
+    a tenth of a pixel from rounding the inputs of the offset branch)."""
     torch.manual_seed(6)
     m = build_alignment(AlignmentConfig(kind=kind, num_offsets=3), num_feat=8, deform_groups=2)
-    _randomise_offsets(m, std=0.1, bias_std=1.0)
-    args = (torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8), torch.randn(1, 2, 8, 8), torch.rand(1, 3, 8, 8),
+    residue = kind == "flow_guided"  # bounded by tanh: keep it away from saturation
+    _randomise_offsets(m, std=0.1 if residue else 2.0, bias_std=0.0)
+    with torch.no_grad():
+        m.conv_offset.bias[0] = 0.3 if residue else 37.3
+    flow = torch.full((1, 2, 8, 8), 37.0) if residue else torch.randn(1, 2, 8, 8)
+    args = (torch.randn(1, 8, 8, 8), torch.randn(1, 8, 8, 8), flow, torch.rand(1, 3, 8, 8),
             torch.nn.Conv2d(3, 8, 3, 1, 1))
     full = m.align(*args)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         amp = m.align(*args)
-    assert amp.feat.dtype == (torch.bfloat16 if kind == "image" else torch.float32)  # image: embed's dtype
-    torch.testing.assert_close(amp.feat.float(), full.feat, atol=0.2, rtol=0.05)  # bf16 offsets: ~3 digits
+    assert full.offset.abs().max() > 30
+    assert amp.offset.dtype == torch.float32
+    assert (amp.offset - full.offset).abs().max() < 1 / 64
+    if full.mask is not None:
+        assert amp.mask.dtype == torch.float32
+        torch.testing.assert_close(amp.mask, full.mask, rtol=0, atol=1e-6)
+    if kind == "image":  # the warped image goes through embed, a bfloat16 convolution under autocast
+        assert amp.feat.dtype == torch.bfloat16
+        torch.testing.assert_close(amp.feat.float(), full.feat, rtol=0.02, atol=0.02)
+    else:
+        assert amp.feat.dtype == torch.float32
+        torch.testing.assert_close(amp.feat, full.feat, rtol=1e-5, atol=1e-5)
