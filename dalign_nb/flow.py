@@ -118,7 +118,7 @@ def flow_to_color(flow, max_flow: float | None = None) -> np.ndarray:
         norm = f.norm(dim=0, keepdim=True).clamp(min=1e-12)
         f = f * (norm.clamp(max=max_flow) / norm)
         # one extra pixel of norm max_flow pins torchvision's normalisation to max_flow
-        pin = torch.zeros(2, f.shape[1], 1)
+        pin = torch.zeros(2, f.shape[1], 1, dtype=f.dtype)
         pin[0, 0, 0] = max_flow
         f = torch.cat([f, pin], dim=2)
         return flow_to_image(f)[:, :, :-1].permute(1, 2, 0).numpy()
