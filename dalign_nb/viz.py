@@ -1,4 +1,9 @@
-"""Matplotlib figures shared by the notebooks (sampling grids, bilinear weights, feature maps)."""
+"""Matplotlib figures shared by the notebooks.
+
+Sampling grids and bilinear weights (Eq. 1), grids of maps with a shared colour bar, a
+difference map with its scale, a flow colour-wheel key, and occlusion masks drawn over
+their frame.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .flow import flow_to_color
+
 
 def _np(a):
     return a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+
+
+def _pixel_axes(ax):
+    ax.set_xlabel("x (px)")
+    ax.set_ylabel("y (px)")
 
 
 def plot_sampling_positions(ax, image, regular, deformed=None, title=None, zoom=None):
@@ -32,6 +44,7 @@ def plot_sampling_positions(ax, image, regular, deformed=None, title=None, zoom=
         ax.set_ylim(zoom[1], zoom[0])
         ax.set_xlim(zoom[2], zoom[3])
     ax.legend(loc="lower left", fontsize=8)
+    _pixel_axes(ax)
     if title:
         ax.set_title(title)
     return ax
@@ -49,15 +62,21 @@ def plot_bilinear(ax, image, y, x, title=None):
         ax.text(x0 + dx + 0.12, y0 + dy - 0.12, f"{wgt:.2f}", color="k", fontsize=9,
                 bbox=dict(facecolor="white", alpha=0.8, lw=0))
     ax.scatter(x, y, marker="x", s=80, c="tab:red", zorder=4)
+    _pixel_axes(ax)
     ax.set_title(title or f"sample at (y, x) = ({y:.2f}, {x:.2f})")
     return ax
 
 
-def show_maps(maps, titles=None, ncols=5, cmap="viridis", size=2.2, suptitle=None, symmetric=False):
-    """A grid of 2-D maps (feature channels, warps, offsets) with one shared colour scale."""
+def show_maps(maps, titles=None, ncols=5, cmap="viridis", size=2.2, suptitle=None, symmetric=False,
+              colorbar=None):
+    """A grid of 2-D maps (feature channels, warps, offsets) with one shared colour scale.
+
+    colorbar: a label for a colour bar showing that shared scale (None: no colour bar).
+    """
     maps = [_np(m) for m in maps]
     nrows = (len(maps) + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.8 if colorbar else 0), size * nrows),
+                             squeeze=False, layout="constrained")
     lo, hi = min(m.min() for m in maps), max(m.max() for m in maps)
     if symmetric:
         hi = max(abs(lo), abs(hi))
@@ -65,10 +84,70 @@ def show_maps(maps, titles=None, ncols=5, cmap="viridis", size=2.2, suptitle=Non
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(maps):
-            ax.imshow(maps[i], cmap=cmap, vmin=lo, vmax=hi)
+            im = ax.imshow(maps[i], cmap=cmap, vmin=lo, vmax=hi)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=9)
+    if colorbar:
+        fig.colorbar(im, ax=axes, label=colorbar, shrink=0.8)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig
+
+
+def show_difference(a, b, titles=("a", "b"), cmap="gray", size=3.0, suptitle=None):
+    """Two images and their difference ``a - b`` on a symmetric scale with a colour bar.
+
+    a, b: (H, W). The colour bar of the third panel gives the size of the difference, so an
+    exact agreement reads as a map whose scale is rounding error, not as two equal pictures.
+    """
+    a, b = _np(a), _np(b)
+    diff = a - b
+    scale = max(float(np.abs(diff).max()), np.finfo(np.float64).tiny)
+    fig, axes = plt.subplots(1, 3, figsize=(3 * size + 1, size), layout="constrained")
+    lo, hi = min(a.min(), b.min()), max(a.max(), b.max())
+    for ax, img, title in zip(axes[:2], (a, b), titles):
+        ax.imshow(img, cmap=cmap, vmin=lo, vmax=hi)
+        ax.set_title(title, fontsize=10)
+    im = axes[2].imshow(diff, cmap="RdBu_r", vmin=-scale, vmax=scale)
+    axes[2].set_title(f"{titles[0]} − {titles[1]}", fontsize=10)
+    fig.colorbar(im, ax=axes[2], format="%.0e", label="difference")
+    for ax in axes:
+        ax.set(xticks=[], yticks=[])
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def flow_key(ax, max_flow: float, size: int = 101, title="flow key"):
+    """The colour wheel that ``flow.flow_to_color(..., max_flow)`` uses, as a labelled key.
+
+    Each point (u, v) of the disc of radius ``max_flow`` is coloured as a flow of that value:
+    the hue gives the direction, the saturation the length (white = no motion). v grows
+    downwards, as y does in an image.
+    """
+    r = np.linspace(-max_flow, max_flow, size, dtype=np.float32)
+    u, v = np.meshgrid(r, r, indexing="xy")  # (size, size): u along x, v along y (down)
+    rgb = flow_to_color(np.stack([u, v], -1), max_flow=max_flow)  # (size, size, 3) uint8
+    alpha = np.where(np.hypot(u, v) <= max_flow, 255, 0).astype(np.uint8)  # transparent outside the disc
+    ax.imshow(np.dstack([rgb, alpha]), extent=(-max_flow, max_flow, max_flow, -max_flow))
+    ax.set_xlabel("u = dx (px)")
+    ax.set_ylabel("v = dy (px)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def show_occlusion(ax, frame, occluded, colour=(1.0, 0.1, 0.1), title=None):
+    """An occlusion mask drawn in colour over its (dimmed) frame, so that no mask is white on white.
+
+    frame: (H, W, 3) in [0, 1] or uint8; occluded: (H, W) bool, True where the content of
+    the centre frame is not visible.
+    """
+    frame, occluded = _np(frame), _np(occluded).astype(bool)
+    frame = frame / 255 if frame.dtype == np.uint8 else frame
+    img = 0.35 + 0.4 * frame  # dimmed, never white
+    img[occluded] = colour
+    ax.imshow(img)
+    ax.set(xticks=[], yticks=[])
+    if title:
+        ax.set_title(title, fontsize=9)
+    return ax

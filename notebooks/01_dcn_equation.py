@@ -51,16 +51,17 @@ torch.set_default_dtype(torch.float64)  # exact comparisons in this notebook
 
 # %% [markdown]
 # A real image to sample from: the `camera` test image that ships with scikit-image, reduced
-# to 64x64 so that single pixels stay visible.
+# to 64x64 so that single pixels stay visible. The box marks the 20x20 window that the
+# figures below zoom into.
 
 # %%
 image = torch.from_numpy(skimage.data.camera()).double()[None, None] / 255  # (1, 1, 512, 512)
 image = F.interpolate(image, size=(64, 64), mode="area")  # (1, 1, 64, 64)
 H, W = image.shape[-2:]
-plt.figure(figsize=(3, 3))
-plt.imshow(image[0, 0], cmap="gray")
-plt.title("x: 64 x 64")
-plt.axis("off");
+fig, ax = plt.subplots(figsize=(3.5, 3.5))
+ax.imshow(image[0, 0], cmap="gray")
+ax.add_patch(plt.Rectangle((18, 20), 20, 20, fill=False, color="tab:red", lw=1.5))
+ax.set(title="input x (64 x 64): the zoomed window in red", xlabel="x (px)", ylabel="y (px)");
 
 # %% [markdown]
 # ## 1. Sampling grids
@@ -82,6 +83,8 @@ fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
 plot_sampling_positions(axes[0], image[0, 0], p + p_k, title="regular convolution", zoom=(20, 40, 18, 38))
 plot_sampling_positions(axes[1], image[0, 0], p + p_k, p + p_k + delta_p,
                         title="deformable convolution (Eq. 1)", zoom=(20, 40, 18, 38))
+fig.suptitle("The same output pixel p = (30, 28): nine taps on a fixed grid (left), "
+             "each moved by its own offset (right, arrows)", fontsize=10)
 fig.tight_layout()
 
 # %% [markdown]
@@ -111,7 +114,8 @@ torch.testing.assert_close(ours, by_hand, rtol=0, atol=1e-12)
 torch.testing.assert_close(reference, by_hand, rtol=0, atol=1e-12)
 
 fig, ax = plt.subplots(figsize=(4, 4))
-plot_bilinear(ax, img, qy, qx)
+plot_bilinear(ax, img, qy, qx, title=f"x at (y, x) = ({qy}, {qx}) (red cross): the weight of\n"
+              "each neighbour (dot area, label; they sum to 1)")
 ax.set_xlim(x0 - 1.5, x0 + 2.5)
 ax.set_ylim(y0 + 2.5, y0 - 1.5);
 
@@ -172,12 +176,12 @@ for backend, value in y.items():
 # %% [markdown]
 # ## 4. DCNv2: modulation masks (Eq. 7)
 #
-# DCNv2 (Zhu et al. 2019) multiplies each sample by a learned scalar $m_k(\mathbf{p})\in[0,1]$:
+# DCNv2 (Sec. A.5 of the paper) multiplies each sample by a learned scalar $m_k(\mathbf{p})\in[0,1]$:
 #
 # $$y(\mathbf{p}) = \sum_k w(\mathbf{p}_k)\cdot x(\mathbf{p}+\mathbf{p}_k+\Delta\mathbf{p}_k)\cdot m_k(\mathbf{p}) \qquad (7)$$
 #
 # A mask of ones is DCNv1; a zero switches a tap off. Sec. A.5 of the paper finds that taps
-# whose offsets stray far from the optical flow get small masks (notebook 08).
+# whose offsets stray far from the optical flow get small masks (Fig. 17, 18).
 
 # %%
 ones = torch.ones(1, 9, H, W)
