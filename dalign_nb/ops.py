@@ -615,7 +615,34 @@ def predict_offsets(conv_offset: nn.Conv2d, feat: Tensor,
     return _offset_branch(feat, conv_offset.weight, conv_offset.bias, conv_offset, modulated)
 
 
-class DeformConv2d(nn.Module):
+class _WarpConv(nn.Module):
+    """What the two layers share: G warps' checks, ``weight (C_out, C_in, *taps)``, ``bias``.
+
+    Initialised as BasicSR's ``ModulatedDeformConv``: weight ``U(-1/sqrt(n), 1/sqrt(n))``
+    with ``n = C_in * N`` (N = kh*kw taps, or N offsets), bias zero.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, taps: tuple[int, ...], deform_groups: int,
+                 bias: bool, backend: str, backends: tuple[str, ...]):
+        super().__init__()
+        _check_backend(backend, backends)
+        if in_channels % deform_groups:
+            raise ValueError(f"in_channels ({in_channels}) must be divisible by "
+                             f"deform_groups ({deform_groups})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.deform_groups, self.backend = deform_groups, backend
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *taps))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        stdv = 1.0 / math.sqrt(self.weight[0].numel())  # 1 / sqrt(C_in * N)
+        nn.init.uniform_(self.weight, -stdv, stdv)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+
+class DeformConv2d(_WarpConv):
     """A deformable convolution layer; offsets (and mask) are passed to ``forward``.
 
     Initialised as BasicSR's ``ModulatedDeformConv``: weight ``U(-1/sqrt(n), 1/sqrt(n))``
@@ -625,29 +652,15 @@ class DeformConv2d(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size=3, stride=1,
                  padding=1, dilation=1, deform_groups: int = 1, bias: bool = True,
                  backend: str = "decomposed"):
-        super().__init__()
-        _check_backend(backend)
-        if in_channels % deform_groups:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by "
-                             f"deform_groups ({deform_groups})")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size = _pair(kernel_size, "kernel_size")
+        kernel_size = _pair(kernel_size, "kernel_size")
+        super().__init__(in_channels, out_channels, kernel_size, deform_groups, bias, backend, BACKENDS)
+        self.kernel_size = kernel_size
         self.stride, self.padding = _pair(stride, "stride"), _pair(padding, "padding")
         self.dilation = _pair(dilation, "dilation")
-        self.deform_groups, self.backend = deform_groups, backend
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
 
     @property
     def num_offsets(self) -> int:
         return self.kernel_size[0] * self.kernel_size[1]
-
-    def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.in_channels * self.num_offsets)
-        nn.init.uniform_(self.weight, -stdv, stdv)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
 
     def forward(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         _check_groups(offset, self.deform_groups, self.num_offsets)
@@ -694,7 +707,7 @@ class DeformConv2dPack(DeformConv2d):
         return super().forward(x, offset, mask)
 
 
-class DecomposedDeformConv2d(nn.Module):
+class DecomposedDeformConv2d(_WarpConv):
     """Remark 1 as a layer: N warps per group (offsets given) and a 1x1 convolution.
 
     ``forward(x, offset, mask=None)`` with offset ``(B, 2*G*N, H, W)`` and mask
@@ -704,22 +717,9 @@ class DecomposedDeformConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, num_offsets: int,
                  deform_groups: int = 1, bias: bool = True, backend: str = "decomposed"):
-        super().__init__()
-        _check_backend(backend, ("decomposed", "naive"))
-        if in_channels % deform_groups:
-            raise ValueError(f"in_channels ({in_channels}) must be divisible by "
-                             f"deform_groups ({deform_groups})")
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.num_offsets, self.deform_groups, self.backend = num_offsets, deform_groups, backend
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, num_offsets))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        stdv = 1.0 / math.sqrt(self.in_channels * self.num_offsets)
-        nn.init.uniform_(self.weight, -stdv, stdv)
-        if self.bias is not None:
-            nn.init.zeros_(self.bias)
+        super().__init__(in_channels, out_channels, (num_offsets,), deform_groups, bias, backend,
+                         ("decomposed", "naive"))
+        self.num_offsets = num_offsets
 
     def forward(self, x: Tensor, offset: Tensor, mask: Tensor | None = None) -> Tensor:
         _check_groups(offset, self.deform_groups, self.num_offsets)
