@@ -27,6 +27,8 @@ The modules, in the paper's words:
   as in BasicVSR++ (Chan et al., CVPR 2022), the successor built on this paper's findings.
 
 ``AlignmentConfig`` (a frozen dataclass) names one of them; ``build_alignment`` makes it.
+Under autocast every module predicts its offsets and masks, and warps, in float32
+(``ops.predict_offsets``); only the feature convolutions around them run in half precision.
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ Conventions (shared with torchvision, BasicSR and mmcv):
 Remark 1 (any number N of offsets per group, no kernel grid) is
 ``decomposed_deform_conv2d``; ``decompose_deform_conv2d`` returns the pieces of
 Eq. 3 (the N warped features and the 1x1 weight) so that notebooks can show them.
+
+Under autocast (mixed precision) the ops run in float32, and ``predict_offsets`` runs
+an offset branch in float32 too: sample positions need float32's precision, which an
+offset predicted in half precision has already lost (``_float32_under_autocast``).
 """
 
 from __future__ import annotations
