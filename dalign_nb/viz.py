@@ -10,6 +10,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from .flow import flow_to_color
 
@@ -130,6 +131,8 @@ def flow_key(ax, max_flow: float, size: int = 101, title="flow key"):
     rgb = flow_to_color(np.stack([u, v], -1), max_flow=max_flow)  # (size, size, 3) uint8
     alpha = np.where(np.hypot(u, v) <= max_flow, 255, 0).astype(np.uint8)  # transparent outside the disc
     ax.imshow(np.dstack([rgb, alpha]), extent=(-max_flow, max_flow, max_flow, -max_flow))
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # ticks even where a figure switched them off
+    ax.yaxis.set_major_locator(MaxNLocator(5))
     ax.set_xlabel("u = dx (px)")
     ax.set_ylabel("v = dy (px)")
     ax.set_title(title, fontsize=9)

@@ -19,12 +19,13 @@
 # and the optical flow that deformable alignment is compared with:
 #
 # 1. the real clips bundled with the project, cut into shots, with a fixed train / test split;
-# 2. the two degradations of the VSR literature: BI (MATLAB bicubic x4, how REDS4, Vid4 and
-#    Vimeo-90K-T are made, Sec. A.1) and BD (Gaussian blur + decimation);
+# 2. the two degradations of the VSR literature: BI (MATLAB bicubic x4, how the LR frames of
+#    REDS4, Vid4 and Vimeo-90K-T, the paper's x4 test sets, are made) and BD (Gaussian blur +
+#    decimation);
 # 3. synthetic scenes whose **true** flow and occlusions are known exactly — the paper could
 #    only compare learned offsets with PWC-Net estimates (Sec. 4.1, Fig. 4–5);
 # 4. OpenCV's DIS and Farneback flow scored against that true flow (end-point error);
-# 5. how a flow becomes DCN offsets (the layout shared with torchvision, DESIGN.md);
+# 5. how a flow becomes DCN offsets (the layout of notebook 01, shared with torchvision);
 # 6. the training patch dataset, and how fast it is.
 
 # %% tags=["parameters"]
@@ -38,6 +39,7 @@ import torch
 from dalign_nb import data, flow
 from dalign_nb.config import profile_name
 from dalign_nb.ops import deform_conv2d, flow_to_offset, flow_warp
+from dalign_nb.viz import flow_key, show_occlusion
 
 PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI), "standard" or "paper"
 SEED = 0
@@ -68,6 +70,7 @@ for ax, s in zip(axes.flat, shots):
     ax.imshow(data.load_bundled(s.clip)[s.start])
     ax.set_title(f"{s.clip} shot {s.index} ({s.split})", fontsize=9)
     ax.axis("off")
+fig.suptitle("The first frame of every shot; the two test shots are never trained on", fontsize=10)
 plt.tight_layout()
 
 # %% [markdown]
@@ -77,13 +80,16 @@ plt.tight_layout()
 # %%
 bikes = data.load_bundled("bikes")  # (250, 272, 640, 3) uint8, memory-mapped
 diff = np.abs(np.diff(bikes[:, ::4, ::4].astype(np.float32).mean(-1), axis=0)).mean((1, 2))
+cuts = [s.start for s in shots[1:6]]  # frame t starts a shot: diff[t - 1] compares t with t - 1
+inside = np.delete(diff, [t - 1 for t in cuts])
+print(f"inside shots: at most {inside.max():.1f} grey levels; at the cuts: {diff[np.array(cuts) - 1].round(1)}")
 plt.figure(figsize=(10, 2.5))
 plt.plot(np.arange(1, len(bikes)), diff)
-for s in shots[1:6]:
-    plt.axvline(s.start, color="r", ls=":")
-plt.xlabel("frame")
-plt.ylabel("mean |frame t - frame t-1|")
-_ = plt.title("bikes: scene cuts (red)")
+for t in cuts:
+    plt.axvline(t, color="r", ls=":")
+plt.xlabel("frame t")
+plt.ylabel("mean |frame t - frame t-1|\n(grey levels)")
+_ = plt.title("bikes: the detected scene cuts (red) sit on the spikes")
 
 # %% [markdown]
 # ## 2. Degradations: BI and BD
@@ -94,7 +100,7 @@ _ = plt.title("bikes: scene cuts (red)")
 # OpenCV's bicubic is a different filter (a = −0.75, no antialiasing) and its area filter is
 # a box; neither reproduces the test sets of the literature.
 #
-# **BD** blurs with a Gaussian of σ = 1.6 and keeps every fourth pixel (DUF's setting).
+# **BD** blurs with a Gaussian of σ = 1.6 and keeps every fourth pixel (`data.bd_degrade`).
 
 # %%
 hr = np.ascontiguousarray(bikes[200, 40:232, 200:456])  # (192, 256, 3)
@@ -106,18 +112,37 @@ for name, img in [("BD", bd), ("OpenCV INTER_CUBIC", cv_cubic), ("OpenCV INTER_A
     d = np.abs(img.astype(int) - bi.astype(int))
     print(f"{name:20s} vs MATLAB bicubic: max |diff| {d.max():3d}, mean {d.mean():.2f} grey levels")
 
-fig, axes = plt.subplots(1, 5, figsize=(15, 2.8))
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.1))
 for ax, (name, img) in zip(axes, [("HR", hr), ("BI (MATLAB bicubic)", bi), ("BD (blur + decimate)", bd),
                                   ("OpenCV cubic", cv_cubic), ("OpenCV area", cv_area)]):
     ax.imshow(img, interpolation="nearest")
     ax.set_title(name, fontsize=9)
     ax.axis("off")
+_ = fig.suptitle("Look at the thin spokes: OpenCV cubic keeps them jagged (no antialiasing), BD blurs "
+                 "most, BI and the area filter look alike", fontsize=10)
 
 # %% [markdown]
 # ## 3. A synthetic scene with exact flow and occlusions
 #
-# The real clips barely move (DESIGN.md measured 0.1–0.7 LR px between frames t and t+2),
-# and nothing tells us their true flow. A synthetic scene fixes both: a background texture
+# How much do the real clips move? DIS (section 4 scores it) measures the mean flow length
+# between BI frames t and t+2 at five places in every shot:
+
+# %%
+lr_motion = {}
+for s in shots:
+    lr_clip = data.load_bundled(s.clip, lr=True)  # (T, h, w, 3) BI x4 frames
+    ts = np.linspace(s.start, s.stop - 3, num=5).astype(int)
+    lr_motion[s.clip, s.index] = [np.linalg.norm(flow.estimate_flow(lr_clip[t], lr_clip[t + 2]), axis=-1).mean()
+                                  for t in ts]
+    print(f"{s.clip:13s} shot {s.index} ({s.split:5s}): mean |flow t→t+2| "
+          f"{np.mean(lr_motion[s.clip, s.index]):4.2f} LR px  (at the five places: "
+          f"{np.round(lr_motion[s.clip, s.index], 1)})")
+
+# %% [markdown]
+# Motion is uneven and mostly small: some shots of `bikes` move by a few LR pixels between
+# frames t and t+2, `bigbuckbunny` by under half a pixel on average, and the held-out
+# `carphone` barely moves (about 0.2 px). These are estimates, and nothing tells us the
+# clips' true flow. A synthetic scene fixes both: a background texture
 # cut from a real frame moves by a global motion of 2–6 LR px per frame, and sprites cut
 # from other frames move on their own, covering each other and the background. All layers
 # move by whole HR pixels, so the flow from the centre frame to frame k is exactly the
@@ -142,17 +167,21 @@ for k in range(len(frames_t)):
 
 # %%
 max_flow = float(np.linalg.norm(scene.flows, axis=-1).max())
-fig, axes = plt.subplots(3, 7, figsize=(16, 7))
+fig, axes = plt.subplots(3, 8, figsize=(18, 7), layout="constrained")
 for k in range(7):
     axes[0, k].imshow(scene.frames[k])
     axes[0, k].set_title(f"frame {k}" + (" (centre)" if k == c else ""), fontsize=9)
     axes[1, k].imshow(flow.flow_to_color(scene.flows[k], max_flow=max_flow))
     axes[1, k].set_title(f"true flow {c}→{k}", fontsize=9)
-    axes[2, k].imshow(scene.occlusion[k], cmap="gray")
-    axes[2, k].set_title(f"occluded in {k}", fontsize=9)
-for ax in axes.flat:
-    ax.axis("off")
-plt.tight_layout()
+    show_occlusion(axes[2, k], scene.frames[c], scene.occlusion[k], title=f"red: not visible in {k}")
+for ax in axes[:2, :7].flat:
+    ax.set(xticks=[], yticks=[])
+flow_key(axes[1, 7], max_flow, title="flow key (HR px)")
+axes[0, 7].axis("off")
+axes[2, 7].axis("off")
+_ = fig.suptitle("A synthetic scene: the flow from the centre frame grows with the distance (white = no "
+                 "motion), and so does the part of the centre frame that a neighbour does not show (red)",
+                 fontsize=10)
 
 # %% [markdown]
 # At LR the scene is the BI-downsampled frames and the flow averaged over each 4x4 block and
@@ -172,7 +201,8 @@ print(f"LR {lr.frames.shape[1:3]}: mean |warp - centre| on visible pixels {lr_vi
 #
 # `flow.estimate_flow(ref, other)` returns the flow from `ref` to `other` (so that
 # `flow_warp(other, flow)` aligns `other` to `ref`), with DIS (three presets) or Farneback.
-# We score them by the end-point error (EPE, Baker et al.) on LR synthetic scenes cut from
+# We score them by the end-point error (EPE, the mean length of the difference between the
+# estimated and the true flow vectors) on LR synthetic scenes cut from
 # **held-out** footage, for neighbours 1, 2 and 3 frames from the centre, on all pixels and
 # on pixels that stay visible.
 
@@ -212,7 +242,7 @@ print("most accurate on visible pixels, by distance:", best)
 # error grows several-fold from t±1 to t±3, where motion is large and more of the frame is
 # occluded: an estimated flow is a noisy target for far neighbours, which is what the paper
 # had to compare learned offsets with. The colour wheel (hue = direction, saturation =
-# length; Middlebury, Baker et al.) shows where DIS goes wrong on one scene: at sprite
+# length; the key on the right) shows where DIS goes wrong on one scene: at sprite
 # boundaries and in regions that the neighbour does not show.
 
 # %%
@@ -220,16 +250,19 @@ s = epe_scenes[0]
 k = s.center + 2
 est = flow.estimate_flow(s.frames[s.center], s.frames[k], "dis", "medium")
 scale = float(np.linalg.norm(s.flows[k], axis=-1).max())
-fig, axes = plt.subplots(1, 5, figsize=(16, 3.4))
+fig, axes = plt.subplots(1, 6, figsize=(20, 3.4), layout="constrained")
 panels = [("centre frame (LR)", s.frames[s.center]), (f"frame {k}", s.frames[k]),
           ("true flow", flow.flow_to_color(s.flows[k], max_flow=scale)),
           ("DIS medium", flow.flow_to_color(est, max_flow=scale)),
-          ("EPE (px)", np.linalg.norm(est - s.flows[k], axis=-1))]
+          ("end-point error of DIS (LR px)", np.linalg.norm(est - s.flows[k], axis=-1))]
 for ax, (title, img) in zip(axes, panels):
     im = ax.imshow(img, cmap="magma", vmin=0, vmax=5) if img.ndim == 2 else ax.imshow(img)
     ax.set_title(title, fontsize=9)
-    ax.axis("off")
-_ = plt.colorbar(im, ax=axes[-1], fraction=0.046)
+    ax.set(xticks=[], yticks=[])
+plt.colorbar(im, ax=axes[4], fraction=0.046, label="LR px")
+flow_key(axes[5], scale, title="flow key (LR px)")
+_ = fig.suptitle(f"Flow from the centre frame to frame {k}: DIS errs at sprite edges and where the "
+                 "neighbour hides what the centre frame shows", fontsize=10)
 
 # %% [markdown]
 # ## 5. From flow to DCN offsets
@@ -289,7 +322,7 @@ for name, ds in sources.items():
 # %%
 item = sources["synthetic + exact flow"][3]
 print({k: tuple(v.shape) for k, v in item.items()})
-fig, axes = plt.subplots(2, 6, figsize=(16, 5.4))
+fig, axes = plt.subplots(2, 6, figsize=(16, 5.6), layout="constrained")
 for t in range(5):
     axes[0, t].imshow(item["lq"][t].permute(1, 2, 0))
     axes[0, t].set_title(f"lq[{t}]", fontsize=9)
@@ -298,7 +331,10 @@ for t in range(5):
 axes[0, 5].imshow(item["gt"].permute(1, 2, 0))
 axes[0, 5].set_title("gt (HR centre)", fontsize=9)
 for ax in axes.flat:
-    ax.axis("off")
+    ax.set(xticks=[], yticks=[])
+flow_key(axes[1, 5], 12, title="flow key (LR px)")
+_ = fig.suptitle("One training sample: five LR frames, the HR centre frame, and the exact flow from "
+                 "the centre frame to each (white: the centre itself)", fontsize=10)
 
 # %% [markdown]
 # Held-out data for PSNR comes from `data.validation_clips(source)`: whole clips as
@@ -330,8 +366,9 @@ except data.DatasetNotFoundError as err:
 #   kind of estimate the paper had to compare learned offsets with;
 # - seen that a flow is a DCN offset with its channels swapped, and that a 1x1 DCN with
 #   those offsets is the flow warp;
-# - timed the patch dataset: hundreds of samples per second on one core, tens when DIS
-#   flows are estimated for real clips (synthetic scenes carry their exact flow for free).
+# - timed the patch dataset: from about 40 to about 400 samples per second on one core in
+#   the run above (the numbers depend on the machine and its load), slowest on the first
+#   pass over synthetic scenes, which renders them.
 #
 # ## Exercises
 #
