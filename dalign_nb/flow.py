@@ -7,7 +7,7 @@ synthetic scenes (``dalign_nb.data.synthetic_scene``) give the true flow to scor
 
 Layout: numpy flows are ``(H, W, 2)`` float32 with ``[..., 0] = u`` (x) and
 ``[..., 1] = v`` (y), OpenCV's layout; torch flows are ``(B, 2, H, W)`` with the same
-channel order (DESIGN.md). ``estimate_flow(ref, other)`` is the flow from ``ref`` to
+channel order. ``estimate_flow(ref, other)`` is the flow from ``ref`` to
 ``other``: ``ref(p) ~ other(p + flow(p))``, so ``flow_warp(other, flow)`` aligns
 ``other`` to ``ref``.
 """
@@ -27,6 +27,7 @@ __all__ = [
     "FlowFileError",
     "end_point_error",
     "estimate_flow",
+    "estimate_flows",
     "flow_to_color",
     "read_flo",
     "write_flo",
@@ -69,6 +70,20 @@ def estimate_flow(ref: np.ndarray, other: np.ndarray, method: str = "dis",
     if method == "farneback":
         return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 3, 5, 1.2, 0)
     raise ValueError(f"method must be 'dis' or 'farneback', got {method!r}")
+
+
+def estimate_flows(frames: torch.Tensor, method: str = "dis", preset: str = "medium") -> torch.Tensor:
+    """Flows from the centre frame to every frame of a clip: ``(T, 3, h, w)`` -> ``(T, 2, h, w)``.
+
+    The one estimator behind every flow the models and losses use when a clip has no exact
+    flow (training patches, validation frames): ``estimate_flow(centre, frame)`` for each
+    frame, (u, v) channels, and exactly zero for the centre frame itself (T odd).
+    """
+    imgs = frames.detach().permute(0, 2, 3, 1).float().cpu().numpy()  # (T, h, w, 3) in [0, 1]
+    c = len(imgs) // 2
+    flows = [np.zeros(imgs.shape[1:3] + (2,), np.float32) if i == c else
+             estimate_flow(imgs[c], f, method, preset) for i, f in enumerate(imgs)]
+    return torch.from_numpy(np.stack(flows)).permute(0, 3, 1, 2).contiguous()  # (T, 2, h, w)
 
 
 def write_flo(path, flow: np.ndarray) -> None:

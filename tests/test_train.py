@@ -1,15 +1,25 @@
-"""The trainer: schedule, exact resume, atomic checkpoints, interruptions, DDP, the offset monitor."""
+"""The trainer: schedule, exact resume, resume with a changed profile, atomic checkpoints,
+interruptions, DDP, the TSA stage, the offset monitor, validation (flows, bicubic baseline)."""
 
+import dataclasses
+import json
 import math
 import socket
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from skimage.metrics import peak_signal_noise_ratio
 from train_helpers import SIGNALS, TinyPatches, ddp_worker, tiny_model, tiny_profile
 
 from dalign_nb import train as T
-from dalign_nb.config import PROFILES, TrainConfig, get_profile, profile_name
+from dalign_nb.config import PROFILES, get_profile, profile_name
+from dalign_nb.data import imresize
+from dalign_nb.models.edvr import EDVR, EDVRConfig
+from dalign_nb.training import checkpoint as C
+from dalign_nb.training.monitor import OffsetMonitor
+from dalign_nb.training.validation import evaluate
 
 
 def _weights(model):
@@ -62,7 +72,6 @@ def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
     for name in PROFILES:
         p = get_profile(name)
         assert p.name == name and p.description
-        assert sum(p.train.periods) >= p.train.total_iter
     paper = get_profile("paper")
     assert (paper.train.lr, paper.train.betas, paper.train.eta_min) == (4e-4, (0.9, 0.99), 1e-7)
     assert paper.train.periods == (50_000, 100_000, 150_000, 150_000, 150_000)
@@ -75,11 +84,6 @@ def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
     monkeypatch.setenv("DALIGN_PROFILE", "huge")
     with pytest.raises(ValueError, match="DALIGN_PROFILE"):
         profile_name()
-    with pytest.raises(ValueError, match="periods"):
-        TrainConfig(total_iter=10, periods=(5,), restart_weights=(1.0,))
-    q = get_profile("quick")
-    assert q.replace(train={"total_iter": 5}).train.total_iter == 5
-    assert type(q).from_dict(q.to_dict()) == q
 
 
 # --------------------------------------------------------------------------- exact resume
@@ -140,22 +144,65 @@ def test_resume_refuses_another_model(tmp_path):
         T.train(p, tmp_path, model=tiny_model(), train_set=TinyPatches(), progress=False)
 
 
+def _cosine(t, lr0, period, eta_min=1e-7):  # TrainConfig's eta_min
+    return eta_min + 0.5 * (lr0 - eta_min) * (1 + math.cos(math.pi * t / period))
+
+
+def test_lengthened_resume_follows_the_new_schedule(tmp_path):
+    """A finished 4-iteration run resumed with total_iter = periods = 10 (and another lr):
+    iteration n runs at lr(n - 1) of the *new* cosine, lr0 = 2e-3 over 10 iterations; the
+    checkpoint's schedule (period 4) would climb back up after iteration 4."""
+    data = TinyPatches()
+    first = T.train(tiny_profile(4, log_every=1), tmp_path, model=tiny_model(), train_set=data,
+                    val_set=None, progress=False)
+    assert [e["lr"] for e in first.history["train"]] == pytest.approx([_cosine(t, 1e-3, 4) for t in range(4)])
+    longer = tiny_profile(10, log_every=1, lr=2e-3)
+    res = T.train(longer, tmp_path, model=tiny_model(), train_set=data, val_set=None, progress=False)
+    assert res.status == "done" and res.iteration == 10
+    lrs = {e["iter"]: e["lr"] for e in res.history["train"]}
+    assert [lrs[n] for n in range(5, 11)] == pytest.approx([_cosine(n - 1, 2e-3, 10) for n in range(5, 11)],
+                                                           rel=1e-12)
+    resume = [e for e in res.history["events"] if e["event"] == "resume"]
+    assert resume[0]["iter"] == 4
+    assert set(resume[0]["changed"]) == {"train.total_iter", "train.periods", "train.lr", "train.val_every"}
+    assert res.history["profile"]["train"]["total_iter"] == 10
+    again = T.train(longer, tmp_path / "straight", model=tiny_model(), train_set=TinyPatches(),
+                    val_set=None, progress=False)  # the new schedule from scratch: same lr from 5 on
+    assert [e["lr"] for e in again.history["train"]][4:] == pytest.approx([lrs[n] for n in range(5, 11)])
+
+
+@pytest.mark.parametrize("section, change, field", [
+    ("data", {"batch_size": 4}, "data.batch_size"),
+    ("data", {"patch_size": 4}, "data.patch_size"),
+    ("data", {"source": "bundled"}, "data.source"),
+    ("train", {"seed": 1}, "train.seed"),
+    ("train", {"loss_reduction": "sum"}, "train.loss_reduction"),
+    ("model", {"alignment": {"kind": "decomposed"}}, "model.alignment.kind"),
+])
+def test_resume_refuses_changes_of_model_and_data_order(tmp_path, section, change, field):
+    _run(tmp_path, total=2)
+    p = tiny_profile(4).replace(**{section: change})
+    with pytest.raises(ValueError, match=field.replace(".", r"\.")):
+        T.train(p, tmp_path, model=tiny_model(), train_set=TinyPatches(), val_set=None, progress=False)
+    assert C.load_checkpoint(tmp_path / T.CHECKPOINT)["iteration"] == 2  # untouched
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
 def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "ckpt.pt"
-    T.save_checkpoint(path, {"w": torch.arange(4.0), "meta": {"iteration": 1}})
+    C.save_checkpoint(path, {"w": torch.arange(4.0), "meta": {"iteration": 1}})
 
     def torn_save(obj, f):  # dies half-way through writing
         f.write(b"PK\x03\x04 partial")
         raise OSError("disk vanished")
 
-    monkeypatch.setattr(T.torch, "save", torn_save)
+    monkeypatch.setattr(C.torch, "save", torn_save)
     with pytest.raises(OSError, match="disk vanished"):
-        T.save_checkpoint(path, {"w": torch.zeros(4), "meta": {"iteration": 2}})
+        C.save_checkpoint(path, {"w": torch.zeros(4), "meta": {"iteration": 2}})
     monkeypatch.undo()
-    back = T.load_checkpoint(path)
+    back = C.load_checkpoint(path)
     assert torch.equal(back["w"], torch.arange(4.0)) and back["meta"]["iteration"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary left behind
 
@@ -184,6 +231,19 @@ def test_tsa_stage_trains_only_fusion_first(tmp_path):
     assert res.history["train"][-1]["stage"] == "all"
 
 
+def test_tsa_stage_of_edvr_trains_exactly_its_fusion_module(tmp_path):
+    """BasicSR's EDVRModel trains the parameters named 'fusion' first; so must the trainer."""
+    p = tiny_profile(6, tsa_iter=4, ckpt_every=100, val_every=100)
+    torch.manual_seed(0)
+    model = EDVR.from_config(p.model)
+    before = _weights(model)
+    res = T.train(p, tmp_path, model=model, train_set=TinyPatches(), val_set=None, stop_at=2, progress=False)
+    changed = {k for k, v in _weights(res.model).items() if not torch.equal(before[k], v)}
+    assert changed and changed == {k for k in before if "fusion" in k}
+    with pytest.raises(ValueError, match="with_tsa"):
+        tiny_profile(6, tsa_iter=4).replace(model={"with_tsa": False})
+
+
 def test_offset_monitor_records_overflow(tmp_path):
     data = TinyPatches()
     with pytest.warns(RuntimeWarning, match="offset overflow"):
@@ -197,7 +257,7 @@ def test_offset_monitor_records_overflow(tmp_path):
 
 
 def test_offset_monitor_statistics_by_hand():
-    mon = T.OffsetMonitor(threshold=1.0, overflow_mean=50.0)
+    mon = OffsetMonitor(threshold=1.0, overflow_mean=50.0)
     mon.update({"l1": torch.tensor([0.5, -2.0, 3.0, -0.5])})
     mon.update({"l1": torch.tensor([0.0, 0.0, -1.0, 3.0])})
     stats, overflow = mon.flush()
@@ -222,6 +282,8 @@ def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
                        join=True, start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     _assert_same(r0, r1)
+    # no host sync per iteration: the ranks agree on stop requests at the log points 2 and 4 only
+    assert int(r0["stop_checks"]) == 2
     single = T.train(tiny_profile(total, 4, tsa_iter=3), tmp_path / "single", model=tiny_model(),
                      train_set=TinyPatches(), val_set=None, progress=False, device="cpu")
     init = _weights(tiny_model())
@@ -253,10 +315,35 @@ def test_cli_trains_quick_edvr_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "done at iteration 4 of 4" in out and "validation PSNR" in out
     h = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
-    assert h["profile"]["model"]["alignment"] == "decomposed" and h["iteration"] == 4
+    assert h["profile"]["model"]["alignment"]["kind"] == "decomposed" and h["iteration"] == 4
     assert set(h["train"][-1]["offsets"]) == {"l3", "l2", "l1", "cascade"}
     assert h["val"][0]["num_frames"] == 1 and h["val"][0]["psnr"] > 10
     assert (tmp_path / T.WEIGHTS).exists()
+    # a longer schedule: iteration 6 runs at the new cosine's lr(5) (quick: lr 2e-3, 6 iterations)
+    assert main(args + ["--iters", "6"]) == 0
+    assert "done at iteration 6 of 6" in capsys.readouterr().out
+    h = T.load_checkpoint(tmp_path / T.CHECKPOINT)["history"]
+    assert h["train"][-1]["iter"] == 6
+    assert h["train"][-1]["lr"] == pytest.approx(_cosine(5, 2e-3, 6), rel=1e-9)
+    with pytest.raises(ValueError, match=r"data\.batch_size"):  # the data order may not change
+        main(args + ["--iters", "8", "--batch-size", "4"])
+
+
+def test_cli_sets_nested_fields_and_refuses_unknown_ones(capsys):
+    from dalign_nb.__main__ import main
+
+    assert main(["train", "--profile", "quick", "--print-config", "--set", "model.alignment.kind=flow",
+                 "--set", "model.alignment.kernel_size=1", "--num-offsets", "5",
+                 "--set", "train.lr=5e-4"]) == 0
+    out = capsys.readouterr().out
+    for line in ("model.alignment.kind = 'flow'", "model.alignment.kernel_size = 1",
+                 "model.alignment.num_offsets = 5", "train.lr = 0.0005", "model.num_feat = 16"):
+        assert line in out.splitlines()
+    with pytest.raises(SystemExit, match="model.alignment.kind"):
+        main(["train", "--print-config", "--set", "model.kind=flow"])
+    with pytest.raises(SystemExit, match="with_tsa"):
+        main(["train", "--profile", "standard", "--print-config", "--set", "train.tsa_iter=5",
+              "--set", "model.with_tsa=False"])
 
 
 def test_offset_fidelity_loss_is_added_with_the_data_flows(tmp_path):
@@ -276,3 +363,83 @@ def test_offset_fidelity_loss_is_added_with_the_data_flows(tmp_path):
     with pytest.raises(ValueError, match="flow"):
         T.train(tiny_profile(1, offset_fidelity_weight=1.0), tmp_path / "noflow", model=tiny_model(),
                 train_set=data, val_set=None, progress=False)
+
+
+# --------------------------------------------------------------------------- profiles hold the model config
+
+
+def test_profile_holds_the_model_config_and_round_trips():
+    k1 = {"kind": "dcn", "kernel_size": 1, "modulated": False}
+    p = get_profile("quick").replace(model={"alignment": k1})
+    assert isinstance(p.model, EDVRConfig) and p.model.alignment.kernel_size == 1
+    assert type(p).from_dict(json.loads(json.dumps(p.to_dict()))) == p  # as history.json stores it
+    model = EDVR.from_config(p.model)  # Table 1's k = 1 DCN: one offset per group
+    dcn = model.pcd_align.dcn_pack["l1"]
+    assert dcn.weight.shape[-2:] == (1, 1) and dcn.conv_offset.out_channels == 2 * p.model.deformable_groups
+    assert model.conv_last.weight.abs().max() == 0  # quick's zero_init_output
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _NoFlowModel(torch.nn.Module):
+    """Super-resolves by repeating pixels; has no ``flows`` argument (like most models)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.w * x[:, x.shape[1] // 2].repeat_interleave(4, -1).repeat_interleave(4, -2)
+
+
+def test_evaluate_passes_flows_only_to_models_that_take_them():
+    data = TinyPatches()
+    samples = [{**s, "flow": torch.zeros(3, 2, 16, 16)} for s in data.val()]
+    res = evaluate(_NoFlowModel(), samples)  # flows present, the model takes none
+    assert res["num_frames"] == 2 and 5 < res["psnr"] < 60
+    flow_guided = EDVR.from_config(dataclasses.replace(tiny_profile().model, alignment="flow_guided"))
+    with pytest.raises(ValueError, match="takes flows"):
+        evaluate(flow_guided, data.val())
+    assert evaluate(flow_guided, samples)["num_frames"] == 2
+
+
+def test_bicubic_baseline_is_matlab_imresize_on_8_bit_output():
+    """psnr_bicubic: MATLAB imresize x4 of the centre frame, rounded to 8 bits, RGB PSNR (skimage)."""
+    data = TinyPatches()
+    samples = data.val()
+    res = evaluate(_NoFlowModel(), samples)
+    ref = []
+    for s in samples:
+        centre = s["lq"][1].permute(1, 2, 0).double().numpy()
+        up = np.round(np.clip(imresize(centre, 4), 0, 1) * 255) / 255
+        ref.append(peak_signal_noise_ratio(s["gt"].permute(1, 2, 0).double().numpy(), up, data_range=1.0))
+    assert res["psnr_bicubic"] == pytest.approx(np.mean(ref), abs=1e-6)
+
+
+def test_synthetic_validation_uses_exact_flows(tmp_path):
+    """val_source="synthetic": held-out scenes with their exact flows and occlusion, never
+    re-estimated, centred on the scene's centre frame; the model and the data agree on flows."""
+    from dalign_nb.data import SceneConfig, synthetic_scene
+
+    p = tiny_profile(2).replace(data={"val_source": "synthetic", "val_clips": 2},
+                                model={"alignment": {"kind": "flow_guided"}})
+    _, val = T.build_data(p)
+    assert len(val) == 2 and all(s["flow"].shape == (3, 2, 64, 64) for s in val)
+    for i, s in enumerate(val):
+        scene = synthetic_scene(SceneConfig(num_frames=3), 10**6 + i, texture_split="test").lr()
+        exact = torch.from_numpy(scene.flows).permute(0, 3, 1, 2)
+        torch.testing.assert_close(s["flow"], exact, rtol=0, atol=0)
+        assert torch.equal(s["occlusion"], torch.from_numpy(scene.occlusion))
+        torch.testing.assert_close(s["lq"][1], torch.from_numpy(scene.frames[1]).permute(2, 0, 1))
+    assert max(float(s["flow"].abs().max()) for s in val) > 1  # scenes move (2-6 LR px per frame)
+    torch.manual_seed(0)
+    res = T.train(p, tmp_path, model=EDVR.from_config(p.model), train_set=TinyPatchesWithFlow(),
+                  val_set=val, progress=False)
+    assert res.final_val()["num_frames"] == 2
+
+
+class TinyPatchesWithFlow(TinyPatches):
+    def __init__(self):
+        super().__init__()
+        self.flow = (1.0, -0.5)

@@ -16,8 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dalign_nb.config import DataConfig, ModelConfig, Profile, TrainConfig
+from dalign_nb.config import DataConfig, EDVRConfig, Profile, TrainConfig
 from dalign_nb.ops import DeformConv2d
+from dalign_nb.train import train
+from dalign_nb.training.processes import Dist
 
 
 class TinyVSR(nn.Module):
@@ -102,7 +104,8 @@ def tiny_profile(total_iter=8, batch_size=2, **train) -> Profile:
                tsa_iter=0, loss_reduction="mean", log_every=2, val_every=total_iter, ckpt_every=3)
     cfg.update(train)
     return Profile(name="tiny", description="trainer tests",
-                   model=ModelConfig(num_feat=8, num_frame=3, deformable_groups=1, alignment="dcn"),
+                   model=EDVRConfig(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1,
+                                    num_reconstruct_block=1, alignment="dcn"),
                    data=DataConfig(source="synthetic", patch_size=8, batch_size=batch_size),
                    train=TrainConfig(**cfg))
 
@@ -114,14 +117,16 @@ def tiny_model(seed=0, **kw) -> TinyVSR:
 
 def ddp_worker(rank: int, world: int, port: int, out_dir: str, total_iter: int, batch: int):
     """One process of a CPU (gloo) DDP run, set up as ``torchrun`` would."""
-    from dalign_nb.train import train
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
+    calls = []  # the stop-request all-reduces (host syncs) this rank made
+    any_ = Dist.any
+    Dist.any = lambda self, flag, device: calls.append(1) or any_(self, flag, device)
     res = train(tiny_profile(total_iter, batch, tsa_iter=3), out_dir, model=tiny_model(),
                 train_set=TinyPatches(), val_set=None, resume=False, progress=False, device="cpu")
     state = {k: v.clone() for k, v in res.model.state_dict().items()}
+    state["stop_checks"] = torch.tensor(len(calls))
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
 
 

@@ -1,11 +1,12 @@
-"""Data for video super-resolution (Sec. A.1 of the paper; DESIGN.md, "Data").
+"""Data for video super-resolution (Sec. A.1 of the paper).
 
 * ``video``: the bundled real clips (decoded with OpenCV, cut into shots, a fixed split),
   any video file;
 * ``degrade``: MATLAB-compatible bicubic ``imresize`` (BI) and blur + decimation (BD);
 * ``synthetic``: scenes with exact flow and occlusion masks;
 * ``clips``: image-folder datasets (REDS, Vimeo-90K, Vid4) and the other clip sources;
-* ``patches``: the training ``PatchDataset`` and the held-out ``validation_clips``.
+* ``patches``: the training ``PatchDataset``, the held-out ``validation_clips`` and
+  ``validation_samples``.
 """
 
 from .clips import (
@@ -22,7 +23,7 @@ from .clips import (
     vimeo_clips,
 )
 from .degrade import bd_degrade, bi_degrade, cubic, imresize, resize_weights
-from .patches import PatchDataset, ValClip, augment, get_clips, validation_clips
+from .patches import PatchDataset, ValClip, augment, get_clips, validation_clips, validation_samples
 from .synthetic import Layer, Scene, SceneConfig, flow_to_lr, render_layers, synthetic_scene
 from .video import (
     BUNDLED_CLIPS,
@@ -70,6 +71,7 @@ __all__ = [
     "synthetic_clips",
     "synthetic_scene",
     "validation_clips",
+    "validation_samples",
     "vid4_clips",
     "video_clips",
     "vimeo_clips",

@@ -20,11 +20,13 @@ Where an LR folder is missing, LR frames are made with BI (``bi_degrade``) on th
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from .degrade import bi_degrade
 from .synthetic import SceneConfig, synthetic_scene
@@ -115,6 +117,16 @@ class SceneClip:
         return self._arrays[1][i]
 
 
+def _image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file, read from its header."""
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+    except (FileNotFoundError, UnidentifiedImageError) as exc:
+        raise DatasetNotFoundError(f"cannot read image {path} (missing or not an image file)") from exc
+    return h, w
+
+
 def _imread(path: Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -137,7 +149,11 @@ class FolderClip:
 
     @functools.cached_property
     def _lr_size(self) -> tuple[int, int]:
-        return tuple(self.lr(0).shape[:2])
+        """From the first frame's file header only (no decoding, no resizing)."""
+        if self.lr_paths:
+            return _image_size(self.lr_paths[0])
+        h, w = _image_size(self.hr_paths[0])
+        return math.ceil(h / 4), math.ceil(w / 4)  # BI's output size, as imresize's ceil
 
     def lr_size(self) -> tuple[int, int]:
         return self._lr_size

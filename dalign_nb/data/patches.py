@@ -5,8 +5,16 @@ centre frame, a random crop (LR ``patch_size``, HR ``scale * patch_size``), rand
 flips and transposes (with flips, all eight 90-degree rotations and mirrors, as
 BasicSR's ``augment``), and temporal reversal. With ``with_flow=True`` it also gives the
 LR flow from the centre frame to every frame, for the offset-fidelity loss (Sec. 3.4):
-exact for synthetic scenes, DIS estimates (``dalign_nb.flow.estimate_flow``) otherwise.
+exact for synthetic scenes, DIS estimates (``dalign_nb.flow.estimate_flows``) otherwise.
 Flows go through the same augmentation as the frames (``augment``).
+
+``validation_samples`` cuts whole-frame samples from held-out clips, reading only the frames
+it uses; synthetic scenes give one sample each, centred on the scene's centre frame, with
+their exact flows and occlusion masks.
+
+Nothing reads a frame before it is needed: with paper-scale data (64k Vimeo-90K folders),
+``PatchDataset`` checks a folder clip's frame size when it first draws from it, and
+``validation_clips`` / ``validation_samples`` load only the clips (and frames) they keep.
 """
 
 from __future__ import annotations
@@ -19,11 +27,19 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ..flow import estimate_flow
-from .clips import bundled_clips, reds_clips, synthetic_clips, vid4_clips, video_clips, vimeo_clips
+from ..flow import estimate_flows
+from .clips import (
+    FolderClip,
+    bundled_clips,
+    reds_clips,
+    synthetic_clips,
+    vid4_clips,
+    video_clips,
+    vimeo_clips,
+)
 from .synthetic import SceneConfig
 
-__all__ = ["PatchDataset", "ValClip", "augment", "get_clips", "validation_clips"]
+__all__ = ["PatchDataset", "ValClip", "augment", "get_clips", "validation_clips", "validation_samples"]
 
 
 def get_clips(source="synthetic", split: str = "train", *, root=None, num_scenes: int = 32,
@@ -83,8 +99,9 @@ def augment(lq: Tensor, gt: Tensor, flow: Tensor | None = None, occlusion: Tenso
 
 def _to_tensor(frames) -> Tensor:
     """(..., H, W, 3) uint8 or float [0, 1] -> float32 (..., 3, H, W)."""
-    arr = np.asarray(frames)
-    t = torch.from_numpy(np.ascontiguousarray(arr)).movedim(-1, -3)
+    arr = np.ascontiguousarray(frames)
+    arr = arr if arr.flags.writeable else arr.copy()  # a memory-mapped cache file is read-only
+    t = torch.from_numpy(arr).movedim(-1, -3)
     return t.float().div_(255) if arr.dtype == np.uint8 else t.float()
 
 
@@ -105,7 +122,7 @@ class PatchDataset(Dataset):
                  augment: bool = True, flip: bool = True, rotate: bool = True, reverse: bool = True,
                  with_flow: bool = False, seed: int = 0, samples_per_epoch: int = 1000,
                  temporal_stride=1, split: str = "train", root=None, num_scenes: int = 32,
-                 scene_config: SceneConfig | None = None, flow_preset: str = "fast"):
+                 scene_config: SceneConfig | None = None):
         if num_frames < 1 or num_frames % 2 == 0:
             raise ValueError(f"num_frames must be odd and positive (a centre frame), got {num_frames}")
         if scene_config is None:
@@ -118,7 +135,6 @@ class PatchDataset(Dataset):
         self.flip, self.rotate, self.reverse = flip and augment, rotate and augment, reverse and augment
         self.with_flow, self.seed, self.samples_per_epoch, self.epoch = with_flow, seed, samples_per_epoch, 0
         self.strides = (temporal_stride,) if isinstance(temporal_stride, int) else tuple(temporal_stride)
-        self.flow_preset = flow_preset
         clips = get_clips(source, split, root=root, num_scenes=num_scenes, scene_config=scene_config,
                           seed=seed)
         self.clips = [c for c in clips if self._fits(c)]
@@ -127,11 +143,19 @@ class PatchDataset(Dataset):
                              f"of LR patch {patch_size} at temporal stride {max(self.strides)}")
 
     def _fits(self, clip) -> bool:
+        """Long enough, and (where the size is known without reading a file) large enough;
+        a folder clip's frame size is checked when it is first drawn (``_check_size``)."""
         span = (self.num_frames - 1) * (1 if clip.has_flow else max(self.strides))
         if len(clip) <= span:
             return False
+        return isinstance(clip, FolderClip) or min(clip.lr_size()) >= self.patch_size
+
+    def _check_size(self, clip) -> tuple[int, int]:
         h, w = clip.lr_size()
-        return min(h, w) >= self.patch_size
+        if min(h, w) < self.patch_size:
+            raise ValueError(f"clip {clip.name}: LR frames of {h}x{w} are smaller than the LR patch "
+                             f"({self.patch_size}); remove it from the dataset or lower data.patch_size")
+        return h, w
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -143,16 +167,17 @@ class PatchDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         clip = self.clips[rng.integers(len(self.clips))]
         frame_ids, flow = self._window(rng, clip)
-        h, w = clip.lr_size()
+        h, w = self._check_size(clip)
         p, s = self.patch_size, self.scale
         y, x = rng.integers(h - p + 1), rng.integers(w - p + 1)
         lq = _to_tensor(np.stack([clip.lr(i)[y : y + p, x : x + p] for i in frame_ids]))  # (T, 3, p, p)
         gt = _to_tensor(clip.hr(frame_ids[len(frame_ids) // 2])[s * y : s * (y + p), s * x : s * (x + p)])
-        if self.with_flow:
-            flow = flow[:, y : y + p, x : x + p] if flow is not None else self._estimate(lq)
-            flow = torch.from_numpy(np.ascontiguousarray(flow)).permute(0, 3, 1, 2).float()  # (T, 2, p, p)
-        else:
+        if not self.with_flow:
             flow = None
+        elif flow is not None:  # exact: (T, h, w, 2) -> (T, 2, p, p)
+            flow = torch.from_numpy(np.ascontiguousarray(flow[:, y : y + p, x : x + p])).permute(0, 3, 1, 2)
+        else:
+            flow = estimate_flows(lq)  # (T, 2, p, p)
         hflip, vflip, transpose, rev = rng.random(4) < 0.5
         lq, gt, flow, _ = augment(lq, gt, flow, hflip=hflip and self.flip, vflip=vflip and self.flip,
                                   transpose=transpose and self.rotate, reverse=rev and self.reverse)
@@ -168,12 +193,6 @@ class PatchDataset(Dataset):
         half = self.num_frames // 2 * stride
         c = rng.integers(half, len(clip) - half)
         return list(range(c - half, c + half + 1, stride)), None
-
-    def _estimate(self, lq: Tensor) -> np.ndarray:
-        frames = lq.permute(0, 2, 3, 1).numpy()  # (T, p, p, 3)
-        c = len(frames) // 2
-        return np.stack([np.zeros(frames.shape[1:3] + (2,), np.float32) if i == c else
-                         estimate_flow(frames[c], f, preset=self.flow_preset) for i, f in enumerate(frames)])
 
 
 @dataclass(frozen=True)
@@ -191,17 +210,19 @@ class ValClip:
 
 
 def validation_clips(source="bundled", max_frames: int | None = None, *, root=None, num_scenes: int = 2,
-                     scene_config: SceneConfig | None = None, seed: int = 0) -> list[ValClip]:
+                     scene_config: SceneConfig | None = None, seed: int = 0,
+                     max_clips: int | None = None) -> list[ValClip]:
     """The held-out clips of a source, whole, for PSNR evaluation.
 
     ``"bundled"``: the test shots of ``video.SPLIT`` (bikes shot 2, carphone), never used
     for training; ``"synthetic"``: ``num_scenes`` scenes cut from held-out footage with seeds
     no training scene uses; ``"reds"``: REDS4; ``"vimeo"``: Vimeo-90K-T; ``"vid4"``: Vid4.
     ``max_frames`` keeps the first frames of each clip (the centre of a synthetic scene is
-    always kept, with its flows).
+    always kept, with its flows). ``max_clips`` keeps the first clips; the others are never read.
     """
     clips = get_clips(source, "test", root=root, num_scenes=num_scenes, scene_config=scene_config, seed=seed)
     out = []
+    clips = clips[:max_clips]
     for clip in clips:
         n = len(clip)
         ids = list(range(n if max_frames is None else min(n, max_frames)))
@@ -213,4 +234,41 @@ def validation_clips(source="bundled", max_frames: int | None = None, *, root=No
         flow = None if flows is None else torch.from_numpy(np.ascontiguousarray(flows)).permute(0, 3, 1, 2)
         occ = None if flows is None else torch.from_numpy(np.ascontiguousarray(clip.occlusion))
         out.append(ValClip(clip.name, lq, gt, flow, occ))
+    return out
+
+
+def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: bool = False) -> list[dict]:
+    """Whole-frame samples of held-out clips (any clip of ``get_clips(..., "test")``).
+
+    Each sample is a dict ``{"lq": (T, 3, h, w), "gt": (3, 4h, 4w), "name": "<clip>#<centre>"}``
+    with ``T = num_frame``. A clip with exact flows (a synthetic scene) gives one sample,
+    centred on the scene's centre frame, with ``"flow"`` (T, 2, h, w), its exact flows from
+    the centre frame, and ``"occlusion"`` (T, h, w) bool. Any other clip gives
+    ``frames_per_clip`` samples, centres evenly spaced among the frames with ``num_frame // 2``
+    frames on either side, and with ``with_flow`` DIS flows (``dalign_nb.flow.estimate_flows``).
+    Only the frames used are read.
+    """
+    half, out = num_frame // 2, []
+    for clip in clips:
+        if len(clip) < num_frame:
+            continue
+        if clip.has_flow:  # exact flows refer to the scene's centre frame
+            centres = [len(clip) // 2]
+        else:
+            count = min(frames_per_clip, len(clip) - 2 * half)
+            centres = np.linspace(half, len(clip) - 1 - half, count).round().astype(int).tolist()
+        for c in centres:
+            ids = range(c - half, c + half + 1)
+            sample = {"lq": _to_tensor(np.stack([clip.lr(i) for i in ids])), "gt": _to_tensor(clip.hr(c)),
+                      "name": f"{clip.name}#{c}"}
+            if clip.has_flow:
+                window = slice(c - half, c + half + 1)
+                flows = np.ascontiguousarray(clip.flows[window])  # (T, h, w, 2)
+                sample["flow"] = torch.from_numpy(flows).permute(0, 3, 1, 2).contiguous()
+                sample["occlusion"] = torch.from_numpy(np.ascontiguousarray(clip.occlusion[window]))
+            elif with_flow:
+                sample["flow"] = estimate_flows(sample["lq"])
+            out.append(sample)
+    if not out:
+        raise ValueError(f"no held-out clip has {num_frame} frames")
     return out

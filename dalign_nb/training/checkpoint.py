@@ -1,0 +1,90 @@
+"""Files that must never be torn: atomic writes, checkpoints, the RNG states they carry."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+__all__ = ["atomic_write", "load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state", "write_json"]
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # make a rename durable (not every file system allows it)
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_write(path, write) -> None:
+    """``write(file)`` into a temporary file of this process's own next to ``path``, fsync it,
+    then ``os.replace`` it onto ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a torn one; a
+    failure removes the temporary file. Several processes may write the same path at once:
+    each has its own temporary file, and the last rename wins with a complete file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def save_checkpoint(path, state: dict) -> None:
+    """Write ``state`` (tensors and plain Python containers only) atomically."""
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint with ``torch.load(weights_only=True)``."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def write_json(path, obj) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
+
+
+def rng_state() -> dict:
+    """The torch (CPU and CUDA), numpy and python RNG states, as ``weights_only`` can load them."""
+    np_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"bit_generator": np_state["bit_generator"],
+                  "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": int(np_state["state"]["pos"]), "has_gauss": int(np_state["has_gauss"]),
+                  "gauss": float(np_state["gauss"])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    s = state["numpy"]
+    np.random.set_state({"bit_generator": s["bit_generator"], "has_gauss": s["has_gauss"],
+                         "gauss": s["gauss"],
+                         "state": {"key": s["key"].numpy().astype(np.uint32), "pos": s["pos"]}})
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])

@@ -1,0 +1,63 @@
+"""The learning-rate schedule: cosine annealing with restarts, as BasicSR's."""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+__all__ = ["CosineAnnealingRestartLR", "build_scheduler"]
+
+
+class CosineAnnealingRestartLR(LRScheduler):
+    """Cosine annealing with restarts (Loshchilov & Hutter 2016), as BasicSR's.
+
+    Within restart period ``i`` (``periods[i]`` iterations long, starting at iteration
+    ``c_i = sum(periods[:i])``):
+
+        lr(t) = eta_min + w_i * (lr0 - eta_min) * (1 + cos(pi * (t - c_i) / periods[i])) / 2
+
+    with ``w_i = restart_weights[i]``. ``t`` is the scheduler's step count; the trainer
+    steps it after every optimiser step, so iteration ``t + 1`` runs at ``lr(t)``.
+    """
+
+    def __init__(self, optimizer, periods, restart_weights=(1.0,), eta_min=0.0, last_epoch=-1):
+        if len(periods) != len(restart_weights):
+            raise ValueError("periods and restart_weights must have the same length, got "
+                             f"{len(periods)} and {len(restart_weights)}")
+        self.periods, self.restart_weights = list(periods), list(restart_weights)
+        self.eta_min = eta_min
+        self.cumulative_period = [sum(self.periods[: i + 1]) for i in range(len(self.periods))]
+        super().__init__(optimizer, last_epoch)
+
+    def _position(self, t: int) -> int:
+        for i, end in enumerate(self.cumulative_period):
+            if t <= end:
+                return i
+        return len(self.periods) - 1
+
+    def lr_at(self, t: int, lr0: float | None = None) -> float:
+        """The learning rate after ``t`` scheduler steps (of the first group, or from ``lr0``)."""
+        lr0 = self.base_lrs[0] if lr0 is None else lr0
+        i = self._position(t)
+        start = 0 if i == 0 else self.cumulative_period[i - 1]
+        cos = 1 + math.cos(math.pi * (t - start) / self.periods[i])
+        return self.eta_min + self.restart_weights[i] * 0.5 * (lr0 - self.eta_min) * cos
+
+    def get_lr(self) -> list[float]:
+        return [self.lr_at(self.last_epoch, lr0) for lr0 in self.base_lrs]
+
+
+def build_scheduler(optimizer: Optimizer, cfg, position: int = 0) -> CosineAnnealingRestartLR:
+    """The schedule of ``cfg`` (a ``TrainConfig``) placed at ``position`` finished iterations.
+
+    Resuming calls it with the restored iteration: the schedule is always the current
+    profile's (a lengthened run continues along the new cosine), never the checkpoint's; the
+    optimiser's learning rate is set to ``lr(position)``.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"] = cfg.lr
+    # LRScheduler steps once on construction: from last_epoch = position - 1 to position
+    return CosineAnnealingRestartLR(optimizer, cfg.periods, cfg.restart_weights, cfg.eta_min,
+                                    last_epoch=position - 1)

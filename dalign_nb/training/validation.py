@@ -1,0 +1,69 @@
+"""What a model is trained and scored on: which models take flows, the data, ``evaluate``.
+
+Validation PSNR is the VSR literature's: the super-resolved centre frame rounded to 8 bits,
+RGB, no border crop (REDS4's protocol, the paper's Table 3), beside the bicubic baseline
+(MATLAB ``imresize``); ``dalign_nb.metrics`` computes both.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data import PatchDataset, SceneConfig, get_clips, validation_samples
+from ..metrics import bicubic_baseline, psnr, quantize
+
+__all__ = ["build_data", "evaluate", "needs_flow", "takes_flows"]
+
+
+def takes_flows(model: nn.Module) -> bool:
+    """Whether ``model`` is called with ``flows=``: the one rule, from the model's own config
+    (``EDVRConfig.takes_flows``: flow-guided alignment); models without a config take none."""
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "takes_flows", False))
+
+
+def needs_flow(profile) -> bool:
+    """Whether the data must deliver flows: a model that takes them, or the offset-fidelity loss."""
+    return profile.model.takes_flows or profile.train.offset_fidelity_weight > 0
+
+
+def build_data(profile):
+    """(training ``PatchDataset``, validation samples of the held-out clips) for ``profile``.
+
+    Only the first ``data.val_clips`` held-out clips are read. ``data.val_source =
+    "synthetic"`` scores ``val_clips`` held-out synthetic scenes (textures from held-out
+    footage, seeds no training scene uses, the same whatever the training seed) with
+    their exact flows.
+    """
+    d, m, with_flow = profile.data, profile.model, needs_flow(profile)
+    train_set = PatchDataset(d.source, num_frames=m.num_frame, patch_size=d.patch_size,
+                             augment=d.augment, with_flow=with_flow, seed=profile.train.seed,
+                             samples_per_epoch=d.samples_per_epoch, temporal_stride=d.temporal_stride,
+                             num_scenes=d.num_scenes)
+    clips = get_clips(d.val_source, "test", num_scenes=d.val_clips,
+                      scene_config=SceneConfig(num_frames=m.num_frame))[: d.val_clips]
+    return train_set, validation_samples(clips, m.num_frame, d.val_frames, with_flow)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, samples, device=None) -> dict:
+    """Mean PSNR of the model and of bicubic over validation samples (see the module docstring).
+
+    ``samples``: dicts with ``"lq"`` ``(T, 3, h, w)``, ``"gt"`` ``(3, 4h, 4w)`` and, for a model
+    that ``takes_flows``, ``"flow"`` ``(T, 2, h, w)``; the centre frame is super-resolved.
+    """
+    device = device or next(model.parameters()).device
+    was_training, flows = model.training, takes_flows(model)
+    if flows and any("flow" not in s for s in samples):
+        raise ValueError("this model takes flows, but some validation samples have none")
+    model.eval()
+    ours, bic = [], []
+    for s in samples:
+        lq, gt = s["lq"].to(device)[None], s["gt"].to(device)[None].float()  # (1, T, 3, h, w), (1, 3, H, W)
+        out = model(lq, flows=s["flow"].to(device)[None]) if flows else model(lq)
+        ours.append(psnr(quantize(out.float()), gt))
+        bic.append(psnr(quantize(bicubic_baseline(lq[:, lq.shape[1] // 2].float())), gt))
+    model.train(was_training)
+    return {"psnr": float(np.mean(ours)), "psnr_bicubic": float(np.mean(bic)), "num_frames": len(ours)}
