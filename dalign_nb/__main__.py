@@ -19,6 +19,11 @@ A run folder (default ``runs/<profile>-<alignment>``) holds ``checkpoint.pt``,
 from the checkpoint (``--fresh`` starts over). A resumed run may change its schedule (e.g.
 ``--iters 800`` after 400: the new cosine applies from iteration 400); changing the model
 or the data order is refused.
+
+Named experiments (sets of runs, measured and recorded in ``data/results/``; see
+``dalign_nb.experiments``)::
+
+    python -m dalign_nb experiment fig5 --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -129,7 +134,13 @@ def _train(argv) -> int:
     return EXIT_CODES.get(res.status, 1)
 
 
-COMMANDS = {"train": _train}
+def _experiment(argv) -> int:
+    from dalign_nb.experiments import main as experiment_main
+
+    return experiment_main(argv)
+
+
+COMMANDS = {"train": _train, "experiment": _experiment}
 
 
 def main(argv=None) -> int:

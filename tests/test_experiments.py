@@ -1,0 +1,262 @@
+"""dalign_nb.experiments: the runner through the command line (two runs at once, Ctrl-C,
+resume, skip, provenance, kept weights), ``offsets_vs_flow`` against values computed here from
+the exact flows, and ``zero_offsets`` against a model whose offset branch is zeroed by hand."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dalign_nb import experiments as E
+from dalign_nb.__main__ import main
+from dalign_nb.config import get_profile
+from dalign_nb.data import SceneConfig, validation_clips
+from dalign_nb.metrics import quantize
+from dalign_nb.models.edvr import EDVR, LEVELS
+
+ENV = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
+# --------------------------------------------------------------------------- the table
+
+
+def test_overrides_follow_dotted_paths_and_bring_the_schedule_along():
+    p = E.with_overrides(get_profile("quick"), {"train.total_iter": 7, "model.num_feat": 4,
+                                                "data.patch_size": 8})
+    assert (p.train.total_iter, p.train.periods, p.model.num_feat, p.data.patch_size) == (7, (7,), 4, 8)
+    with pytest.raises(ValueError, match="no field 'bogus'"):
+        E.with_overrides(p, {"train.bogus": 1})
+
+
+def test_fig5_plan_is_two_conditions_times_three_seeds_of_a_single_flow():
+    runs = E.plan("fig5")
+    assert [r.name for r in runs] == [f"{c}-s{s}" for c in ("aligning", "sr_only") for s in (0, 1, 2)]
+    assert [r.profile.train.seed for r in runs] == [0, 1, 2] * 2
+    assert {r.profile.model.alignment.kind for r in runs} == {"flow"}
+    quick = E.plan("fig5", profile="quick", seeds=[5], overrides={"train.total_iter": 3})
+    assert [(r.name, r.profile.name, r.profile.train.total_iter) for r in quick] == \
+        [("aligning-s5", "quick", 3), ("sr_only-s5", "quick", 3)]
+
+
+# --------------------------------------------------------------------------- zero offsets
+
+
+def _offset_rows(module: nn.Module) -> int:
+    """How many leading output channels of ``module.conv_offset`` are offsets (not masks)."""
+    n = module.conv_offset.out_channels
+    return n - n // 3 if getattr(module, "modulated", False) else n
+
+
+@pytest.mark.parametrize("kind", ["dcn", "flow"])
+def test_zero_offsets_is_the_model_with_its_offset_branch_zeroed(kind):
+    torch.manual_seed(0)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=2, num_extract_block=1,
+                 num_reconstruct_block=1, with_tsa=False, alignment=kind).eval()
+    aligners = [m for m in model.modules() if hasattr(m, "conv_offset") and hasattr(m, "align")]
+    assert len(aligners) == 4  # L3, L2, L1, cascade
+    for m in aligners:  # offsets of about a pixel
+        nn.init.normal_(m.conv_offset.weight, std=0.05)
+        nn.init.normal_(m.conv_offset.bias, std=1.0)
+    x = torch.rand(1, 3, 3, 16, 16)
+    with torch.no_grad():
+        before = model(x)
+        with E.zero_offsets(model):
+            out0, aux0 = model(x, return_aux=True)
+        out1, aux1 = model(x, return_aux=True)  # weights restored
+        by_hand = copy.deepcopy(model)
+        for m in by_hand.modules():
+            if hasattr(m, "conv_offset") and hasattr(m, "align"):
+                rows = _offset_rows(m)
+                m.conv_offset.weight[:rows] = 0
+                m.conv_offset.bias[:rows] = 0
+        ref, aux_ref = by_hand(x, return_aux=True)
+    for level in LEVELS:
+        assert aux0["offsets"][level].abs().max() == 0
+        assert aux1["offsets"][level].abs().max() > 0.1
+        if kind == "dcn" and level != "cascade":  # masks are kept (the cascade's branch sees
+            torch.testing.assert_close(aux0["masks"][level], aux1["masks"][level])  # aligned L1)
+    torch.testing.assert_close(out0, ref)
+    assert torch.equal(out1, before) and (out1 - out0).abs().max() > 1e-5
+
+
+# --------------------------------------------------------------------------- offsets vs flow
+
+
+class _Branch(nn.Module):
+    """An identity 1x1 ``conv_offset`` that ``zero_offsets`` finds (it has ``align``)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv_offset = nn.Conv2d(channels, channels, 1, bias=False)
+        with torch.no_grad():
+            self.conv_offset.weight.copy_(torch.eye(channels)[:, :, None, None])
+
+    def align(self, *args):
+        raise NotImplementedError
+
+
+class Oracle(nn.Module):
+    """Offsets = the exact flow of each scene (dy, dx) + ``shift``, and a second offset 5 px
+    off it; the output is bilinear, brightened by 0.02 when every offset is zero."""
+
+    def __init__(self, clips, shift):
+        super().__init__()
+        self.branch, self.targets = _Branch(4), {}
+        for clip in clips:
+            first = clip.flow.flip(1) + torch.tensor(shift).view(1, 2, 1, 1)  # (T, 2, h, w) as (dy, dx)
+            self.targets[float(clip.lq.sum())] = torch.cat([first, first + 5.0], dim=1)  # (T, 4, h, w)
+
+    def forward(self, x, return_aux=False):
+        offsets = self.branch.conv_offset(self.targets[float(x[0].sum())])  # (T, 4, h, w)
+        out = F.interpolate(x[:, x.shape[1] // 2], scale_factor=4, mode="bilinear", align_corners=False)
+        out = out + 0.02 * float(offsets.abs().max() == 0)
+        return (out, {"offsets": {"l1": offsets[None]}}) if return_aux else out
+
+
+def _psnr(x, y) -> float:
+    return 10 * math.log10(1 / float(((quantize(x).double() - y.double()) ** 2).mean()))
+
+
+def test_offsets_vs_flow_against_the_exact_flow():
+    """A closest offset 0.6 px off the flow in x and y: end-point error sqrt(0.72) = 0.849 px
+    everywhere (all within 1 px), but 1.2 px in the l1 norm (none within 1 px)."""
+    config = SceneConfig(height=64, width=64, num_frames=3)
+    clips = validation_clips("synthetic", num_scenes=2, seed=0, scene_config=config)
+    res = E.offsets_vs_flow(Oracle(clips, (0.6, 0.6)), get_profile("quick"), num_scenes=2, size=64)
+    epe = math.sqrt(0.72)
+    valid = torch.stack([~c.occlusion[k] for c in clips for k in (0, 2)])  # (4, 16, 16)
+    flows = torch.stack([c.flow[k] for c in clips for k in (0, 2)])  # (4, 2, 16, 16)
+    shifted = flows.flip(1) + 0.6
+    assert res["num_pixels"] == int(valid.sum()) > 100
+    assert res["within_1px"] == 1.0 and res["within_1px_l1"] == 0.0
+    assert res["epe"] == pytest.approx(epe, abs=1e-5) and res["median_epe"] == pytest.approx(epe, abs=1e-5)
+    assert res["mean_flow"] == pytest.approx(float(flows.norm(dim=1)[valid].mean()), rel=1e-5)
+    assert res["mean_offset"] == pytest.approx(float(shifted.norm(dim=1)[valid].mean()), rel=1e-5)
+    assert res["mean_flow"] > 1.0  # the scenes move
+    hist = res["histogram"]
+    assert hist["counts"][3] == res["num_pixels"] and sum(hist["counts"]) == res["num_pixels"]  # [0.75, 1)
+    assert hist["edges"][3:5] == [0.75, 1.0] and hist["above"] == 0
+    assert res["by_frame"]["-1"]["num_pixels"] + res["by_frame"]["1"]["num_pixels"] == res["num_pixels"]
+    gts = [c.gt[1][None] for c in clips]
+    bilinear = [F.interpolate(c.lq[1][None], scale_factor=4, mode="bilinear", align_corners=False)
+                for c in clips]
+    assert res["psnr"] == pytest.approx(np.mean([_psnr(b, g) for b, g in zip(bilinear, gts)]), abs=1e-9)
+    assert res["psnr_zero_offsets"] == pytest.approx(
+        np.mean([_psnr(b + 0.02, g) for b, g in zip(bilinear, gts)]), abs=1e-9)
+    assert res["psnr_gain_over_zero"] == pytest.approx(res["psnr"] - res["psnr_zero_offsets"])
+    far = E.offsets_vs_flow(Oracle(clips, (0.0, 1.5)), get_profile("quick"), num_scenes=2, size=64)
+    assert far["within_1px"] == 0.0 and far["epe"] == pytest.approx(1.5, abs=1e-5)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def _json(path):
+    return json.loads(path.read_text())
+
+
+def _head() -> str | None:
+    res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=E.ROOT, capture_output=True, text=True)
+    return res.stdout.strip() if res.returncode == 0 else None
+
+
+@pytest.fixture
+def torch_threads():
+    """The in-process command line sets torch's thread count (``--threads``): put it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys, torch_threads):
+    runs, results = tmp_path / "runs" / "tiny", tmp_path / "results" / "tiny"
+    # One thread: a tiny model gains nothing from two, and loses much on a busy machine.
+    args = ["experiment", "tiny", "--set", "train.total_iter=20", "--no-progress", "--threads", "1",
+            "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+    names = ("flow-s0", "flow-s1")
+
+    # Sitting 1: both runs at once in subprocesses; Ctrl-C once both have checkpointed.
+    proc = subprocess.Popen([sys.executable, "-m", "dalign_nb", *args, "--jobs", "2"], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 300
+    while not all((runs / n / "checkpoint.pt").exists() for n in names):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, "no checkpoint within 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out
+    stopped = {}
+    for n in names:
+        h = _json(runs / n / "history.json")
+        assert h["status"] == "SIGINT" and 0 < h["iteration"] < 20, (n, h["iteration"], out)
+        stopped[n] = h["iteration"]
+    assert not list(results.glob("*.json"))
+
+    # Sitting 2: resumes both from their checkpoints, measures, records.
+    assert main(args) == 0
+    assert "resume at" in capsys.readouterr().out
+    for n in names:
+        res = _json(results / f"{n}.json")
+        k = stopped[n]
+        assert [(e["iter"], e["event"]) for e in res["train"]["events"]] == \
+            [(0, "start"), (k, "interrupted"), (k, "resume"), (20, "done")]
+        prov = res["provenance"]
+        assert [(s["from_iter"], s["to_iter"], s["status"]) for s in prov["sittings"]] == \
+            [(0, k, "SIGINT"), (k, 20, "done")]
+        assert prov["command"] == shlex.join(["python", "-m", "dalign_nb", *args])
+        assert prov["profile"]["train"]["seed"] == res["seed"] == int(n[-1])
+        assert prov["profile"]["train"]["total_iter"] == prov["iterations"] == 20
+        assert res["train"]["iterations"] == 20
+        assert prov["profile"]["model"]["num_feat"] == 8 and prov["device"] == "cpu"
+        assert prov["git_commit"] == _head()
+        assert isinstance(prov["git_dirty"], bool) if _head() else prov["git_dirty"] is None
+        assert prov["torch"] == torch.__version__ and prov["train_wall_s"] > 0
+        assert datetime.datetime.fromisoformat(prov["date"]).tzinfo is not None
+        m = res["measures"]["offsets_vs_flow"]
+        assert m["num_pixels"] > 100 and 0 <= m["within_1px"] <= 1 and m["mean_flow"] > 1.0
+        assert sum(m["histogram"]["counts"]) + m["histogram"]["above"] == m["num_pixels"]
+    assert (results / "weights" / "flow-s0.pt").exists() and not (results / "weights" / "flow-s1.pt").exists()
+
+    # Sitting 3: nothing left to do; the results stay as they were.
+    before = {n: (results / f"{n}.json").read_bytes() for n in names}
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("finished, skipped") == 2
+    assert {n: (results / f"{n}.json").read_bytes() for n in names} == before
+    assert main(args + ["--list"]) == 0
+    assert capsys.readouterr().out.split() == ["flow-s0", "done", "flow-s1", "done"]
+
+    # Another configuration under the same names is refused, not mixed in.
+    assert main(args + ["--set", "model.num_feat=4"]) == 1
+    assert "another configuration (differs in model.num_feat)" in capsys.readouterr().err
+
+    # A lengthened schedule makes the results stale: the run resumes at 20 and is measured again.
+    assert main(args + ["--set", "train.total_iter=22", "--only", "flow-s0"]) == 0
+    res = _json(results / "flow-s0.json")
+    assert res["provenance"]["iterations"] == 22 and res["train"]["events"][-2:] == [
+        {"iter": 20, "event": "resume", "changed": ["train.periods", "train.total_iter"]},
+        {"iter": 22, "event": "done"}]
+    assert (results / "flow-s1.json").read_bytes() == before["flow-s1"]
+
+    # What notebooks read: the results and the kept fp16 weights.
+    table = E.summarize(E.load_results("tiny", tmp_path / "results"), "provenance.iterations")
+    assert table == {"flow": {"mean": 21.0, "std": math.sqrt(2), "n": 2, "seeds": [0, 1],
+                              "values": [22.0, 20.0]}}
+    model = E.load_model("tiny", "flow-s0", tmp_path / "results")
+    full = torch.load(runs / "flow-s0" / "model.pt", weights_only=True)["params"]
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, full[key], atol=1e-3, rtol=1e-3)
