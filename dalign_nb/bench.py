@@ -1,4 +1,5 @@
-"""Benchmarks: ``python -m dalign_nb.bench dcn`` (and ``train``, see ``bench_train``).
+"""Benchmarks: ``python -m dalign_nb.bench dcn`` (and ``train``, see ``bench_train``; ``widgets``,
+the redraw times of ``dalign_nb.widgets``' offset viewer).
 
 ``dcn`` times ``deform_conv2d``'s backends and a dense ``conv2d`` of the same shape,
 forward and forward+backward, float32, on the CPU with 2 threads by default:
@@ -230,6 +231,9 @@ def main(argv=None) -> None:
     dcn.add_argument("--json", help="write the results to this JSON file")
     sub.add_parser("train", help="training iterations per second (see dalign_nb.bench_train)",
                    add_help=False)
+    viewers = sub.add_parser("widgets", help="redraw times of the offset viewer (dalign_nb.widgets)")
+    viewers.add_argument("--repeats", type=int, default=5, help="interactions timed per kind")
+    viewers.add_argument("--threads", type=int, default=2)
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         from dalign_nb import bench_train
@@ -237,6 +241,11 @@ def main(argv=None) -> None:
         return bench_train.main(rest)
     if rest:
         parser.error(f"unrecognised arguments: {' '.join(rest)}")
+    if args.command == "widgets":
+        from dalign_nb import widgets
+
+        torch.set_num_threads(args.threads)
+        return print(widgets.format_benchmark(widgets.benchmark(args.repeats)))
     result = bench_dcn(args)
     if args.json:
         with open(args.json, "w") as f:

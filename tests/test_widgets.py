@@ -1,0 +1,268 @@
+"""The viewers of dalign_nb.widgets: numbers against hand computations, clicks, selective redraws."""
+
+import base64
+import io
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.data import SceneConfig, synthetic_clips
+from dalign_nb.models.edvr import build_edvr
+from dalign_nb.widgets import (
+    AlignedFeatureViewer,
+    ClipFrames,
+    DCNPlayground,
+    ModelOutputs,
+    OffsetViewer,
+    analyse_offsets,
+    clip_frames,
+    forward_backward_occlusion,
+    model_outputs,
+)
+
+# Known offsets (dy, dx) of every pixel, level and frame, and their mask logits: a model whose
+# offset branches are constant (zero weights, these biases).
+OFFSETS = np.array([[0.5, -1.0], [2.0, 1.5], [-1.0, 0.0]])
+MASK_LOGITS = np.array([0.0, 2.0, -2.0])
+
+
+@pytest.fixture(scope="module")
+def scene():
+    """A held-out synthetic scene, 32x32 LR, 5 frames, with exact flow and occlusion."""
+    return synthetic_clips(1, SceneConfig(height=128, width=128, num_frames=5), seed=3, split="test")[0]
+
+
+def constant_offset_model():
+    torch.manual_seed(0)
+    model = build_edvr("tiny", alignment=AlignmentConfig(kind="decomposed", num_offsets=3, modulated=True),
+                       deformable_groups=1, num_frame=3)
+    bias = torch.tensor([*OFFSETS.reshape(-1), *MASK_LOGITS], dtype=torch.float32)  # o1, o2 | mask
+    for module in model.modules():
+        if hasattr(module, "conv_offset"):
+            torch.nn.init.zeros_(module.conv_offset.weight)
+            module.conv_offset.bias.data.copy_(bias)
+    return model
+
+
+@pytest.fixture(scope="module")
+def viewer(scene):
+    return OffsetViewer(constant_offset_model(), scene, pixel=(13, 7))
+
+
+def test_forward_backward_occlusion_by_hand():
+    fw = torch.zeros(1, 2, 6, 8)
+    fw[:, 0] = 2.0  # everything moves 2 px right
+    consistent = forward_backward_occlusion(fw, -fw)[0]
+    # p + (2, 0) leaves the frame in the last two columns; elsewhere the flows cancel exactly
+    assert consistent[:, :6].sum() == 0 and consistent[:, 6:].all()
+    # a backward flow that does not come back: |w_f + w_b|^2 = 16 > 0.01 * (4 + 4) + 0.5
+    assert forward_backward_occlusion(fw, fw)[0].all()
+    # a small disagreement stays under the bound: |0.5|^2 = 0.25 < 0.01 * (4 + 2.25) + 0.5
+    nudged = -fw + torch.tensor([0.5, 0.0]).view(1, 2, 1, 1)
+    assert forward_backward_occlusion(fw, nudged)[0, :, :6].sum() == 0
+
+
+def test_analyse_offsets_by_hand():
+    """Constant offsets against a constant flow: distances, order and diversity by hand."""
+    t, h, w = 3, 8, 8
+    offsets = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])  # (N, 2) as (dy, dx)
+    off = offsets.view(1, 1, 3, 2, 1, 1).expand(t, 1, 3, 2, h, w).clone()
+    masks = torch.rand(t, 1, 3, h, w)
+    flow = torch.zeros(t, 2, h, w)
+    flow[:, 0], flow[:, 1] = 1.0, 2.0  # (u, v): dx = 1, dy = 2
+    occ = torch.zeros(t, h, w, dtype=torch.bool)
+    occ[:, 0] = True
+    frames = ClipFrames("hand", 1, torch.zeros(t, 3, h, w), flow + 0.5, flow, occ, True)
+    outputs = ModelOutputs("decomposed", 1, 3, None, {"l1": off}, {"l1": masks}, {}, [], torch.zeros(3), 0.0)
+    a = analyse_offsets(outputs, frames, 2, "l1", 0)
+    # l1 distances |dx - 1| + |dy - 2|: (0, 0) -> 3, (2, 0) -> 1, (1, 3) -> 3
+    torch.testing.assert_close(a.distance[:, 4, 4], torch.tensor([3.0, 1.0, 3.0]))
+    assert a.order.tolist() == [1, 0, 2]  # stable: offset 0 before offset 2 at equal distance
+    torch.testing.assert_close(a.mean_distance, torch.tensor([1.0, 3.0, 3.0]))
+    # diversity: mean (1, 1); squared deviations 2, 2, 4 -> sqrt(8 / 3)
+    torch.testing.assert_close(a.diversity, torch.full((h, w), (8 / 3) ** 0.5))
+    torch.testing.assert_close(a.flow, flow[2])  # the exact flow is the reference
+    torch.testing.assert_close(a.flow_est, flow[2] + 0.5)
+    assert a.occlusion[0].all() and not a.occlusion[1:].any() and a.scale == 1
+    torch.testing.assert_close(a.masks, masks[2, 0])
+
+
+def test_sampling_positions_and_distances(viewer, scene):
+    """The viewer's arrows end at p + offset (level pixels scaled to LR), its bars are the l1 means."""
+    starts, ends = viewer.sampling_positions()
+    np.testing.assert_allclose(starts, [[13, 7]] * 3)
+    np.testing.assert_allclose(ends, np.array([13, 7]) + OFFSETS, atol=1e-5)
+    a = viewer.analysis()
+    np.testing.assert_allclose(a.masks[:, 13, 7], 1 / (1 + np.exp(-MASK_LOGITS)), atol=1e-6)
+    # the mean l1 distance of each offset to the exact flow over visible pixels, in numpy
+    t = viewer.controls["frame"].value  # index in the 3-frame window around the scene's centre 2
+    flow, occ = scene.flows[1 + t], scene.occlusion[1 + t]  # (h, w, 2) as (u, v), (h, w)
+    dist = [np.abs(dx - flow[..., 0]) + np.abs(dy - flow[..., 1]) for dy, dx in OFFSETS]
+    means = np.array([d[~occ].mean() for d in dist])
+    assert a.order.tolist() == np.argsort(means, kind="stable").tolist()
+    np.testing.assert_allclose(a.mean_distance, np.sort(means), rtol=1e-5)
+    bars = [p.get_height() for p in viewer.panels["distance"].axes["ax"].patches]
+    np.testing.assert_allclose(bars, np.sort(means), rtol=1e-5)
+    # one level coarser: a level pixel covers 2x2 LR pixels and offsets count double
+    viewer.select(level="l2")
+    starts, ends = viewer.sampling_positions()
+    np.testing.assert_allclose(starts, [[6.5 * 2 - 0.5, 3.5 * 2 - 0.5]] * 3)
+    np.testing.assert_allclose(ends - starts, 2 * OFFSETS, atol=1e-5)
+    viewer.select(level="l1")
+
+
+def test_click_selects_the_pixel_under_it(viewer):
+    """Where pixel (y, x) lies in the reference picture, worked out from the panel geometry."""
+    panel = viewer.panels["reference"]
+    width, height = panel.fig.bbox.width, panel.fig.bbox.height
+    left, bottom, box_w, box_h = 0.03, 0.03, 0.94, 0.85  # the picture's box in figure fractions
+    side = box_h * height  # a square 32x32 image fits the box's height and is centred in its width
+    x0 = width * (left + box_w / 2) - side / 2
+    y0 = height * (1 - bottom - box_h)
+    for y, x in ((5, 20), (31, 0), (0, 31)):
+        event = {"type": "click", "dataX": x0 + (x + 0.5) * side / 32, "dataY": y0 + (y + 0.5) * side / 32}
+        viewer._on_click(event)
+        assert viewer.pixel == (y, x)
+        assert f"pixel (y, x) = ({y}, {x})" in viewer.readout.value
+    n = len(viewer.redraw_seconds)
+    viewer._on_click({"type": "click", "dataX": 1.0, "dataY": 1.0})  # outside the picture: ignored
+    assert viewer.pixel == (0, 31) and len(viewer.redraw_seconds) == n
+
+
+def _state(viewer):
+    return {name: (p.renders, p.pixels.copy()) for name, p in viewer.panels.items()}
+
+
+def _redrawn(before, viewer):
+    return {name for name, p in viewer.panels.items() if p.renders > before[name][0]}
+
+
+def _changed(before, viewer):
+    return {name for name, p in viewer.panels.items() if not np.array_equal(before[name][1], p.pixels)}
+
+
+def test_interactions_redraw_the_panels_they_change(viewer):
+    viewer.select(y=16, x=16, rank=0, level="l1")
+    before = _state(viewer)
+    viewer._on_click(dict(zip(("dataX", "dataY"), viewer.click_position(9, 22))))
+    assert viewer.pixel == (9, 22)
+    assert _redrawn(before, viewer) == {"reference", "neighbour", "distance"}
+    assert {"reference", "neighbour"} <= _changed(before, viewer) <= {"reference", "neighbour", "distance"}
+    before = _state(viewer)
+    viewer.select(rank=2)
+    assert _redrawn(before, viewer) == _changed(before, viewer) == {"neighbour", "offset", "distance", "mask"}
+    before = _state(viewer)
+    viewer.select(frame=2)  # the other neighbour: its flow, occlusion, samples; not the reference
+    assert _redrawn(before, viewer) == set(viewer.panels) - {"reference"}
+    assert {"neighbour", "flow", "occlusion", "distance"} <= _changed(before, viewer)
+
+
+def test_redraw_is_fast(viewer):
+    """One interaction well under half a second (CPU time of the redraw: drawing is one thread)."""
+    cpu = []
+    for i in range(4):
+        viewer._on_click(dict(zip(("dataX", "dataY"), viewer.click_position(4 + 5 * i, 30 - 6 * i))))
+        cpu.append(viewer.redraw_seconds[-1][1])
+    assert np.median(cpu) < 0.5, cpu
+
+
+def test_static_picture_in_the_mime_bundle(viewer):
+    bundle = viewer._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    img = Image.open(io.BytesIO(base64.b64decode(bundle["image/png"])))
+    rows = [[p.pixels.shape for p in row] for row in viewer.rows]
+    assert img.size == (max(sum(s[1] for s in r) for r in rows), sum(max(s[0] for s in r) for r in rows))
+    assert bundle["text/plain"].startswith("OffsetViewer(decomposed, G=1, N=3")
+
+
+@pytest.mark.parametrize("kind, groups, num_offsets", [
+    ("dcn", 2, 9), ("decomposed", 2, 4), ("flow", 1, 1), ("image", 1, 1), ("flow_guided", 2, 9)])
+def test_model_outputs_of_every_kind(scene, kind, groups, num_offsets):
+    torch.manual_seed(0)
+    align = AlignmentConfig(kind=kind, num_offsets=num_offsets if kind == "decomposed" else 1)
+    model = build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3)
+    frames = clip_frames(scene, 3)
+    out = model_outputs(model, frames)
+    assert (out.deform_groups, out.num_offsets) == (groups, num_offsets)
+    for level, side in (("l3", 8), ("l2", 16), ("l1", 32), ("cascade", 32)):
+        assert out.offsets[level].shape == (3, groups, num_offsets, 2, side, side)
+        assert out.aligned[level].shape == (3, 16, side, side)
+    assert out.output.shape == (3, 128, 128)
+    if kind == "flow_guided":  # zero-initialised residual: the offsets are the exact flow itself
+        a = analyse_offsets(out, frames, 0, "l1", 1)
+        assert float(a.distance.max()) < 1e-5 and float(a.diversity.max()) < 1e-5
+    viewer = OffsetViewer(model, scene, level="l2", group=groups - 1)
+    assert viewer.panels["neighbour"].pixels is not None
+
+
+def test_clip_frames_of_a_video_file(tmp_path):
+    """A video file has no exact flow: DIS estimates it (here a known global shift) and the occlusion."""
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur(rng.integers(0, 256, (128, 256, 3), dtype=np.uint8), (0, 0), 4)
+    path = tmp_path / "shift.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128))
+    for k in range(7):  # 4 HR px = 1 LR px to the left per frame
+        writer.write(texture[:, 4 * k : 4 * k + 128])
+    writer.release()
+    frames = clip_frames(path, 3)
+    assert frames.flow_exact is None and not frames.occlusion_exact
+    assert frames.lr.shape == (3, 3, 32, 32)
+    u = frames.flow_est[2, 0, 8:24, 8:24]  # centre -> next frame: ref(p) = next(p + (-1, 0))
+    assert abs(float(u.median()) + 1.0) < 0.25, float(u.median())
+    # the centre frame's left column has left the next frame: occluded there, not in the middle
+    assert float(frames.occlusion[2, :, 0].float().mean()) > 0.5
+    assert float(frames.occlusion[2, 8:24, 8:24].float().mean()) < 0.1
+
+
+def test_aligned_feature_viewer(scene):
+    torch.manual_seed(0)
+    models = {f"N = {n}": build_edvr("tiny", alignment=AlignmentConfig(kind="decomposed", num_offsets=n),
+                                     deformable_groups=1, num_frame=3) for n in (1, 15)}
+    viewer = AlignedFeatureViewer(models, scene, channel=5)
+    frames = clip_frames(scene, 3)
+    with torch.no_grad():
+        ref = models["N = 15"].extract(frames.lr)[0][1, 5]  # (h, w): L1, centre frame, channel 5
+    torch.testing.assert_close(viewer.maps("N = 15")["ref"], ref)
+    before = viewer.panels["model1"].pixels.copy()
+    viewer.select(channel=6)
+    assert not np.array_equal(before, viewer.panels["model1"].pixels)
+    viewer.select(mean=True, level="l3")
+    assert viewer.maps("N = 1")["aligned"].shape == (8, 8)
+    assert "correlation" in viewer.readout.value
+
+
+def test_playground_matches_the_libraries():
+    pg = DCNPlayground()
+    rng = np.random.default_rng(0)
+    pg.offsets[:] = np.round(rng.uniform(-2.5, 2.5, (9, 2)), 2)  # some samples fall outside the image
+    pg.masks[:] = np.round(rng.uniform(0, 1, 9), 2)
+    by_hand = pg.contributions().sum()
+    ops_y, tv_y = pg.library_outputs()
+    assert abs(by_hand - ops_y) < 1e-10 and abs(by_hand - tv_y) < 1e-10
+    # an integer offset samples one pixel exactly: tap 4 (p_k = 0) moved by (1, -2)
+    pg.select(tap=4)
+    pg.select(dy=1.0, dx=-2.0, mask=1.0)
+    value, terms = pg.sample(*pg.positions()[4])
+    assert value == pytest.approx(float(pg.x[5, 2])) and sum(t[2] for t in terms) == pytest.approx(1.0)
+    # choosing a tap shows its own offset again
+    pg.select(tap=0)
+    assert (pg.controls["dy"].value, pg.controls["dx"].value) == tuple(pg.offsets[0])
+
+
+def test_benchmark_shape():
+    """``python -m dalign_nb.bench widgets`` reports (wall, CPU) seconds per interaction."""
+    from dalign_nb.widgets import _time_interactions
+
+    torch.manual_seed(0)
+    model = build_edvr("tiny", alignment=AlignmentConfig(kind="decomposed", num_offsets=2), num_frame=3)
+    scene = synthetic_clips(1, SceneConfig(height=128, width=128, num_frames=3), seed=1, split="test")[0]
+    viewer = OffsetViewer(model, scene)
+    start = time.process_time()
+    times = _time_interactions(viewer, 1)
+    assert set(times) == {"click", "offset slider", "level", "neighbour"}
+    assert all(len(v) == 2 and 0 < v[1] <= time.process_time() - start for v in times.values())
