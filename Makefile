@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 # OpenMP's default spin-wait costs about 3x on small CPU machines; see README.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: lab test notebooks bench lint clean-venv
+.PHONY: lab test chromium notebooks bench lint clean-venv
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,8 +23,15 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	DALIGN_PROFILE=quick $(PY) -m pytest
+
+# tests/test_browser.py drives Debian's chromium; install it where we can (root with apt-get),
+# else the test is skipped with a message (and fails under CI=true).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is not installed (apt-get install chromium): the browser test will be skipped"
 
 notebooks: $(STAMP)
 	DALIGN_PROFILE=quick $(PY) scripts/execute_notebooks.py notebooks/*.py

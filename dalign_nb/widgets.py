@@ -348,6 +348,7 @@ class _Panel:
         self.axes = {key: self.fig.add_axes(rect) for key, rect in axes.items()}
         for key in pictures:
             self.axes[key].set_axis_off()
+            self.axes[key].set_anchor("N")  # a wide picture sits under its title
         self.colorbar = None
         self.pixels = None  # (H, W, 4) uint8, the last picture
         self.renders = 0
@@ -410,7 +411,12 @@ class _View:
         self.redraw_seconds: list[tuple[float, float]] = []  # (wall, CPU of this process) per redraw
         self._held: set | None = None
         boxes = [widgets.HBox(list(controls.values())[i:i + 3]) for i in range(0, len(controls), 3)]
-        pictures = [widgets.HBox([p.image for p in row]) for row in rows]
+        pictures = [widgets.HBox([p.image for p in row], layout=widgets.Layout(width="100%")) for row in rows]
+        for row in rows:  # a row fits the notebook's width: each picture shrinks by the same factor
+            widths = [p.fig.bbox.width for p in row]
+            for p, w in zip(row, widths):
+                p.image.layout = widgets.Layout(width=f"{100 * w / sum(widths):.2f}%", max_width=f"{w:.0f}px",
+                                                height="auto")
         self.widget = widgets.VBox([*boxes, *pictures, self.readout])
         self.widget.add_class("dalign-viewer")
         for name, control in controls.items():
@@ -535,8 +541,8 @@ class OffsetViewer(_View):
                                max(t_len // 2 - 1, 0) if frame is None else frame),
             "level": _dropdown("level", [(_level_name(lv), lv) for lv in LEVELS], level, "160px"),
             "group": _slider("group g", 0, self.groups - 1, group, "220px"),
-            "rank": _slider(f"offset, sorted by l1 distance to the flow (of {self.num_offsets})", 0,
-                            self.num_offsets - 1, 0, "440px"),
+            "rank": _slider(f"offset, by l1 distance to flow (of {self.num_offsets})", 0,
+                            self.num_offsets - 1, 0, "460px"),
             "y": _slider("pixel y", 0, h - 1, h // 2 if pixel is None else pixel[0]),
             "x": _slider("pixel x", 0, w - 1, w // 2 if pixel is None else pixel[1]),
         }
@@ -657,7 +663,7 @@ class OffsetViewer(_View):
         ax.scatter(ends[idx, 1], ends[idx, 0], s=160, facecolors="none", edgecolors="red", linewidths=1.8,
                    zorder=4, label=f"offset {idx}")
         centre, tips = starts.mean(0), [ends, starts]
-        arrows = ((a.flow_exact, "white", "exact flow"), (a.flow_est, "magenta", "DIS flow"))
+        arrows = ((a.flow_exact, "cyan", "exact flow"), (a.flow_est, "magenta", "DIS flow"))
         for flow, colour, name in arrows:
             if flow is not None:
                 u, v = (float(f) * a.scale for f in flow[:, self._yl, self._xl])
