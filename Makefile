@@ -39,6 +39,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m dalign_nb.bench dcn
 	$(PY) -m dalign_nb.bench train
+	$(PY) -m dalign_nb.bench widgets
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check dalign_nb tests scripts notebooks
