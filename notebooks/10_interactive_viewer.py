@@ -39,10 +39,11 @@
 # %% tags=["parameters"]
 import torch
 
-from dalign_nb import train as T
 from dalign_nb.config import get_profile, profile_name
 from dalign_nb.data import bundled_clips, synthetic_clips
 from dalign_nb.metrics import bicubic_baseline, closest_offset, pearson_r, psnr, share_within
+from dalign_nb.train import run_dir, train
+from dalign_nb.training.validation import build_data
 from dalign_nb.widgets import (
     AlignedFeatureViewer,
     DCNPlayground,
@@ -83,8 +84,8 @@ profile = get_profile(PROFILE).replace(train={"seed": SEED})
 models = {}
 for name, k in (("N = 9", 3), ("N = 1", 1)):
     p = profile.replace(model={"alignment": {"kind": "flow_guided", "kernel_size": k}})
-    train_set, _ = T.build_data(p)
-    res = T.train(p, T.run_dir(p, f"nb10-k{k}"), train_set=train_set, device=DEVICE)
+    train_set, _ = build_data(p)
+    res = train(p, run_dir(p, f"nb10-k{k}"), train_set=train_set, device=DEVICE)
     models[name] = res.model.cpu().eval()
     print(f"{name}: {res.status} after {res.iteration} iterations, "
           f"{sum(q.numel() for q in res.model.parameters()) / 1e3:.1f}k parameters")
