@@ -4,9 +4,11 @@ Every module aligns a neighbouring frame's feature to the reference frame from a
 feature ``offset_feat`` (in EDVR, computed from both frames by the PCD offset branch),
 and all share one interface so that EDVR can plug any of them at every pyramid level:
 
-* ``align(nbr_feat, offset_feat, flow=None, image=None, embed=None) -> Aligned(feat, offset, mask)``
-  returns the aligned feature ``(B, C, H, W)``, the offsets ``(B, 2*G*N, H, W)`` (dy, dx
-  layout of ``ops``) and the modulation mask ``(B, G*N, H, W)`` or None;
+* ``align(nbr_feat, offset_feat, flow=None, image=None, embed=None, base=None) -> Aligned(feat,
+  offset, mask)`` returns the aligned feature ``(B, C, H, W)``, the offsets ``(B, 2*G*N, H, W)``
+  (dy, dx layout of ``ops``) and the modulation mask ``(B, G*N, H, W)`` or None; with
+  ``base`` (offsets of that shape) the prediction is a residual added to it (EDVR's
+  ``residual_offsets``: a coarser pyramid level's offsets, upsampled);
 * ``forward(...)`` takes the same arguments and returns only the aligned feature.
 
 ``flow`` is an optical flow ``(B, 2, H, W)`` in (u, v) order from the reference to the
@@ -80,12 +82,24 @@ def _require(t: Tensor | None, name: str, module: str, expected: str) -> Tensor:
     return t
 
 
+def _plus_base(offset: Tensor, base: Tensor | None) -> Tensor:
+    """``offset + base``: the predicted offsets as a residual on top of given base offsets
+    (a coarser pyramid level's, upsampled; see ``models.edvr.PCDAlignment``)."""
+    if base is None:
+        return offset
+    if base.shape != offset.shape:
+        raise ValueError(f"base offsets must have the offsets' shape {tuple(offset.shape)}, "
+                         f"got {tuple(base.shape)}")
+    return offset + base.to(offset.dtype)
+
+
 class _AlignForward:
     """``forward(...)`` is ``align(...).feat``: the aligned feature alone."""
 
     def forward(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-                image: Tensor | None = None, embed: Callable | None = None) -> Tensor:
-        return self.align(nbr_feat, offset_feat, flow, image, embed).feat
+                image: Tensor | None = None, embed: Callable | None = None,
+                base: Tensor | None = None) -> Tensor:
+        return self.align(nbr_feat, offset_feat, flow, image, embed, base).feat
 
 
 class DCNAlignment(_AlignForward, DeformConv2dPack):
@@ -107,8 +121,10 @@ class DCNAlignment(_AlignForward, DeformConv2dPack):
                          deform_groups=deform_groups, modulated=modulated, backend=backend)
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+              image: Tensor | None = None, embed: Callable | None = None,
+              base: Tensor | None = None) -> Aligned:
         offset, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W), (B, G*k*k, H, W)
+        offset = _plus_base(offset, base)
         return Aligned(DeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
 
 
@@ -135,8 +151,10 @@ class DecomposedAlignment(_AlignForward, DecomposedDeformConv2d):
         nn.init.zeros_(self.conv_offset.bias)
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+              image: Tensor | None = None, embed: Callable | None = None,
+              base: Tensor | None = None) -> Aligned:
         offset, mask = predict_offsets(self.conv_offset, offset_feat, self.modulated)  # (B, 2*G*N, H, W)
+        offset = _plus_base(offset, base)
         return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
 
 
@@ -178,10 +196,12 @@ class ImageAlignment(_AlignForward, nn.Module):
         nn.init.zeros_(self.conv_offset.bias)
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+              image: Tensor | None = None, embed: Callable | None = None,
+              base: Tensor | None = None) -> Aligned:
         image = _require(image, "image", "ImageAlignment", "(B, C_img, H_img, W_img)")
         embed = _require(embed, "embed", "ImageAlignment", "(a callable image -> feature)")
         offset, _ = predict_offsets(self.conv_offset, offset_feat, modulated=False)  # (B, 2, h, w) (dy, dx)
+        offset = _plus_base(offset, base)
         if flow is not None:
             offset = offset + flow_to_offset(flow.to(offset.dtype))  # refine a base flow (u, v) -> (dy, dx)
         h, w = offset.shape[-2:]
@@ -211,8 +231,11 @@ class FlowGuidedAlignment(DCNAlignment):
         self.max_residue_magnitude = max_residue_magnitude
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
-              image: Tensor | None = None, embed: Callable | None = None) -> Aligned:
+              image: Tensor | None = None, embed: Callable | None = None,
+              base: Tensor | None = None) -> Aligned:
         flow = _require(flow, "flow", "FlowGuidedAlignment", "(B, 2, H, W) in (u, v) order")
+        if base is not None:
+            raise ValueError("FlowGuidedAlignment starts from the optical flow; it takes no base offsets")
         residue, mask = self.offsets_and_mask(offset_feat)  # (B, 2*G*k*k, H, W)
         base = flow_to_offset(flow.to(residue.dtype), self.deform_groups, self.num_offsets)
         offset = base + self.max_residue_magnitude * torch.tanh(residue)

@@ -97,7 +97,10 @@ class TrainConfig:
     ``restart_weights[i]``. For the first ``tsa_iter`` iterations only the TSA fusion
     parameters train (the paper's second stage, initialised from a model pre-trained without
     TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the offset-fidelity loss
-    (Sec. 3.4, Eq. 4-5) against the data pipeline's flows.
+    (Sec. 3.4, Eq. 4-5) against the data pipeline's flows. ``photometric_weight`` > 0 adds
+    a self-supervised warping loss on the LR frames at ``photometric_levels``
+    (``losses.photometric_warping_loss``; not the paper's, it uses no flow) for the first
+    ``photometric_until`` iterations (0: throughout).
     """
 
     total_iter: int = 600_000
@@ -112,6 +115,9 @@ class TrainConfig:
     charbonnier_eps: float = 1e-12  # sqrt(d^2 + eps); BasicSR's 1e-12 is L1 in all but name
     offset_fidelity_weight: float = 0.0  # lambda of Eq. 5 (0: off)
     offset_fidelity_threshold: float = 10.0  # t of Eq. 5, in LR pixels
+    photometric_weight: float = 0.0  # self-supervised warping loss on the LR frames (0: off)
+    photometric_levels: tuple[str, ...] = ("l1", "l2", "l3")  # PCD levels whose offsets it shapes
+    photometric_until: int = 0  # iterations with the warping loss (0: all)
     seed: int = 0
     amp: bool = True  # automatic mixed precision; used on CUDA only
     log_every: int = 100  # iterations between history entries (loss, lr, offset monitor)
@@ -129,6 +135,9 @@ class TrainConfig:
                              f"{self.total_iter}")
         if self.loss_reduction not in ("mean", "sum"):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
+        if not set(self.photometric_levels) <= {"l1", "l2", "l3"} or not self.photometric_levels:
+            raise ValueError(f"photometric_levels must be a non-empty subset of ('l1', 'l2', 'l3'), "
+                             f"got {self.photometric_levels!r}")
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 

@@ -28,9 +28,13 @@ released value.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss"]
+from .ops import flow_warp
+
+__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss",
+           "photometric_warping_loss"]
 
 NORMALIZATIONS = ("released", "paper")
 
@@ -107,3 +111,45 @@ class OffsetFidelityLoss(nn.Module):
 
     def forward(self, offset: Tensor, flow: Tensor) -> Tensor:
         return offset_fidelity_loss(offset, flow, self.loss_weight, self.threshold, self.normalization)
+
+
+def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
+                             levels: tuple[str, ...] = ("l1", "l2", "l3"), eps: float = 1e-6) -> Tensor:
+    """Self-supervised warping loss on the LR frames: NOT part of the paper.
+
+    Each neighbour frame, warped by each of its offsets, should reproduce the centre frame,
+    as in the unsupervised motion compensation of VESPCN (Caballero et al., CVPR 2017) and
+    TDAN (Tian et al., CVPR 2020). At pyramid level ``l`` (``"l1"`` full LR size, ``"l2"``
+    half, ``"l3"`` quarter) the frames are average-pooled to that size and warped by that
+    level's offsets. Per level: the Charbonnier penalty ``sqrt(d^2 + eps)`` between the
+    centre frame and every warped neighbour, averaged over the pixels whose sample lies
+    inside the frame (a sample from outside carries no information about the motion), over
+    the colour channels, every offset of every group, the neighbours and the batch; the
+    result is the mean over ``levels``. It needs no flow: it shapes offsets towards the
+    motion that explains the frames, which the SR loss alone does not do at small scale.
+
+    lq: (B, T, C, h, w) LR frames; offsets[level]: (B, T, 2*G*N, h_l, w_l) in the (dy, dx)
+    layout of ``ops`` (EDVR's ``aux["offsets"]``); center: index of the reference frame.
+    """
+    b, t, c, h, w = lq.shape
+    neighbours = [i for i in range(t) if i != center]
+    if not neighbours:
+        raise ValueError("photometric_warping_loss needs at least one neighbour frame (T >= 2)")
+    total = lq.new_zeros(())
+    for level in levels:
+        off = offsets[level]  # (B, T, 2*G*N, h_l, w_l)
+        s = h // off.shape[-2]
+        frames = lq if s == 1 else F.avg_pool2d(lq.flatten(0, 1), s).view(b, t, c, *off.shape[-2:])
+        pairs = off.shape[2] // 2
+        nbr = frames[:, neighbours].repeat_interleave(pairs, dim=1).flatten(0, 1)  # (B*T'*P, C, h_l, w_l)
+        ref = frames[:, center, None].expand(-1, len(neighbours) * pairs, -1, -1, -1).flatten(0, 1)
+        flow = off[:, neighbours].float().unflatten(2, (pairs, 2)).flatten(0, 2).flip(1)  # (u, v)
+        warped = flow_warp(nbr.float(), flow)
+        with torch.no_grad():  # samples inside the frame
+            hl, wl = flow.shape[-2:]
+            x = torch.arange(wl, device=flow.device).view(1, wl) + flow[:, 0]
+            y = torch.arange(hl, device=flow.device).view(hl, 1) + flow[:, 1]
+            inside = ((x >= 0) & (x <= wl - 1) & (y >= 0) & (y <= hl - 1)).float()[:, None]
+        penalty = torch.sqrt((warped - ref.float()) ** 2 + eps)  # (B*T'*P, C, h_l, w_l)
+        total = total + (penalty * inside).sum() / (inside.sum() * c).clamp_min(1.0)
+    return total / len(levels)

@@ -64,7 +64,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
-from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss
+from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss, photometric_warping_loss
 from dalign_nb.metrics import bicubic_baseline, psnr
 from dalign_nb.models.edvr import EDVR, set_fusion_only
 from dalign_nb.training.checkpoint import (
@@ -188,6 +188,9 @@ class _Run:
         self.monitor = OffsetMonitor(self.cfg.offset_threshold, self.cfg.overflow_mean)
         self.iteration, self.stage, self.net = 0, None, self.model
         self.aux, self.flows = _takes_aux(self.model), takes_flows(self.model)
+        if self.cfg.photometric_weight > 0 and not self.aux:
+            raise ValueError("photometric_weight > 0 needs a model that returns its offsets "
+                             "(forward(..., return_aux=True), as EDVR)")
         self.progress = progress and self.dist.main
         self.loss_sum, self.count, self.consistent = torch.zeros((), device=self.device), 0, True
 
@@ -273,7 +276,16 @@ class _Run:
                 loss = loss + offset_fidelity_loss(off.float(), self._flows(batch).float(),
                                                    self.cfg.offset_fidelity_weight,
                                                    self.cfg.offset_fidelity_threshold)
+            if self._photometric():
+                loss = loss + self.cfg.photometric_weight * photometric_warping_loss(
+                    lq, aux["offsets"], getattr(self.model, "center_frame_idx", lq.shape[1] // 2),
+                    self.cfg.photometric_levels)
         return loss
+
+    def _photometric(self) -> bool:
+        """Whether this iteration adds the warping loss (``TrainConfig.photometric_*``)."""
+        until = self.cfg.photometric_until
+        return self.cfg.photometric_weight > 0 and (until == 0 or self.iteration < until)
 
     def step(self, batch) -> None:
         loss = self._loss(batch)

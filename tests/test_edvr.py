@@ -23,6 +23,7 @@ from dalign_nb.alignment import ALIGNMENT_KINDS, AlignmentConfig
 from dalign_nb.models import (
     EDVR,
     LEVELS,
+    EDVRConfig,
     build_edvr,
     edvr_config,
     flow_pyramid,
@@ -307,3 +308,36 @@ def _write_frozen_list():
 
 if __name__ == "__main__":
     _write_frozen_list()
+
+
+# --------------------------------------------------------------------------- residual offsets (ours)
+
+
+@pytest.mark.parametrize("kind", ["flow", "dcn", "decomposed", "image"])
+def test_residual_offsets_carry_the_coarse_motion_to_l1(kind):
+    """A constant offset predicted at L3 (quarter size) reaches L2 doubled and L1 x4 when the
+    finer levels predict no residual; EDVR's own PCD (residual_offsets=False) passes only the
+    offset feature, so its finer levels predict nothing from it here."""
+    align = AlignmentConfig(kind=kind, num_offsets=3, kernel_size=3)
+    results = {}
+    for residual in (True, False):
+        torch.manual_seed(0)
+        model = EDVR(num_feat=16, num_frame=3, deformable_groups=1, num_extract_block=1,
+                     num_reconstruct_block=1, alignment=align, residual_offsets=residual)
+        x = torch.rand(1, 3, 3, 16, 16)
+        pairs = model(x, return_aux=True)[1]["offsets"]["l3"].shape[2] // 2  # G*N
+        with torch.no_grad():  # the offset channels come first (BasicSR's o1, o2, mask split)
+            bias = model.pcd_align.dcn_pack["l3"].conv_offset.bias
+            bias[: 2 * pairs].view(pairs, 2).copy_(torch.tensor([0.25, -0.5]))  # (dy, dx)
+        _, aux = model(x, return_aux=True)
+        results[residual] = aux["offsets"]
+    for level, factor in (("l3", 1), ("l2", 2), ("l1", 4)):
+        off = results[True][level][0, 0].unflatten(0, (-1, 2))  # (pairs, 2, h, w)
+        torch.testing.assert_close(off[:, 0], torch.full_like(off[:, 0], 0.25 * factor))
+        torch.testing.assert_close(off[:, 1], torch.full_like(off[:, 1], -0.5 * factor))
+    assert results[False]["l1"].abs().max() == 0
+
+
+def test_residual_offsets_refuse_flow_guided_alignment():
+    with pytest.raises(ValueError, match="flow_guided"):
+        EDVRConfig(alignment=AlignmentConfig(kind="flow_guided"), residual_offsets=True)

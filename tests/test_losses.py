@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from dalign_nb.losses import CharbonnierLoss, OffsetFidelityLoss, charbonnier_loss, offset_fidelity_loss
+from dalign_nb.losses import (
+    CharbonnierLoss,
+    OffsetFidelityLoss,
+    charbonnier_loss,
+    offset_fidelity_loss,
+    photometric_warping_loss,
+)
 
 
 def _t(values):
@@ -91,3 +97,58 @@ def test_bad_arguments():
         offset_fidelity_loss(torch.zeros(1, 2, 4, 5), flow)
     with pytest.raises(ValueError, match="frame axis"):
         offset_fidelity_loss(torch.zeros(1, 1, 2, 4, 4), flow)
+
+
+# --------------------------------------------------------------------------- photometric warping loss
+
+
+def _shifted_clip(shift: int = 2, size: int = 32):
+    """Three LR frames cut from one random image: the neighbours are the centre moved by
+    ``shift`` px to the left, so the centre-to-neighbour flow is u = -shift everywhere."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, size, size + 2 * shift + 8, generator=g, dtype=torch.float64)
+    centre = image[..., 4:4 + size]
+    neighbour = image[..., 4 + shift:4 + shift + size]  # neighbour(p) = centre(p + (shift, 0))
+    return torch.stack([neighbour, centre, neighbour], 1)  # (1, 3, 3, size, size)
+
+
+def _constant_offsets(u: float, pairs: int = 1, size: int = 32):
+    offsets = {}
+    for level, s in (("l1", 1), ("l2", 2), ("l3", 4)):
+        off = torch.zeros(1, 3, 2 * pairs, size // s, size // s, dtype=torch.float64)
+        off[:, :, 1::2] = u / s  # dx; dy = 0
+        offsets[level] = off
+    return offsets
+
+
+def test_photometric_loss_vanishes_at_the_true_motion_only():
+    lq = _shifted_clip(shift=2)
+    exact = photometric_warping_loss(lq, _constant_offsets(-2.0), center=1, levels=("l1",))
+    assert exact.item() == pytest.approx(1e-3, rel=1e-6)  # sqrt(eps): nothing left but eps
+    # the opposite direction and no motion leave the frame difference: far larger
+    for u in (0.0, 2.0):
+        assert photometric_warping_loss(lq, _constant_offsets(u), 1, ("l1",)).item() > 0.1
+    # half-size level: the frames are 2x2-averaged and the motion is one pixel there
+    half = photometric_warping_loss(lq, _constant_offsets(-2.0), 1, ("l2",))
+    assert half.item() == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_photometric_loss_ignores_samples_from_outside_the_frame():
+    """A 40 px offset samples only outside the 32 px frame: no pixel counts, the loss is 0
+    (by the clamp of the pixel count), not the zeros-padding difference."""
+    lq = _shifted_clip(shift=2)
+    assert photometric_warping_loss(lq, _constant_offsets(-40.0), 1, ("l1",)).item() == 0.0
+
+
+def test_photometric_loss_averages_every_offset_pair_and_its_gradient_points_to_the_motion():
+    lq = _shifted_clip(shift=2)
+    one = photometric_warping_loss(lq, _constant_offsets(-1.5), 1, ("l1",))
+    offsets = _constant_offsets(-1.5, pairs=2)
+    offsets["l1"][:, :, 3] = -2.0  # the second pair on the true motion
+    two = photometric_warping_loss(lq, offsets, 1, ("l1",))
+    assert two.item() == pytest.approx((one.item() + 1e-3) / 2, rel=1e-6)
+    off = _constant_offsets(-1.5)["l1"].requires_grad_(True)
+    photometric_warping_loss(lq, {"l1": off}, 1, ("l1",)).backward()
+    assert off.grad[:, [0, 2], 1].sum() > 0  # descending the gradient moves dx from -1.5 towards -2
+    with pytest.raises(ValueError, match="neighbour"):
+        photometric_warping_loss(lq[:, :1], {"l1": off[:, :1]}, 0, ("l1",))

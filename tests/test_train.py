@@ -443,3 +443,20 @@ class TinyPatchesWithFlow(TinyPatches):
     def __init__(self):
         super().__init__()
         self.flow = (1.0, -0.5)
+
+
+def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
+    """With lr = 0 the model never changes, so the logged losses of two runs differ exactly by
+    the weighted warping loss: present for the first ``photometric_until`` iterations, then 0."""
+    logged = {}
+    for weight in (0.0, 0.5):
+        p = tiny_profile(4, log_every=1, lr=0.0, photometric_weight=weight, photometric_until=2,
+                         photometric_levels=("l1",))
+        res = T.train(p, tmp_path / str(weight), model=tiny_model(), train_set=TinyPatches(),
+                      val_set=None, progress=False)
+        logged[weight] = [e["loss"] for e in res.history["train"]]
+    diff = [a - b for a, b in zip(logged[0.5], logged[0.0])]
+    assert min(diff[:2]) > 1e-3  # the random frames differ: the loss is far above sqrt(eps)
+    assert diff[2:] == [0.0, 0.0]
+    with pytest.raises(ValueError, match="photometric_levels"):
+        tiny_profile(1, photometric_weight=1.0, photometric_levels=("l4",))

@@ -112,11 +112,16 @@ class PCDAlignment(nn.Module):
     magnitude doubled); ``dcn_pack[l]`` aligns the neighbour feature with it; the result
     is merged with the upsampled aligned feature of level ``l+1`` by ``feat_conv[l]``. A
     cascading ``cas_dcnpack`` then refines the L1 result against the reference.
+
+    With ``residual_offsets`` (ours, not EDVR's) level ``l`` predicts a residual on top of
+    ``2 * up2(offsets of level l+1)``: the motion found at 1/4 resolution, where a few
+    pixels are less than one, reaches L1 without being re-learned there.
     """
 
     def __init__(self, num_feat: int = 64, deformable_groups: int = 8,
-                 alignment: AlignmentConfig | str = "dcn"):
+                 alignment: AlignmentConfig | str = "dcn", residual_offsets: bool = False):
         super().__init__()
+        self.residual_offsets = residual_offsets
         self.alignment = AlignmentConfig(kind=alignment) if isinstance(alignment, str) else alignment
         self.offset_conv1, self.offset_conv2 = nn.ModuleDict(), nn.ModuleDict()
         self.offset_conv3, self.dcn_pack, self.feat_conv = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
@@ -151,7 +156,7 @@ class PCDAlignment(nn.Module):
         """
         flow_l = flow_l or [None, None, None]
         records: dict[str, Aligned] = {}
-        up_offset = up_feat = None
+        up_offset = up_feat = base = None
         for i in (3, 2, 1):
             level, nbr, ref = f"l{i}", nbr_feat_l[i - 1], ref_feat_l[i - 1]
             offset = _lrelu(self.offset_conv1[level](torch.cat([nbr, ref], dim=1)))  # (B, C, h_l, w_l)
@@ -160,12 +165,15 @@ class PCDAlignment(nn.Module):
             else:
                 offset = _lrelu(self.offset_conv2[level](torch.cat([offset, up_offset], dim=1)))
                 offset = _lrelu(self.offset_conv3[level](offset))
-            rec = self.dcn_pack[level].align(nbr, offset, flow_l[i - 1], image, _level(extract, i - 1))
+            rec = self.dcn_pack[level].align(nbr, offset, flow_l[i - 1], image, _level(extract, i - 1),
+                                             base=base)
             records[level] = rec
             feat = rec.feat if i == 3 else self.feat_conv[level](torch.cat([rec.feat, up_feat], dim=1))
             if i > 1:
                 feat = _lrelu(feat)
                 up_offset, up_feat = _up2(offset) * 2, _up2(feat)  # offset feature x2 with the resolution
+                if self.residual_offsets:  # offsets in pixels double with the resolution
+                    base = _up2(rec.offset) * 2
         offset = torch.cat([feat, ref_feat_l[0]], dim=1)
         offset = _lrelu(self.cas_offset_conv2(_lrelu(self.cas_offset_conv1(offset))))
         rec = self.cas_dcnpack.align(feat, offset, self._cascade_flow(records["l1"]), image,
@@ -266,6 +274,12 @@ class EDVRConfig:
     untrained model is exactly EDVR's bilinear base. With BasicSR's random initialisation
     the first steps spend themselves silencing a noisy residual, and a small model can sit
     at the bilinear output for hundreds of iterations (all that the quick profiles have).
+
+    ``residual_offsets`` is ours too (EDVR: False): each PCD level's offsets are the coarser
+    level's offsets, upsampled 2x and doubled, plus what the level predicts, as coarse-to-fine
+    optical-flow networks (SPyNet, PWC-Net) build their flows. In EDVR a coarser level
+    passes only its offset *feature* upwards, so a finer level must re-learn the motion; at
+    small scale that is what keeps offsets near zero (see ``config.align``'s description).
     """
 
     num_in_ch: int = 3
@@ -281,10 +295,14 @@ class EDVRConfig:
     with_tsa: bool = True
     alignment: AlignmentConfig = AlignmentConfig()
     zero_init_output: bool = False
+    residual_offsets: bool = False
 
     def __post_init__(self):
         if isinstance(self.alignment, str):
             object.__setattr__(self, "alignment", AlignmentConfig(kind=self.alignment))
+        if self.residual_offsets and self.alignment.kind == "flow_guided":
+            raise ValueError("residual_offsets does not apply to flow_guided alignment, whose offsets "
+                             "are the optical flow plus a bounded residue at every level")
 
     @property
     def takes_flows(self) -> bool:
@@ -331,14 +349,14 @@ class EDVR(nn.Module):
                  deformable_groups: int = 8, num_extract_block: int = 5, num_reconstruct_block: int = 10,
                  center_frame_idx: int | None = None, hr_in: bool = False, with_predeblur: bool = False,
                  with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn",
-                 zero_init_output: bool = False):
+                 zero_init_output: bool = False, residual_offsets: bool = False):
         super().__init__()
         self.config = EDVRConfig(
             num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_frame=num_frame,
             deformable_groups=deformable_groups, num_extract_block=num_extract_block,
             num_reconstruct_block=num_reconstruct_block, center_frame_idx=center_frame_idx, hr_in=hr_in,
             with_predeblur=with_predeblur, with_tsa=with_tsa, alignment=alignment,
-            zero_init_output=zero_init_output)
+            zero_init_output=zero_init_output, residual_offsets=residual_offsets)
         if hr_in and not with_predeblur:
             raise ValueError("hr_in=True needs with_predeblur=True (its strided convs bring HR input to LR)")
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -356,7 +374,8 @@ class EDVR(nn.Module):
         self.conv_l2_1, self.conv_l2_2 = _conv(num_feat, num_feat, 3, 2), _conv(num_feat, num_feat)
         self.conv_l3_1, self.conv_l3_2 = _conv(num_feat, num_feat, 3, 2), _conv(num_feat, num_feat)
 
-        self.pcd_align = PCDAlignment(num_feat, deformable_groups, self.config.alignment)
+        self.pcd_align = PCDAlignment(num_feat, deformable_groups, self.config.alignment,
+                                      residual_offsets)
         if with_tsa:
             self.fusion = TSAFusion(num_feat, num_frame, self.center_frame_idx)
         else:
