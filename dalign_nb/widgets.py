@@ -399,8 +399,8 @@ def _png(pixels: np.ndarray) -> bytes:
 class _View:
     """Controls, rows of panels and a line of numbers; one redraw per interaction.
 
-    Subclasses make ``self.controls`` (name -> widget) and ``self.rows`` (lists of
-    ``_Panel``) and implement ``_draw_<panel name>(panel)`` and ``_readout()``.
+    Subclasses pass their controls (name -> widget) and rows of ``_Panel`` and implement
+    ``_draw_<panel name>(panel)`` (or ``_draw_panel``) and ``_readout()``.
     """
 
     def __init__(self, controls: dict, rows: list):
@@ -450,13 +450,17 @@ class _View:
             if panel.needs(changed):
                 for ax in panel.axes.values():
                     _strip(ax)
-                getattr(self, f"_draw_{panel.name.replace('-', '_')}")(panel)
+                self._draw_panel(panel)
                 panel.render()
         self.readout.value = f"<span>{self._readout()}</span>"
         self.redraw_seconds.append((time.perf_counter() - start, time.process_time() - cpu))
 
     def _prepare(self) -> None:
         """Compute what the panels share before drawing them."""
+
+    def _draw_panel(self, panel: _Panel) -> None:
+        """Draw one panel: ``_draw_<panel name>``."""
+        getattr(self, f"_draw_{panel.name}")(panel)
 
     def _readout(self) -> str:
         return ""
@@ -775,8 +779,6 @@ class AlignedFeatureViewer(_View):
                  for i, what in enumerate(("ref", "nbr", "aligned"))}
         rows = [[_Panel(f"model{i}", (10.0, 3.3), boxes, None, list(boxes))] for i in range(len(models))]
         self._names = dict(zip((f"model{i}" for i in range(len(models))), models))
-        for i in range(len(models)):
-            setattr(self, f"_draw_model{i}", self._draw_model)
         super().__init__(controls, rows)
         self.redraw()
 
@@ -793,7 +795,7 @@ class AlignedFeatureViewer(_View):
             return {k: v.abs().mean(0) for k, v in stack.items()}
         return {k: v[c["channel"].value] for k, v in stack.items()}
 
-    def _draw_model(self, panel) -> None:
+    def _draw_panel(self, panel: _Panel) -> None:  # one row: a model's three maps
         c, name = self.controls, self._names[panel.name]
         t, level = c["frame"].value, c["level"].value
         half = len(self.frames.lr) // 2
