@@ -131,10 +131,11 @@ class Run:
 
 FLOW = {"model.alignment.kind": "flow"}  # G = N = 1: one learned flow warps the features (Sec. 4.1)
 
-# The small-scale setting in which a G = N = 1 model learns flow-like offsets (issue 8). Until
-# it is found by measurement, fig5's "aligning" condition trains the `standard` profile,
-# which is then the same as "sr_only"; naming the setting's profile here switches it over.
-ALIGNING_PROFILE = "standard"
+# The small-scale setting in which a G = N = 1 model learns flow-like offsets (issue 8; see
+# config.align): residual offsets across the PCD pyramid and a photometric warping loss.
+ALIGNING_PROFILE = "align"
+SR_ONLY = {"train.photometric_weight": 0.0}  # the SR loss alone: the paper's training signal
+EDVR_PCD = {"model.residual_offsets": False}  # EDVR's own PCD: offset features, not offsets, go up
 
 # Shrinks any profile to a model and a run that finish in seconds (tests, smoke runs).
 TINY = {"model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruct_block": 1,
@@ -149,7 +150,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         "held-out synthetic scenes: share within 1 px, end-point error, histogram; PSNR against "
         "bicubic and against the same model with its offsets held at zero.",
         conditions=(Condition("aligning", FLOW, ALIGNING_PROFILE),
-                    Condition("sr_only", FLOW, "standard")),
+                    Condition("sr_only", {**FLOW, **SR_ONLY}, ALIGNING_PROFILE),
+                    Condition("warmup_then_sr", {**FLOW, "train.photometric_until": 1000},
+                              ALIGNING_PROFILE),
+                    Condition("edvr_sr_only", {**FLOW, **SR_ONLY, **EDVR_PCD}, ALIGNING_PROFILE)),
         options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
         keep_weights=(0,),
     ),

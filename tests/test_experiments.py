@@ -42,14 +42,19 @@ def test_overrides_follow_dotted_paths_and_bring_the_schedule_along():
         E.with_overrides(p, {"train.bogus": 1})
 
 
-def test_fig5_plan_is_two_conditions_times_three_seeds_of_a_single_flow():
+def test_fig5_plan_is_four_conditions_times_three_seeds_of_a_single_flow():
+    conditions = ("aligning", "sr_only", "warmup_then_sr", "edvr_sr_only")
     runs = E.plan("fig5")
-    assert [r.name for r in runs] == [f"{c}-s{s}" for c in ("aligning", "sr_only") for s in (0, 1, 2)]
-    assert [r.profile.train.seed for r in runs] == [0, 1, 2] * 2
+    assert [r.name for r in runs] == [f"{c}-s{s}" for c in conditions for s in (0, 1, 2)]
+    assert [r.profile.train.seed for r in runs] == [0, 1, 2] * 4
     assert {r.profile.model.alignment.kind for r in runs} == {"flow"}
+    signals = {r.condition: (r.profile.train.photometric_weight > 0, r.profile.train.photometric_until,
+                             r.profile.model.residual_offsets) for r in runs}
+    assert signals == {"aligning": (True, 0, True), "sr_only": (False, 0, True),
+                       "warmup_then_sr": (True, 1000, True), "edvr_sr_only": (False, 0, False)}
     quick = E.plan("fig5", profile="quick", seeds=[5], overrides={"train.total_iter": 3})
     assert [(r.name, r.profile.name, r.profile.train.total_iter) for r in quick] == \
-        [("aligning-s5", "quick", 3), ("sr_only-s5", "quick", 3)]
+        [(f"{c}-s5", "quick", 3) for c in conditions]
 
 
 # --------------------------------------------------------------------------- zero offsets

@@ -68,7 +68,7 @@ def test_cosine_restart_matches_basicsr_formula():
 
 
 def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
-    assert set(PROFILES) == {"quick", "standard", "paper"}
+    assert set(PROFILES) == {"quick", "standard", "align", "paper"}
     for name in PROFILES:
         p = get_profile(name)
         assert p.name == name and p.description
@@ -79,6 +79,9 @@ def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
     assert paper.train.tsa_iter == 50_000
     assert (paper.data.patch_size, paper.data.batch_size, paper.model.num_frame) == (64, 16, 5)
     assert (paper.model.num_feat, paper.model.num_reconstruct_block) == (64, 10)  # EDVR-M
+    align = get_profile("align")  # the two departures that make alignment learn (issue 8)
+    assert align.model.residual_offsets and align.train.photometric_weight > 0
+    assert align.data.val_source == "synthetic" and align.model.alignment.kind == "flow"
     monkeypatch.setenv("DALIGN_PROFILE", "standard")
     assert profile_name() == "standard" and get_profile().name == "standard"
     monkeypatch.setenv("DALIGN_PROFILE", "huge")
