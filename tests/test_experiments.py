@@ -195,8 +195,11 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
     names = ("flow-s0", "flow-s1")
 
     # Sitting 1: both runs at once in subprocesses; Ctrl-C once both have checkpointed.
+    # A shell's background jobs (nohup, CI runners) start with SIGINT ignored, and Python keeps an
+    # ignored SIGINT ignored: give the runner the default disposition, as a terminal would.
     proc = subprocess.Popen([sys.executable, "-m", "dalign_nb", *args, "--jobs", "2"], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not all((runs / n / "checkpoint.pt").exists() for n in names):
         assert proc.poll() is None, proc.communicate()[0]
