@@ -43,7 +43,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +55,7 @@ from torch import nn
 from dalign_nb.config import RESUMABLE, Profile, get_profile
 from dalign_nb.data import SceneConfig, validation_clips
 from dalign_nb.metrics import bicubic_baseline, closest_offset, psnr, quantize
+from dalign_nb.training.checkpoint import atomic_write
 
 __all__ = [
     "EXPERIMENTS",
@@ -368,24 +368,6 @@ MEASURES: dict[str, Measure] = {
 # --------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would be committed as is
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _finite(obj):
     """JSON has no NaN / infinity: they become null."""
     if isinstance(obj, float) and not math.isfinite(obj):
@@ -398,7 +380,8 @@ def _finite(obj):
 
 
 def _write_json(path: Path, obj) -> None:
-    _atomic_write(path, (json.dumps(_finite(obj), indent=1) + "\n").encode())
+    text = (json.dumps(_finite(obj), indent=1) + "\n").encode()
+    atomic_write(path, lambda f: f.write(text))
 
 
 def _read_json(path: Path):
@@ -450,7 +433,7 @@ def _save_weights(path: Path, model: nn.Module) -> None:
 
     buf = io.BytesIO()
     torch.save({"params": _fp16(model.state_dict())}, buf)
-    _atomic_write(path, buf.getvalue())
+    atomic_write(path, lambda f: f.write(buf.getvalue()))
 
 
 # --------------------------------------------------------------------------- the runner

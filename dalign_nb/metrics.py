@@ -10,7 +10,7 @@ Conventions (shared by the trainer, the experiments and the viewers):
   with channel 0 = x (u) and 1 = y (v), so a flow equals DCN offsets via ``flow.flip(1)``.
   Leading dimensions beyond B (EDVR's frames) are accepted by the offset metrics.
 
-How the VSR literature reports PSNR (and what ``dalign_nb.train.evaluate`` reports): the
+How the VSR literature reports PSNR (and what ``dalign_nb.training.validation.evaluate`` reports): the
 output is rounded to 8 bits (``quantize``, as BasicSR's ``tensor2img``), then PSNR is
 computed on RGB with no border crop for REDS4 (the paper's Table 3: "evaluated on RGB
 channels"), or on the Y channel of ITU-R BT.601 YCbCr (``y_channel=True``) for Vid4 and

@@ -65,7 +65,6 @@ from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
 from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss, photometric_warping_loss
-from dalign_nb.metrics import bicubic_baseline, psnr
 from dalign_nb.models.edvr import EDVR, set_fusion_only
 from dalign_nb.training.checkpoint import (
     load_checkpoint,
@@ -77,7 +76,7 @@ from dalign_nb.training.checkpoint import (
 from dalign_nb.training.monitor import OffsetMonitor
 from dalign_nb.training.order import BatchKeys, KeyedSamples
 from dalign_nb.training.processes import Dist, StopRequests, pick_device
-from dalign_nb.training.schedule import CosineAnnealingRestartLR, build_scheduler
+from dalign_nb.training.schedule import build_scheduler
 from dalign_nb.training.validation import build_data, evaluate, takes_flows
 
 __all__ = [
@@ -85,13 +84,8 @@ __all__ = [
     "HISTORY",
     "STOP_CHECK_EVERY",
     "WEIGHTS",
-    "CosineAnnealingRestartLR",
     "TrainResult",
-    "bicubic_upsample",
-    "build_data",
-    "evaluate",
     "load_checkpoint",
-    "psnr",
     "run_dir",
     "train",
 ]
@@ -101,7 +95,6 @@ CHECKPOINT = "checkpoint.pt"
 HISTORY = "history.json"
 WEIGHTS = "model.pt"
 STOP_CHECK_EVERY = 10  # DDP: iterations between the all-reduces that agree on a stop request
-bicubic_upsample = bicubic_baseline  # the name notebook 04 uses; see dalign_nb.metrics
 
 
 @dataclass

@@ -19,7 +19,8 @@ from dalign_nb.data import imresize
 from dalign_nb.models.edvr import EDVR, EDVRConfig
 from dalign_nb.training import checkpoint as C
 from dalign_nb.training.monitor import OffsetMonitor
-from dalign_nb.training.validation import evaluate
+from dalign_nb.training.schedule import CosineAnnealingRestartLR
+from dalign_nb.training.validation import build_data, evaluate
 
 
 def _weights(model):
@@ -51,7 +52,7 @@ def straight(tmp_path_factory):
 def test_cosine_restart_matches_basicsr_formula():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.Adam([p], lr=1.0)
-    sched = T.CosineAnnealingRestartLR(opt, periods=(3, 4), restart_weights=(1.0, 0.5), eta_min=0.1)
+    sched = CosineAnnealingRestartLR(opt, periods=(3, 4), restart_weights=(1.0, 0.5), eta_min=0.1)
     lrs = [sched.get_last_lr()[0]]
     for _ in range(7):
         opt.step()
@@ -427,7 +428,7 @@ def test_synthetic_validation_uses_exact_flows(tmp_path):
 
     p = tiny_profile(2).replace(data={"val_source": "synthetic", "val_clips": 2},
                                 model={"alignment": {"kind": "flow_guided"}})
-    _, val = T.build_data(p)
+    _, val = build_data(p)
     assert len(val) == 2 and all(s["flow"].shape == (3, 2, 64, 64) for s in val)
     for i, s in enumerate(val):
         scene = synthetic_scene(SceneConfig(num_frames=3), 10**6 + i, texture_split="test").lr()

@@ -40,6 +40,9 @@ def atomic_write(path, write) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename (and a commit)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
