@@ -104,7 +104,10 @@ class TrainConfig:
     (Sec. 3.4, Eq. 4-5) against the data pipeline's flows. ``photometric_weight`` > 0 adds
     a self-supervised warping loss on the LR frames at ``photometric_levels``
     (``losses.photometric_warping_loss``; not the paper's, it uses no flow) for the first
-    ``photometric_until`` iterations (0: throughout).
+    ``photometric_until`` iterations (0: throughout); ``photometric_target`` says which offsets
+    it warps: ``"each"`` (every offset must reproduce the centre frame) or ``"mean"`` (only the
+    mean of each group's N offsets, so their spread -- the offset diversity of Sec. 4.2 -- is
+    left to the SR loss).
     """
 
     total_iter: int = 600_000
@@ -122,6 +125,7 @@ class TrainConfig:
     photometric_weight: float = 0.0  # self-supervised warping loss on the LR frames (0: off)
     photometric_levels: tuple[str, ...] = ("l1", "l2", "l3")  # PCD levels whose offsets it shapes
     photometric_until: int = 0  # iterations with the warping loss (0: all)
+    photometric_target: str = "each"  # "each" offset, or the "mean" of each group's N offsets
     seed: int = 0
     amp: bool = True  # automatic mixed precision; used on CUDA only
     log_every: int = 100  # iterations between history entries (loss, lr, offset monitor)
@@ -142,6 +146,8 @@ class TrainConfig:
         if not set(self.photometric_levels) <= {"l1", "l2", "l3"} or not self.photometric_levels:
             raise ValueError(f"photometric_levels must be a non-empty subset of ('l1', 'l2', 'l3'), "
                              f"got {self.photometric_levels!r}")
+        if self.photometric_target not in ("each", "mean"):
+            raise ValueError(f"photometric_target must be 'each' or 'mean', got {self.photometric_target!r}")
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 

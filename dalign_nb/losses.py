@@ -34,9 +34,10 @@ from torch import Tensor, nn
 from .ops import flow_warp
 
 __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss",
-           "photometric_warping_loss"]
+           "offsets_per_group", "photometric_warping_loss"]
 
 NORMALIZATIONS = ("released", "paper")
+PHOTOMETRIC_TARGETS = ("each", "mean")
 
 
 def charbonnier_loss(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
@@ -113,8 +114,25 @@ class OffsetFidelityLoss(nn.Module):
         return offset_fidelity_loss(offset, flow, self.loss_weight, self.threshold, self.normalization)
 
 
+def offsets_per_group(alignment) -> int:
+    """N, the offsets per deformable group of an ``AlignmentConfig``: ``k*k`` for "dcn" and
+    "flow_guided" (Eq. 1: one per kernel tap), ``num_offsets`` for "decomposed" (Remark 1),
+    1 for "flow" and "image" (G = N = 1, Sec. 4.1)."""
+    if alignment.kind in ("dcn", "flow_guided"):
+        return alignment.kernel_size ** 2
+    return alignment.num_offsets if alignment.kind == "decomposed" else 1
+
+
+def _group_means(off: Tensor, num_offsets: int) -> Tensor:
+    """(B, T, 2*G*N, h, w) -> (B, T, 2*G, h, w): each group's mean offset ``o_bar_g = mean_n o_{g,n}``."""
+    if off.shape[2] % (2 * num_offsets):
+        raise ValueError(f"{off.shape[2]} offset channels are not 2*G*N with N = {num_offsets}")
+    return off.unflatten(2, (-1, num_offsets, 2)).mean(3).flatten(2, 3)  # layout g*2N + 2n + (dy, dx)
+
+
 def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
-                             levels: tuple[str, ...] = ("l1", "l2", "l3"), eps: float = 1e-6) -> Tensor:
+                             levels: tuple[str, ...] = ("l1", "l2", "l3"), eps: float = 1e-6, *,
+                             target: str = "each", num_offsets: int = 1) -> Tensor:
     """Self-supervised warping loss on the LR frames: NOT part of the paper.
 
     Each neighbour frame, warped by each of its offsets, should reproduce the centre frame,
@@ -128,9 +146,19 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     result is the mean over ``levels``. It needs no flow: it shapes offsets towards the
     motion that explains the frames, which the SR loss alone does not do at small scale.
 
+    ``target``: ``"each"`` -- every offset warped must reproduce the centre frame (all N
+    offsets of a group are pulled onto the motion); ``"mean"`` -- only each group's mean
+    offset ``o_bar_g = (1/N) sum_n o_{g,n}`` is warped, so the spread of the N offsets around
+    it, the offset diversity of Sec. 4.2, is left to the SR loss. With N = 1 the two agree.
+    For a DCN the offsets are the raw ``dp_k`` (as the offset-fidelity loss takes them); the
+    kernel grid ``p_k`` of an odd kernel has mean 0, so ``o_bar`` is also the mean sampling
+    displacement ``mean_k (p_k + dp_k)``. ``num_offsets``: N (``offsets_per_group``).
+
     lq: (B, T, C, h, w) LR frames; offsets[level]: (B, T, 2*G*N, h_l, w_l) in the (dy, dx)
     layout of ``ops`` (EDVR's ``aux["offsets"]``); center: index of the reference frame.
     """
+    if target not in PHOTOMETRIC_TARGETS:
+        raise ValueError(f"target must be one of {PHOTOMETRIC_TARGETS}, got {target!r}")
     b, t, c, h, w = lq.shape
     neighbours = [i for i in range(t) if i != center]
     if not neighbours:
@@ -138,6 +166,8 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     total = lq.new_zeros(())
     for level in levels:
         off = offsets[level]  # (B, T, 2*G*N, h_l, w_l)
+        if target == "mean":
+            off = _group_means(off, num_offsets)  # (B, T, 2*G, h_l, w_l)
         s = h // off.shape[-2]
         frames = lq if s == 1 else F.avg_pool2d(lq.flatten(0, 1), s).view(b, t, c, *off.shape[-2:])
         pairs = off.shape[2] // 2

@@ -3,11 +3,14 @@
 import pytest
 import torch
 
+from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.config import TrainConfig
 from dalign_nb.losses import (
     CharbonnierLoss,
     OffsetFidelityLoss,
     charbonnier_loss,
     offset_fidelity_loss,
+    offsets_per_group,
     photometric_warping_loss,
 )
 
@@ -152,3 +155,49 @@ def test_photometric_loss_averages_every_offset_pair_and_its_gradient_points_to_
     assert off.grad[:, [0, 2], 1].sum() > 0  # descending the gradient moves dx from -1.5 towards -2
     with pytest.raises(ValueError, match="neighbour"):
         photometric_warping_loss(lq[:, :1], {"l1": off[:, :1]}, 0, ("l1",))
+
+
+def _spread(shifts, spreads):
+    """Offsets per level whose group g holds the N copies ``shifts[g] + d`` for d in ``spreads``
+    (dx only, LR pixels at l1; halved per level as the motion is)."""
+    offsets = {}
+    for level, s in (("l1", 1), ("l2", 2), ("l3", 4)):
+        off = torch.zeros(1, 3, 2 * len(shifts) * len(spreads), 32 // s, 32 // s, dtype=torch.float64)
+        for g, u in enumerate(shifts):
+            for n, d in enumerate(spreads):
+                off[:, :, 2 * (g * len(spreads) + n) + 1] = (u + d) / s
+        offsets[level] = off
+    return offsets
+
+
+@pytest.mark.parametrize("spreads", [(0.7, -0.7), (1.3, 0.0, -1.3)])
+def test_photometric_mean_target_warps_each_groups_mean_offset(spreads):
+    """N copies +d, (0,) -d around a shift s: "mean" gives the loss "each" gives the single offset
+    s, per group (G = 2, each group around its own shift); "each" sees the spread and is larger."""
+    lq, shifts = _shifted_clip(shift=2), (-1.5, -2.0)
+    n = len(spreads)
+    spread = _spread(shifts, spreads)
+    mean = photometric_warping_loss(lq, spread, 1, target="mean", num_offsets=n)
+    torch.testing.assert_close(mean, photometric_warping_loss(lq, _spread(shifts, (0.0,)), 1))
+    assert photometric_warping_loss(lq, spread, 1, target="each").item() > mean.item() + 0.01
+    one = _spread(shifts[:1], (0.0,))  # N = 1: the mean is the offset itself
+    torch.testing.assert_close(photometric_warping_loss(lq, one, 1, target="mean"),
+                               photometric_warping_loss(lq, one, 1, target="each"))
+    with pytest.raises(ValueError, match="2\\*G\\*N"):
+        photometric_warping_loss(lq, spread, 1, target="mean", num_offsets=n + 1)
+    with pytest.raises(ValueError, match="target"):
+        photometric_warping_loss(lq, spread, 1, target="median")
+
+
+def test_offsets_per_group_is_n_of_each_alignment_kind():
+    kinds = {"dcn": 9, "flow_guided": 9, "decomposed": 15, "flow": 1, "image": 1}
+    for kind, n in kinds.items():
+        assert offsets_per_group(AlignmentConfig(kind=kind, num_offsets=15)) == n
+    assert offsets_per_group(AlignmentConfig(kind="dcn", kernel_size=5)) == 25
+
+
+def test_train_config_accepts_only_the_two_photometric_targets():
+    assert TrainConfig().photometric_target == "each"
+    assert TrainConfig(photometric_target="mean").photometric_target == "mean"
+    with pytest.raises(ValueError, match="photometric_target"):
+        TrainConfig(photometric_target="median")
