@@ -26,7 +26,8 @@
 # 3. Eq. 1 computed by hand for one output pixel and compared with `dalign_nb.ops` and with
 #    `torchvision.ops.deform_conv2d`;
 # 4. DCNv2's modulation mask $m_k(\mathbf{p})$ (Eq. 7, Sec. A.5);
-# 5. deformable groups $G$ and the offset layout shared by torchvision, BasicSR and mmcv.
+# 5. deformable groups $G$ and the offset layout shared by torchvision, BasicSR and mmcv;
+# 6. all of it in one interactive picture, the DCN playground.
 #
 # Nothing is trained here; the next notebook proves that Eq. 1 is a set of spatial warps
 # followed by a 1x1 convolution (Eq. 3).
@@ -42,6 +43,7 @@ import torchvision
 from dalign_nb.config import profile_name
 from dalign_nb.ops import bilinear_sample, deform_conv2d, flow_to_offset, kernel_grid, offset_to_flows
 from dalign_nb.viz import plot_bilinear, plot_sampling_positions
+from dalign_nb.widgets import DCNPlayground
 
 PROFILE = profile_name()  # DALIGN_PROFILE; nothing here depends on it (no training)
 SEED = 0
@@ -248,6 +250,23 @@ print(f"max |ours - torchvision| = {(ours - ref).abs().max().item():.1e}")
 torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
 
 # %% [markdown]
+# ## 6. Try it: the DCN playground
+#
+# Sections 2-4 in one interactive picture (`dalign_nb.widgets.DCNPlayground`, live in
+# JupyterLab): Eq. 1 for one output pixel of a 3x3 deformable convolution on a 9x9 picture.
+# Pick a tap *k*, move its offset $(\Delta y, \Delta x)$ and its mask $m_k$, and watch the
+# sampling position, its four bilinear neighbours with their weights, and every tap's
+# contribution $w_k m_k x(\mathbf{p}+\mathbf{p}_k+\Delta\mathbf{p}_k)$ to $y(\mathbf{p})$. The line
+# under the picture recomputes $y(\mathbf{p})$ by hand, with `dalign_nb.ops` and with
+# torchvision on every move. Without a running kernel the cell shows its first view: tap 0
+# moved by (0.6, -1.3).
+
+# %%
+playground = DCNPlayground()
+playground.select(dy=0.6, dx=-1.3)
+playground
+
+# %% [markdown]
 # ## Summary
 #
 # In this notebook we have:
@@ -259,7 +278,8 @@ torch.testing.assert_close(ours, ref, rtol=0, atol=1e-10)
 # - computed Eq. 1 for one pixel by hand and matched it to 1e-12 with three backends;
 # - seen DCNv2's mask (Eq. 7) reduce to DCNv1 with ones and to a single warp with a one-hot
 #   mask;
-# - checked the group / offset layout that every later notebook relies on.
+# - checked the group / offset layout that every later notebook relies on;
+# - moved one tap of a DCN by hand in the playground.
 #
 # ## Exercises
 #
