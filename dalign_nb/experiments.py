@@ -7,12 +7,15 @@ measures the trained model -- each measurement a function ``(model, profile) -> 
 named in ``MEASURES`` -- and writes ``data/results/<experiment>/<run>.json``::
 
     {"format": 1, "experiment": "fig5", "run": "aligning-s0", "condition": "aligning", "seed": 0,
-     "measures": {"offsets_vs_flow": {...}},
-     "train": {"status": "done", "iterations": 3000, "val": [...], "curve": [...], "events": [...]},
+     "num_params": 1234567, "measures": {"offsets_vs_flow": {...}},
+     "train": {"status": "done", "iterations": 3000, "val": [...], "events": [...],
+               "curve": [{"iter", "loss", "lr", "mean_abs_offset", "max_abs_offset",
+                          "peak_mean_abs_offset"}, ...], "overflow": [...]},
      "provenance": {"command": "python -m dalign_nb experiment fig5", "profile": {...},
                     "git_commit": "...", "git_dirty": false, "seed": 0, "device": "cpu",
                     "torch": "2.x", "threads": 2, "train_wall_s": 2700.0, "measure_wall_s": 30.0,
-                    "iterations": 3000, "date": "2025-01-01T12:00:00+00:00",
+                    "measure_options": {...}, "iterations": 3000,
+                    "date": "2025-01-01T12:00:00+00:00",
                     "sittings": [{"date": ..., "git_commit": ..., "from_iter": 0, "to_iter": 1250,
                                   "wall_s": ..., "status": "SIGINT"}, ...]},
      "weights": "weights/aligning-s0.pt" | null}
@@ -22,6 +25,11 @@ Run it from a shell (``python -m dalign_nb experiment --help``)::
     python -m dalign_nb experiment fig5                        # every run, one after the other
     python -m dalign_nb experiment fig5 --device cuda --jobs 6 # all six at once on one GPU
     python -m dalign_nb experiment fig5 --list                 # the runs and how far each got
+
+The measurements: ``offsets_vs_flow`` (Fig. 5), ``diversity`` (Sec. 4.2, Fig. 6, 9),
+``masks`` (A.5, Fig. 17) on held-out synthetic scenes with exact flow and occlusion, and
+``psnr_real`` on the real held-out clips. The experiments of Sec. 4 (``table1``, ``fig9``,
+``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align`` profile, where offsets learn.
 
 Running it again skips finished runs and resumes interrupted ones exactly from their
 checkpoints (Ctrl-C stops after the current iteration and keeps them), so a sweep may span
@@ -53,8 +61,16 @@ import torch
 from torch import nn
 
 from dalign_nb.config import RESUMABLE, Profile, get_profile
-from dalign_nb.data import SceneConfig, validation_clips
-from dalign_nb.metrics import bicubic_baseline, closest_offset, psnr, quantize
+from dalign_nb.data import SceneConfig, get_clips, validation_clips, validation_samples
+from dalign_nb.metrics import (
+    bicubic_baseline,
+    closest_offset,
+    offset_diversity,
+    offset_flow_distance,
+    pearson_r,
+    psnr,
+    quantize,
+)
 from dalign_nb.training.checkpoint import atomic_write
 
 __all__ = [
@@ -66,8 +82,12 @@ __all__ = [
     "load_model",
     "load_results",
     "main",
+    "diversity",
+    "masks",
     "offsets_vs_flow",
     "plan",
+    "psnr_real",
+    "roc_auc",
     "run_experiment",
     "summarize",
     "with_overrides",
@@ -143,6 +163,91 @@ TINY = {"model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruc
         "data.val_frames": 1, "train.total_iter": 12, "train.log_every": 2, "train.ckpt_every": 2,
         "train.val_every": 10**6}  # validation at the end only
 
+# Sec. 4 at small scale (issue 9): every condition on the align profile, where offsets learn.
+MEAN_TARGET = {"train.photometric_target": "mean"}  # the warping loss on each group's mean offset:
+# the N offsets' spread (offset diversity, Sec. 4.2) is left to the SR loss
+SCENES = {"num_scenes": 8, "size": 256}  # held-out synthetic scenes of the offset measurements
+SEC4_OPTIONS = {"offsets_vs_flow": SCENES, "diversity": SCENES, "masks": SCENES,
+                "psnr_real": {"frames_per_clip": 4}}
+SEC4_MEASURES = ("offsets_vs_flow", "diversity", "psnr_real")
+FIDELITY = {"train.offset_fidelity_weight": 1.0, "train.offset_fidelity_threshold": 10.0}  # lambda, t
+# as released (losses.py); against the exact flows of the synthetic training scenes
+LR_4X = {"train.lr": 4e-3}  # 4 x align's 1e-3: meant to provoke offset overflow (Sec. 4.3)
+
+
+def dcn(groups: int, kernel_size: int, modulated: bool = False) -> dict:
+    """Deformable alignment (Eq. 1; DCNv2, Eq. 7, when ``modulated``), G groups, k x k kernel."""
+    return {"model.alignment.kind": "dcn", "model.alignment.kernel_size": kernel_size,
+            "model.alignment.modulated": modulated, "model.deformable_groups": groups}
+
+
+def decomposed(groups: int, num_offsets: int) -> dict:
+    """The decomposition (Sec. 3.3, Remark 1): N warps per group then a 1x1 conv, no masks."""
+    return {"model.alignment.kind": "decomposed", "model.alignment.num_offsets": num_offsets,
+            "model.alignment.modulated": False, "model.deformable_groups": groups}
+
+
+FLOW_GUIDED = {"model.alignment.kind": "flow_guided", "model.alignment.kernel_size": 3,
+               "model.alignment.modulated": True, "model.deformable_groups": 1,
+               "model.residual_offsets": False}  # its offsets are the flow plus a bounded residue
+
+
+def _sec4(name: str, description: str, conditions, **kw) -> Experiment:
+    conditions = tuple(Condition(c, o, ALIGNING_PROFILE) for c, o in conditions)
+    return Experiment(name, description, conditions, **{"measures": SEC4_MEASURES,
+                                                        "options": SEC4_OPTIONS, **kw})
+
+
+SEC4 = (
+    _sec4("table1",
+          "Table 1: DCN (Eq. 1, no masks as Sec. 4.1-4.2) beside the decomposition (Sec. 3.3) with "
+          "the same k x k offsets, for (G, k) in {(1, 1), (1, 3), (8, 1), (8, 3)} (num_feat 32 "
+          "allows G = 8, 4 channels per group); PSNR on held-out synthetic scenes and real clips, "
+          "offsets against the exact flow, offset diversity. Warping loss on each group's mean offset.",
+          [(f"{kind}-g{g}-k{k}", {**(dcn(g, k) if kind == "dcn" else decomposed(g, k * k)), **MEAN_TARGET})
+           for g, k in ((1, 1), (1, 3), (8, 1), (8, 3)) for kind in ("dcn", "decomposed")]),
+    _sec4("fig9",
+          "Fig. 6-9: G = 1, N in {1, 3, 5, 9, 15, 25} offsets (the decomposition, no masks): PSNR, "
+          "offset diversity (pixelwise standard deviation of the offsets, Sec. 4.2) and where it "
+          "concentrates (occluded vs visible pixels, ROC AUC), offsets against the exact flow. "
+          "Warping loss on the mean offset. Seed 0's weights kept (Fig. 6-8 look at N = 1 and 15).",
+          [(f"n{n}", {**decomposed(1, n), **MEAN_TARGET}) for n in (1, 3, 5, 9, 15, 25)],
+          keep_weights=(0,)),
+    _sec4("fig16",
+          "Fig. 16 (A.4): G in {1, 4} x N in {1, 5, 9} (the decomposition, no masks), one seed: a "
+          "cut of the paper's G in {1, 2, 4, 8} x N in {1, 3, 5, 9, 15} to fit the CPU budget "
+          "(G = 2, 8 and N = 3, 15 dropped, seeds 1 and 2 dropped; the G = 1 row is fig9's "
+          "configuration). PSNR and, with num_params, PSNR gain per million parameters over N = 1. "
+          "Warping loss on each group's mean offset.",
+          [(f"g{g}-n{n}", {**decomposed(g, n), **MEAN_TARGET}) for g in (1, 4) for n in (1, 5, 9)],
+          seeds=(0,)),
+    _sec4("table4",
+          "Table 4 (A.3, Fig. 15): feature warping (kind flow: one learned flow warps the features, "
+          "G = N = 1) against image warping (kind image: the same single flow warps the LR frame, "
+          "whose features are then extracted); the align profile's training as it is. Seed 0's "
+          "weights kept.",
+          [("feature_warping", FLOW), ("image_warping", {"model.alignment.kind": "image"})],
+          measures=("offsets_vs_flow", "psnr_real"), keep_weights=(0,)),
+    _sec4("fig17",
+          "Fig. 17-18 (A.5): DCNv2 (modulated, Eq. 7), G = 1, k = 3 and 5 (N = 9, 25): per offset "
+          "the mean mask against the mean distance to the exact flow, their Pearson r; masks on "
+          "occluded vs visible pixels. Warping loss on the mean offset. Seed 0's weights kept.",
+          [(f"dcnv2-k{k}", {**dcn(1, k, modulated=True), **MEAN_TARGET}) for k in (3, 5)],
+          measures=(*SEC4_MEASURES, "masks"), keep_weights=(0,)),
+    _sec4("table3",
+          "Table 3, Fig. 10, 19 (Sec. 3.4, 4.3): DCNv2 (G = 1, k = 3) with and without the "
+          "offset-fidelity loss (lambda = 1, t = 10 as released, against the exact flows of the "
+          "training scenes), flow-guided alignment beside them, and both at 4x the learning rate "
+          "to provoke offset overflow; the training curve keeps each level's mean and max "
+          "|offset| and the overflow events. Warping loss on the mean offset. Seed 0's weights kept.",
+          [("dcn", {**dcn(1, 3, modulated=True), **MEAN_TARGET}),
+           ("dcn_fidelity", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY}),
+           ("flow_guided", {**FLOW_GUIDED, **MEAN_TARGET}),
+           ("dcn_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **LR_4X}),
+           ("dcn_fidelity_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY, **LR_4X})],
+          measures=(*SEC4_MEASURES, "masks"), keep_weights=(0,)),
+)
+
 EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
     Experiment(
         "fig5",
@@ -167,6 +272,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
         options={"offsets_vs_flow": {"num_scenes": 1, "size": 64}},
         keep_weights=(0,),
     ),
+    *SEC4,
 )}
 
 
@@ -287,6 +393,53 @@ def _chosen_magnitude(off, index):
     return vec.gather(0, pick)[0].norm(dim=0)  # (h, w)
 
 
+def _held_out_scenes(profile: Profile, num_scenes: int, size: int, scene_seed: int) -> list:
+    """``num_scenes`` held-out synthetic scenes of ``size`` x ``size`` HR pixels with the model's
+    ``num_frame`` frames (``validation_clips("synthetic")``: textures from held-out footage,
+    seeds no training scene uses), with exact flows and occlusion masks."""
+    config = SceneConfig(height=size, width=size, num_frames=profile.model.num_frame)
+    return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config)
+
+
+@contextlib.contextmanager
+def _evaluating(model: nn.Module):
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def _run_on(model: nn.Module, profile: Profile, clip, device):
+    """The model on a held-out scene: ``(lq (1, T, 3, h, w), flow kwargs, output (1, 3, H, W), aux)``."""
+    lq = clip.lq[None].to(device)  # (1, T, 3, h, w)
+    kw = {"flows": clip.flow[None].to(device)} if profile.model.takes_flows else {}
+    out, aux = model(lq, return_aux=True, **kw)
+    return lq, kw, out, aux
+
+
+def _neighbours(clip, aux: dict, level: str):
+    """Per neighbour frame of a held-out scene: ``(distance from the centre, exact flow (1, 2, h, w),
+    offsets (1, 2*G*N, h, w), masks (1, G*N, h, w) or None, visible (h, w) bool)`` at ``level``;
+    visible: the centre frame's content is not occluded in that neighbour."""
+    t = clip.lq.shape[0]
+    c = t // 2
+    off = aux["offsets"][level][0].float().cpu()  # (T, 2*G*N, h, w)
+    masks = aux.get("masks", {}).get(level)
+    masks = None if masks is None else masks[0].float().cpu()  # (T, G*N, h, w)
+    for k in range(t):
+        if k != c:
+            yield (k - c, clip.flow[k][None].float(), off[k][None],
+                   None if masks is None else masks[k][None], ~clip.occlusion[k])
+
+
+def _has_flow_guided(model: nn.Module) -> bool:
+    from dalign_nb.alignment import FlowGuidedAlignment
+
+    return any(isinstance(m, FlowGuidedAlignment) for m in model.modules())
+
+
 @torch.no_grad()
 def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: int = 256,
                     scene_seed: int = 0, level: str = "l1", threshold: float = 1.0,
@@ -301,45 +454,38 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     mean |flow|, mean |offset|, a histogram of the end-point errors (``bin_width`` px bins up
     to ``max_distance``, the rest in ``above``), the same per neighbour (``by_frame``, keyed by
     the frame's distance from the centre). PSNR (RGB, 8-bit output) of the centre frame: the
-    model, bicubic, and the model with its offsets held at zero (``zero_offsets``).
-    Scenes: ``num_scenes`` of ``size`` x ``size`` HR pixels (``validation_clips("synthetic")``,
-    textures from held-out footage, seeds no training scene uses).
+    model, bicubic, and the model with its offsets held at zero (``zero_offsets``; null for
+    flow-guided alignment, whose offsets are the flow plus a residue and cannot be zeroed so).
+    Scenes: ``num_scenes`` of ``size`` x ``size`` HR pixels (``_held_out_scenes``).
     """
     device = device or next(model.parameters()).device
     t = profile.model.num_frame
     c = t // 2
-    scenes = validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed,
-                              scene_config=SceneConfig(height=size, width=size, num_frames=t))
-    was_training = model.training
-    model.eval()
+    zero = not _has_flow_guided(model)
     pixels = {k - c: [] for k in range(t) if k != c}  # neighbour -> [(l2, l1, |flow|, |offset|)]
     scores = {"model": [], "zero_offsets": [], "bicubic": []}
     occluded = []
-    for clip in scenes:
-        lq = clip.lq[None].to(device)  # (1, T, 3, h, w)
-        kw = {"flows": clip.flow[None].to(device)} if profile.model.takes_flows else {}
-        out, aux = model(lq, return_aux=True, **kw)
-        with zero_offsets(model):
-            out_zero = model(lq, **kw)
-        gt = clip.gt[c][None]  # (1, 3, H, W)
-        scores["model"].append(psnr(quantize(out.float().cpu()), gt))
-        scores["zero_offsets"].append(psnr(quantize(out_zero.float().cpu()), gt))
-        scores["bicubic"].append(psnr(quantize(bicubic_baseline(clip.lq[c][None])), gt))
-        off = aux["offsets"][level][0].float().cpu()  # (T, 2*G*N, h, w)
-        for k in pixels.keys():
-            f, o = clip.flow[c + k][None].float(), off[c + k][None]  # (1, 2, h, w), (1, 2GN, h, w)
-            valid = ~clip.occlusion[c + k]  # (h, w)
-            occluded.append(float((~valid).float().mean()))
-            d2, index = closest_offset(o, f)  # (1, h, w) each
-            d1, _ = closest_offset(o, f, norm="l1")
-            mags = (f[0].norm(dim=0), _chosen_magnitude(o[0], index[0]))
-            pixels[k].append([a[valid].numpy() for a in (d2[0], d1[0], *mags)])
-    model.train(was_training)
+    with _evaluating(model):
+        for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
+            lq, kw, out, aux = _run_on(model, profile, clip, device)
+            gt = clip.gt[c][None]  # (1, 3, H, W)
+            scores["model"].append(psnr(quantize(out.float().cpu()), gt))
+            scores["bicubic"].append(psnr(quantize(bicubic_baseline(clip.lq[c][None])), gt))
+            if zero:
+                with zero_offsets(model):
+                    out_zero = model(lq, **kw)
+                scores["zero_offsets"].append(psnr(quantize(out_zero.float().cpu()), gt))
+            for k, f, o, _, valid in _neighbours(clip, aux, level):  # (1, 2, h, w), (1, 2GN, h, w)
+                occluded.append(float((~valid).float().mean()))
+                d2, index = closest_offset(o, f)  # (1, h, w) each
+                d1, _ = closest_offset(o, f, norm="l1")
+                mags = (f[0].norm(dim=0), _chosen_magnitude(o[0], index[0]))
+                pixels[k].append([a[valid].numpy() for a in (d2[0], d1[0], *mags)])
     cat = {k: [np.concatenate(a) for a in zip(*v)] for k, v in pixels.items()}
     everything = [np.concatenate(a) for a in zip(*cat.values())]
     edges = np.arange(0.0, max_distance + bin_width / 2, bin_width)
     counts, _ = np.histogram(everything[0], bins=edges)
-    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    mean = {k: float(np.mean(v)) if v else None for k, v in scores.items()}
     return {
         **_pooled(*everything, threshold),
         "occluded_share": float(np.mean(occluded)),
@@ -347,11 +493,166 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist(),
                       "above": int((everything[0] > edges[-1]).sum())},
         "psnr": mean["model"], "psnr_zero_offsets": mean["zero_offsets"], "psnr_bicubic": mean["bicubic"],
-        "psnr_gain_over_zero": mean["model"] - mean["zero_offsets"],
+        "psnr_gain_over_zero": None if not zero else mean["model"] - mean["zero_offsets"],
         "psnr_per_scene": scores,
         "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,
                      "threshold": threshold, "num_frame": t},
     }
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve of ``scores`` as a detector of ``labels`` (True: positive).
+
+    The Mann-Whitney form, with ties at their average rank: ``AUC = (R+ - n+ (n+ + 1) / 2) /
+    (n+ n-)``, ``R+`` the sum of the positives' ranks among all scores (1 = lowest): the
+    probability that a random positive scores above a random negative, ties counting half.
+    0.5: no better than chance; below 0.5: the positives score lower. NaN without both classes.
+    """
+    x = np.asarray(scores, dtype=float).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same size, got {x.size} and {y.size}")
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return math.nan
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # a tie group of c values at ranks end - c + 1 .. end
+    ranks = (ends - (counts - 1) / 2)[inverse]  # average rank of each score
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def _versus_occlusion(values: np.ndarray, occluded: np.ndarray, name: str) -> dict:
+    """Means of per-pixel ``values`` on visible and occluded pixels, their ratio, and the ROC AUC
+    of ``values`` as a detector of occlusion."""
+    vis = float(values[~occluded].mean()) if (~occluded).any() else math.nan
+    occ = float(values[occluded].mean()) if occluded.any() else math.nan
+    return {f"{name}_visible": vis, f"{name}_occluded": occ,
+            f"{name}_ratio_occluded_visible": occ / vis if vis > 0 else math.nan,
+            f"{name}_auc_occlusion": roc_auc(values, occluded)}
+
+
+@torch.no_grad()
+def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: int = 256,
+              scene_seed: int = 0, level: str = "l1", threshold: float = 1.0, device=None) -> dict:
+    """Offset diversity (Sec. 4.2, Fig. 6, 9) on held-out synthetic scenes with exact occlusion.
+
+    Per pixel of each neighbour frame, the standard deviation of the offsets at PCD ``level``
+    (``metrics.offset_diversity``): ``diversity`` over all G*N offsets ("the pixelwise standard
+    deviation of all offsets", Fig. 9; with G = 1 the same as within the group) and
+    ``diversity_within_groups``, each group's N offsets (A.4: G is another source of
+    diversity), averaged over groups. Pooled over scenes and neighbours: the mean over all
+    pixels, over visible and over occluded ones (the centre's content occluded in that
+    neighbour, where a single flow cannot align), their ratio and the ROC AUC of the
+    diversity as a detector of occlusion (``roc_auc``; 0.5: diversity does not concentrate
+    where the flow fails). ``within_1px``: the share of visible pixels whose closest offset
+    is within ``threshold`` px of the exact flow, as ``offsets_vs_flow``.
+    """
+    from dalign_nb.losses import offsets_per_group
+
+    device = device or next(model.parameters()).device
+    per_group = offsets_per_group(profile.model.alignment)
+    div, within, occluded, closest = [], [], [], []
+    with _evaluating(model):
+        for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
+            _, _, _, aux = _run_on(model, profile, clip, device)
+            for _, f, o, _, valid in _neighbours(clip, aux, level):
+                groups, rest = divmod(o.shape[1], 2 * per_group)
+                if rest or not groups:
+                    raise ValueError(f"{o.shape[1]} offset channels are not 2*G*N with the profile's "
+                                     f"N = {per_group} ({profile.model.alignment.kind})")
+                div.append(offset_diversity(o)[0, 0].flatten().numpy())  # (h*w,)
+                within.append(offset_diversity(o, groups)[0].mean(0).flatten().numpy())
+                occluded.append((~valid).flatten().numpy())
+                closest.append(closest_offset(o, f)[0][0][valid].numpy())
+    div, within, occluded, closest = map(np.concatenate, (div, within, occluded, closest))
+    return {
+        "diversity": float(div.mean()), **_versus_occlusion(div, occluded, "diversity"),
+        "diversity_within_groups": float(within.mean()),
+        "within_1px": float(np.mean(closest < threshold)), "num_pixels": int(div.size),
+        "occluded_share": float(occluded.mean()),
+        "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,
+                     "threshold": threshold, "offsets_per_group": per_group},
+    }
+
+
+@torch.no_grad()
+def masks(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: int = 256,
+          scene_seed: int = 0, level: str = "l1", norm: str = "l1", small: float = 0.1,
+          device=None) -> dict:
+    """Modulation masks of DCNv2 (Eq. 7, A.5, Fig. 17-18) against the exact flow and occlusion.
+
+    For each offset index ``k = g*N + n`` at PCD ``level``: the mean mask ``m_k`` and the mean
+    distance (``norm``, "l1" as Fig. 6 sorts offsets) of offset ``k`` to the exact flow, over
+    the visible pixels of every neighbour of the held-out scenes -- Fig. 17's scatter, one
+    point per offset -- and the Pearson r between them (the paper: offsets far from the
+    flow have the smallest masks, a negative r). ``share_small``: the share of mask values
+    below ``small`` over all offsets and pixels (A.5: with many offsets a large share is
+    about 0). Masks against occlusion: the per-pixel mean mask over the G*N offsets on
+    visible and occluded pixels, their ratio and its ROC AUC as a detector of occlusion
+    (below 0.5: the masks drop where the centre's content is occluded).
+    """
+    device = device or next(model.parameters()).device
+    mask_sum = dist_sum = None
+    count, per_pixel, occluded, values = 0, [], [], []
+    with _evaluating(model):
+        for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
+            _, _, _, aux = _run_on(model, profile, clip, device)
+            for _, f, o, m, valid in _neighbours(clip, aux, level):
+                if m is None:
+                    raise ValueError("masks needs a modulated model (DCNv2: alignment.modulated=True)")
+                dist = offset_flow_distance(o, f, norm=norm)[0]  # (G*N, h, w)
+                ms, ds = m[0][:, valid].double().sum(1), dist[:, valid].double().sum(1)  # (G*N,)
+                mask_sum = ms if mask_sum is None else mask_sum + ms
+                dist_sum = ds if dist_sum is None else dist_sum + ds
+                count += int(valid.sum())
+                per_pixel.append(m[0].mean(0).flatten().numpy())
+                occluded.append((~valid).flatten().numpy())
+                values.append(m[0].flatten().numpy())
+    mean_mask, mean_dist = (mask_sum / count).tolist(), (dist_sum / count).tolist()
+    per_pixel, occluded, values = map(np.concatenate, (per_pixel, occluded, values))
+    return {
+        "per_offset": {"mean_mask": mean_mask, "mean_distance": mean_dist},
+        "pearson_r": pearson_r(mean_mask, mean_dist) if len(mean_mask) > 1 else math.nan,
+        "mean_mask": float(values.mean()), "share_small": float(np.mean(values < small)),
+        **_versus_occlusion(per_pixel, occluded, "mask"),
+        "num_pixels": count,
+        "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,
+                     "norm": norm, "small": small},
+    }
+
+
+@torch.no_grad()
+def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip: int = 4,
+              device=None) -> dict:
+    """PSNR on the real held-out clips: the bundled test shots, never trained on (``video.SPLIT``).
+
+    As the trainer's validation (``training.validation``: ``get_clips("bundled", "test")``,
+    ``validation_samples``, ``evaluate``): ``frames_per_clip`` centre frames per clip, evenly
+    spaced, super-resolved, rounded to 8 bits, RGB PSNR against the ground truth, beside
+    MATLAB-bicubic; a flow-guided model gets DIS flows. Per clip and over all frames;
+    ``clips``: the clip names to score (default all).
+    """
+    from dalign_nb.training.validation import evaluate
+
+    found = get_clips("bundled", "test")
+    names = [c.name for c in found]
+    if clips is not None:
+        unknown = set(clips) - set(names)
+        if unknown:
+            raise ValueError(f"no held-out clip {sorted(unknown)}; clips: {names}")
+        found = [c for c in found if c.name in clips]
+    per_clip, ours, bic = {}, [], []
+    for clip in found:
+        samples = validation_samples([clip], profile.model.num_frame, frames_per_clip,
+                                     with_flow=profile.model.takes_flows)
+        res = evaluate(model, samples, device)
+        per_clip[clip.name] = res
+        ours += [res["psnr"]] * res["num_frames"]
+        bic += [res["psnr_bicubic"]] * res["num_frames"]
+    return {"psnr": float(np.mean(ours)), "psnr_bicubic": float(np.mean(bic)),
+            "psnr_gain_over_bicubic": float(np.mean(ours) - np.mean(bic)), "num_frames": len(ours),
+            "per_clip": per_clip, "settings": {"clips": [c.name for c in found],
+                                               "frames_per_clip": frames_per_clip}}
 
 
 class Measure(NamedTuple):
@@ -362,6 +663,9 @@ class Measure(NamedTuple):
 MEASURES: dict[str, Measure] = {
     "offsets_vs_flow": Measure(offsets_vs_flow, ("within_1px", "epe", "mean_flow", "psnr",
                                                  "psnr_gain_over_zero")),
+    "diversity": Measure(diversity, ("diversity", "diversity_auc_occlusion")),
+    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion")),
+    "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
 }
 
 
@@ -511,25 +815,38 @@ def _train(run: Run, paths: _Paths, device, stop_at, progress):
 
 
 def _curve(history: dict, max_points: int = 200) -> list[dict]:
-    """The loss and each level's mean |offset| from the training history, at most ``max_points``."""
+    """The loss and the offset monitor from the training history, at most ``max_points``: each
+    level's mean and max |offset| of the logged batch and the largest mean |offset| since the
+    previous entry (``training.monitor``; Fig. 10 and 19 read them, overflow events are in
+    ``train.overflow``)."""
     entries = history["train"]
     step = max(1, math.ceil(len(entries) / max_points))
     picked = entries[::step] + ([entries[-1]] if entries and (len(entries) - 1) % step else [])
+
+    def per_level(e, key):
+        return {lvl: s.get(key) for lvl, s in e.get("offsets", {}).items()}
+
     return [{"iter": e["iter"], "loss": e["loss"], "lr": e["lr"],
-             "mean_abs_offset": {lvl: s["mean_abs"] for lvl, s in e.get("offsets", {}).items()}}
+             "mean_abs_offset": per_level(e, "mean_abs"), "max_abs_offset": per_level(e, "max_abs"),
+             "peak_mean_abs_offset": per_level(e, "peak_mean_abs")}
             for e in picked]
 
 
-def _measure(run: Run, model, names, device) -> tuple[dict, float]:
+def _options(run: Run, extra: dict | None) -> dict:
+    """Each measurement's keyword arguments: the experiment's, then ``extra`` (``--option``)."""
+    names = run.experiment.measures
+    return {n: {**run.experiment.options.get(n, {}), **(extra or {}).get(n, {})} for n in names}
+
+
+def _measure(run: Run, model, names, device, options: dict) -> tuple[dict, float]:
     t0 = time.perf_counter()
     out = {}
     for name in names:
-        options = run.experiment.options.get(name, {})
-        out[name] = MEASURES[name].fn(model, run.profile, device=device, **options)
+        out[name] = MEASURES[name].fn(model, run.profile, device=device, **options[name])
     return out, time.perf_counter() - t0
 
 
-def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, command, device) -> dict:
+def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, command, options) -> dict:
     dev = next(res.model.parameters()).device
     weights = None
     if run.seed in run.experiment.keep_weights:
@@ -538,7 +855,8 @@ def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, comm
     h = res.history
     return {
         "format": 1, "experiment": run.experiment.name, "run": run.name, "condition": run.condition,
-        "seed": run.seed, "measures": measures,
+        "seed": run.seed, "num_params": sum(p.numel() for p in res.model.parameters()),
+        "measures": measures,
         "train": {"status": res.status, "iterations": res.iteration, "val": h["val"], "curve": _curve(h),
                   "events": h["events"], "overflow": h["overflow"]},
         "provenance": {
@@ -548,7 +866,8 @@ def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, comm
             "torch": str(torch.__version__), "python": sys.version.split()[0],
             "threads": torch.get_num_threads(),
             "train_wall_s": round(sum(s["wall_s"] for s in sittings), 1),
-            "measure_wall_s": round(measure_wall, 1), "iterations": res.iteration, "date": _now(),
+            "measure_wall_s": round(measure_wall, 1), "measure_options": options,
+            "iterations": res.iteration, "date": _now(),
             "sittings": sittings},
         "weights": weights,
     }
@@ -563,7 +882,7 @@ def _headline(result: dict) -> str:
     return ", ".join(parts)
 
 
-def _run_one(run: Run, paths: _Paths, *, device, stop_at, remeasure, progress, command) -> str:
+def _run_one(run: Run, paths: _Paths, *, device, stop_at, remeasure, progress, command, options=None) -> str:
     """Train (or resume) and measure one run; returns how it ended."""
     old = None if remeasure or _state(run, paths) == "stale" else _read_json(paths.result(run))
     todo = [m for m in run.experiment.measures if old is None or m not in old["measures"]]
@@ -574,17 +893,18 @@ def _run_one(run: Run, paths: _Paths, *, device, stop_at, remeasure, progress, c
         print(f"{run.experiment.name}/{run.name}: {res.status} at iteration {res.iteration}; "
               "checkpoint kept, run again to resume", flush=True)
         return res.status
-    measures, wall = _measure(run, res.model, todo, device)
+    options = _options(run, options)
+    measures, wall = _measure(run, res.model, todo, device, options)
     if old is not None:
         measures = {**old["measures"], **measures}
-    result = _record(run, paths, res, sittings, measures, wall, command, device)
+    result = _record(run, paths, res, sittings, measures, wall, command, options)
     _write_json(paths.result(run), result)
     print(f"{run.experiment.name}/{run.name}: {_headline(result)}", flush=True)
     return "done"
 
 
 def _child_args(name, run, *, profile, seeds, device, overrides, stop_at, fresh, remeasure, tag,
-                paths_args, threads, command) -> list[str]:
+                paths_args, threads, command, options=None) -> list[str]:
     args = ["experiment", name, "--only", run.name, "--jobs", "1", "--threads", str(threads),
             "--no-progress", "--command", command]
     if profile:
@@ -597,6 +917,8 @@ def _child_args(name, run, *, profile, seeds, device, overrides, stop_at, fresh,
             args += [flag, str(value)]
     for key, value in (overrides or {}).items():
         args += ["--set", f"{key}={value!r}"]
+    for measure, values in (options or {}).items():
+        args += [arg for key, value in values.items() for arg in ("--option", f"{measure}.{key}={value!r}")]
     return args + (["--fresh"] if fresh else []) + (["--remeasure"] if remeasure else [])
 
 
@@ -658,7 +980,7 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
                    overrides: dict | None = None, only=None, stop_at: int | None = None,
                    fresh: bool = False, remeasure: bool = False, tag: str | None = None,
                    runs_dir=None, results_dir=None, progress: bool = True, threads: int | None = None,
-                   command: str | None = None) -> dict[str, str]:
+                   command: str | None = None, options: dict | None = None) -> dict[str, str]:
     """Run experiment ``name``: skip finished runs, resume interrupted ones, measure, record.
 
     profile: run every condition on this profile instead (e.g. "quick" for a smoke run);
@@ -667,7 +989,9 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
     resumes it); fresh: discard the selected runs' results and checkpoints first;
     remeasure: measure finished runs again; tag: keep the results in ``<name>-<tag>``;
     jobs: runs at once, in subprocesses; threads: torch threads per run (this process's are
-    set to it; default: all cores, or cores / jobs for each subprocess).
+    set to it; default: all cores, or cores / jobs for each subprocess); options: measurement
+    keyword arguments over the experiment's, ``{"offsets_vs_flow": {"num_scenes": 1}}`` (smoke
+    runs; recorded in ``provenance.measure_options``, not compared when skipping).
     Returns run name -> "done", "skipped", "stopped", "SIGINT", ... A Ctrl-C stops every run
     after its current iteration with a checkpoint, then raises ``KeyboardInterrupt``.
     """
@@ -693,14 +1017,14 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
             return _child_args(name, run, profile=profile, seeds=seeds, device=device, overrides=overrides,
                                stop_at=stop_at, fresh=False, remeasure=remeasure, tag=tag,
                                paths_args=(paths.runs.parent, paths.results.parent), threads=threads,
-                               command=command)
+                               command=command, options=options)
         return {**status, **_run_parallel(todo, paths, jobs, child, threads)}
     if threads:
         torch.set_num_threads(threads)
     for i, run in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {name}/{run.name}: {_state(run, paths)}", flush=True)
         status[run.name] = _run_one(run, paths, device=device, stop_at=stop_at, remeasure=remeasure,
-                                    progress=progress, command=command)
+                                    progress=progress, command=command, options=options)
         if status[run.name] in ("SIGINT", "SIGTERM"):
             break
     return status
@@ -779,6 +1103,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="runs at once (subprocesses)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                    help="change a profile field of every run, e.g. --set train.total_iter=500")
+    p.add_argument("--option", action="append", default=[], metavar="MEASURE.KEY=VALUE",
+                   help="change a measurement's option, e.g. --option offsets_vs_flow.num_scenes=1 "
+                        "(smoke runs: not compared when skipping finished runs)")
     p.add_argument("--only", nargs="+", default=None, metavar="RUN", help="run only these runs")
     p.add_argument("--stop-at", type=int, default=None, help="stop each run after this iteration")
     p.add_argument("--fresh", action="store_true", help="discard results and checkpoints first")
@@ -809,6 +1136,14 @@ def main(argv=None) -> int:
         if not sep:
             parser.error(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
         overrides[key] = _value(value)
+    options: dict[str, dict] = {}
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        measure, dot, field = key.partition(".")
+        if not (sep and dot) or measure not in MEASURES:
+            parser.error(f"--option expects MEASURE.KEY=VALUE, MEASURE one of {sorted(MEASURES)}; "
+                         f"got {item!r}")
+        options.setdefault(measure, {})[field] = _value(value)
     try:
         if args.list:
             paths = _paths(args.name, args.tag, args.runs, args.results)
@@ -819,7 +1154,7 @@ def main(argv=None) -> int:
             args.name, profile=args.profile, seeds=args.seeds, device=args.device, jobs=args.jobs,
             overrides=overrides, only=args.only, stop_at=args.stop_at, fresh=args.fresh,
             remeasure=args.remeasure, tag=args.tag, runs_dir=args.runs, results_dir=args.results,
-            progress=not args.no_progress, threads=args.threads,
+            progress=not args.no_progress, threads=args.threads, options=options,
             command=args.command or shlex.join(["python", "-m", "dalign_nb", "experiment", *argv]))
     except (ValueError, ExperimentError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,0 +1,322 @@
+"""The experiments of Sec. 4 at small scale (Table 1, 3, 4, Fig. 9, 16, 17): their plans as data,
+the measurements against values computed here by hand, and each experiment end to end through
+the command line in a tiny configuration, run twice (the second run skips every finished run)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dalign_nb import experiments as E
+from dalign_nb.__main__ import main
+from dalign_nb.config import get_profile
+from dalign_nb.data import SceneConfig, get_clips, validation_clips
+from dalign_nb.losses import photometric_warping_loss
+from dalign_nb.metrics import bicubic_baseline, quantize
+from dalign_nb.models.edvr import EDVR, LEVELS
+from dalign_nb.training.validation import needs_flow
+
+KIND, KERNEL, NUM, MOD, GROUPS = ("model.alignment.kind", "model.alignment.kernel_size",
+                                  "model.alignment.num_offsets", "model.alignment.modulated",
+                                  "model.deformable_groups")
+MEAN = {"train.photometric_target": "mean"}
+FIDELITY = {"train.offset_fidelity_weight": 1.0}  # t = 10 is the default threshold
+LR4 = {"train.lr": 4e-3}
+
+# Per experiment and condition: every field of the align profile that the condition changes.
+PLANS = {
+    "table1": {
+        "dcn-g1-k1": {KIND: "dcn", KERNEL: 1, MOD: False, **MEAN},
+        "decomposed-g1-k1": {KIND: "decomposed", MOD: False, **MEAN},
+        "dcn-g1-k3": {KIND: "dcn", MOD: False, **MEAN},
+        "decomposed-g1-k3": {KIND: "decomposed", NUM: 9, MOD: False, **MEAN},
+        "dcn-g8-k1": {KIND: "dcn", KERNEL: 1, MOD: False, GROUPS: 8, **MEAN},
+        "decomposed-g8-k1": {KIND: "decomposed", MOD: False, GROUPS: 8, **MEAN},
+        "dcn-g8-k3": {KIND: "dcn", MOD: False, GROUPS: 8, **MEAN},
+        "decomposed-g8-k3": {KIND: "decomposed", NUM: 9, MOD: False, GROUPS: 8, **MEAN}},
+    "fig9": {f"n{n}": {KIND: "decomposed", MOD: False, **MEAN, **({NUM: n} if n > 1 else {})}
+             for n in (1, 3, 5, 9, 15, 25)},
+    "fig16": {f"g{g}-n{n}": {KIND: "decomposed", MOD: False, **MEAN, **({NUM: n} if n > 1 else {}),
+                             **({GROUPS: g} if g > 1 else {})} for g in (1, 4) for n in (1, 5, 9)},
+    "table4": {"feature_warping": {}, "image_warping": {KIND: "image"}},
+    "fig17": {"dcnv2-k3": {KIND: "dcn", **MEAN}, "dcnv2-k5": {KIND: "dcn", KERNEL: 5, **MEAN}},
+    "table3": {
+        "dcn": {KIND: "dcn", **MEAN},
+        "dcn_fidelity": {KIND: "dcn", **MEAN, **FIDELITY},
+        "flow_guided": {KIND: "flow_guided", "model.residual_offsets": False, **MEAN},
+        "dcn_lr4x": {KIND: "dcn", **MEAN, **LR4},
+        "dcn_fidelity_lr4x": {KIND: "dcn", **MEAN, **FIDELITY, **LR4}},
+}
+SEEDS = {"table1": (0, 1, 2), "fig9": (0, 1, 2), "fig16": (0,), "table4": (0, 1, 2),
+         "fig17": (0, 1, 2), "table3": (0, 1, 2)}
+SEC4 = ("offsets_vs_flow", "diversity", "psnr_real")
+MEASURED = {"table1": SEC4, "fig9": SEC4, "fig16": SEC4, "table4": ("offsets_vs_flow", "psnr_real"),
+            "fig17": (*SEC4, "masks"), "table3": (*SEC4, "masks")}
+KEPT = {"table1": (), "fig9": (0,), "fig16": (), "table4": (0,), "fig17": (0,), "table3": (0,)}
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_plan_changes_exactly_these_fields_of_the_align_profile(name):
+    align = get_profile("align").flat()
+    runs = E.plan(name)
+    assert [r.name for r in runs] == [f"{c}-s{s}" for c in PLANS[name] for s in SEEDS[name]]
+    for r in runs:
+        flat = r.profile.flat()
+        changed = {k: v for k, v in flat.items() if v != align[k] and k != "train.seed"}
+        assert (r.profile.name, changed) == ("align", PLANS[name][r.condition]), r.name
+        assert r.profile.train.seed == r.seed
+    exp = E.EXPERIMENTS[name]
+    assert (exp.measures, exp.keep_weights) == (MEASURED[name], KEPT[name])
+    assert all(set(exp.options.get(m, {})) <= {"num_scenes", "size", "frames_per_clip"} for m in exp.measures)
+
+
+def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
+    runs = {r.condition: r.profile for r in E.plan("table3", seeds=[0])}
+    assert {c: needs_flow(p) for c, p in runs.items()} == {
+        "dcn": False, "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True}
+
+
+# --------------------------------------------------------------------------- image warping
+
+
+def test_image_alignment_reports_the_offsets_that_warp_its_frame():
+    """Constant offset biases per level: with residual offsets L2 adds its own to twice L3's,
+    L1 to twice L2's, the cascade refines L1's; aux reports them, the warping loss and the
+    offset measurement use them, and zero_offsets zeroes all of them."""
+    torch.manual_seed(0)
+    profile = E.with_overrides(get_profile("align"), {**E.TINY, KIND: "image"})
+    model = EDVR.from_config(profile.model).eval()
+    bias = {"l3": (0.25, -0.5), "l2": (0.5, 0.25), "l1": (-0.25, 1.0), "cascade": (0.5, 0.5)}
+    for level, b in bias.items():
+        module = model.pcd_align.cas_dcnpack if level == "cascade" else model.pcd_align.dcn_pack[level]
+        with torch.no_grad():
+            module.conv_offset.bias.copy_(torch.tensor(b))
+    b = {k: torch.tensor(v) for k, v in bias.items()}
+    expected = {"l3": b["l3"], "l2": 2 * b["l3"] + b["l2"]}
+    expected["l1"] = 2 * expected["l2"] + b["l1"]
+    expected["cascade"] = expected["l1"] + b["cascade"]
+    x = torch.rand(1, 3, 3, 16, 16)
+    _, aux = model(x, return_aux=True)
+    for level, size in zip(LEVELS, (4, 8, 16, 16)):
+        off = aux["offsets"][level]
+        assert off.shape == (1, 3, 2, size, size) and aux["masks"][level] is None
+        torch.testing.assert_close(off, expected[level].view(1, 1, 2, 1, 1).expand_as(off))
+    loss = photometric_warping_loss(x, aux["offsets"], 1)
+    loss.backward()
+    assert math.isfinite(loss.item()) and model.pcd_align.dcn_pack["l1"].conv_offset.bias.grad.abs().sum() > 0
+    with torch.no_grad(), E.zero_offsets(model):
+        _, aux0 = model(x, return_aux=True)
+    assert all(aux0["offsets"][level].abs().max() == 0 for level in LEVELS)
+    res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
+    assert res["mean_offset"] == pytest.approx(float(expected["l1"].norm()), rel=1e-5)
+    assert res["psnr_zero_offsets"] is not None
+
+
+def test_offsets_vs_flow_skips_the_zero_offset_psnr_of_flow_guided_alignment():
+    """An untrained flow-guided model's offsets are the exact flow (zero residue)."""
+    torch.manual_seed(0)
+    model_fields = {k: v for k, v in E.TINY.items() if k.startswith("model.")}
+    profile = E.with_overrides(get_profile("quick"), {**model_fields, KIND: "flow_guided"})
+    model = EDVR.from_config(profile.model).eval()
+    res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
+    assert res["within_1px"] == 1.0 and res["epe"] == pytest.approx(0.0, abs=1e-5)
+    assert res["psnr_zero_offsets"] is None and res["psnr_gain_over_zero"] is None
+    assert math.isfinite(res["psnr"]) and res["psnr_per_scene"]["zero_offsets"] == []
+
+
+# --------------------------------------------------------------------------- ROC AUC
+
+
+def test_roc_auc_hand_examples_and_pairs():
+    assert E.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75  # 3 of 4 pairs ordered
+    assert E.roc_auc([0.0, 0.0, 1.0], [1, 0, 1]) == 0.75  # a tie counts half: (0.5 + 1) / 2
+    assert E.roc_auc([1, 1, 2, 2], [0, 1, 0, 1]) == 0.5
+    assert E.roc_auc([3, 2, 1], [1, 0, 0]) == 1.0 and E.roc_auc([3, 2, 1], [0, 1, 1]) == 0.0
+    assert math.isnan(E.roc_auc([1, 2], [1, 1]))
+    g = np.random.default_rng(0)
+    x, y = g.integers(0, 5, 60).astype(float), g.random(60) < 0.4  # many ties
+    pairs = [(a > b) + 0.5 * (a == b) for a in x[y] for b in x[~y]]
+    assert E.roc_auc(x, y) == pytest.approx(np.mean(pairs), abs=1e-12)
+
+
+# --------------------------------------------------------------------------- diversity, masks
+
+
+class GivenOffsets(nn.Module):
+    """Returns the offsets (and masks) given for each held-out scene, found by its LR frames;
+    the output is the bilinear centre frame."""
+
+    def __init__(self, table: dict):
+        super().__init__()
+        self.table, self.unused = table, nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, return_aux=False):
+        off, masks = self.table[float(x[0].sum())]  # (T, 2K, h, w), (T, K, h, w) or None
+        out = F.interpolate(x[:, x.shape[1] // 2], scale_factor=4, mode="bilinear", align_corners=False)
+        aux = {"offsets": {"l1": off[None]}, "masks": {"l1": None if masks is None else masks[None]}}
+        return (out, aux) if return_aux else out
+
+
+def _scenes():
+    clips = validation_clips("synthetic", num_scenes=2, seed=0,
+                             scene_config=SceneConfig(height=64, width=64, num_frames=3))
+    occluded = torch.stack([c.occlusion[k] for c in clips for k in (0, 2)])  # (4, 16, 16)
+    assert 0 < int(occluded.sum()) < occluded.numel() // 2  # both kinds of pixel
+    return clips, int((~occluded).sum()), int(occluded.sum())
+
+
+def _around_flow(clip, shifts) -> torch.Tensor:
+    """(T, 2K, h, w): offset k = the exact flow as (dy, dx) + shifts[k], a (dy, dx) pair or (T, 2, h, w)."""
+    base = clip.flow.flip(1)  # (T, 2, h, w) as (dy, dx)
+    parts = []
+    for shift in shifts:
+        shift = torch.as_tensor(shift, dtype=base.dtype)
+        parts.append(base + (shift.view(1, 2, 1, 1) if shift.dim() == 1 else shift))
+    return torch.cat(parts, dim=1)
+
+
+def test_diversity_against_a_spread_set_by_hand():
+    """Three offsets (dy, dx) = flow + (0, -s), (0, +s), (0.6, 0.6), s = 0.5 px on visible pixels and
+    2 px on occluded ones: standard deviation sqrt((2 s^2 + 0.48) / 3); the closest is s from the flow."""
+    clips, n_vis, n_occ = _scenes()
+    table = {}
+    for clip in clips:
+        s = torch.where(clip.occlusion, 2.0, 0.5)[:, None]  # (T, 1, h, w)
+        zero = torch.zeros_like(s)
+        shifts = [torch.cat([zero, -s], 1), torch.cat([zero, s], 1), (0.6, 0.6)]
+        table[float(clip.lq.sum())] = (_around_flow(clip, shifts), None)
+    model = GivenOffsets(table)
+
+    def std(s):
+        return math.sqrt((2 * s**2 + 0.48) / 3)
+
+    n3 = E.with_overrides(get_profile("quick"), {KIND: "decomposed", NUM: 3})
+    res = E.diversity(model, n3, num_scenes=2, size=64)
+    total = n_vis + n_occ
+    assert res["num_pixels"] == total and res["occluded_share"] == pytest.approx(n_occ / total)
+    assert res["diversity"] == pytest.approx((n_vis * std(0.5) + n_occ * std(2.0)) / total, rel=1e-5)
+    assert res["diversity_visible"] == pytest.approx(std(0.5), rel=1e-5)
+    assert res["diversity_occluded"] == pytest.approx(std(2.0), rel=1e-5)
+    assert res["diversity_ratio_occluded_visible"] == pytest.approx(std(2.0) / std(0.5), rel=1e-5)
+    assert res["diversity_auc_occlusion"] == 1.0 and res["within_1px"] == 1.0
+    assert res["diversity_within_groups"] == pytest.approx(res["diversity"], rel=1e-6)  # G = 1
+    # Read as G = 3 groups of N = 1: no diversity within a group, the same over all offsets.
+    res = E.diversity(model, E.with_overrides(get_profile("quick"), {KIND: "flow"}), num_scenes=2, size=64)
+    assert res["diversity_within_groups"] == 0.0
+    assert res["diversity_visible"] == pytest.approx(std(0.5), rel=1e-5)
+    with pytest.raises(ValueError, match="not 2\\*G\\*N"):  # N = 9 of a 3 x 3 DCN
+        E.diversity(model, get_profile("quick"), num_scenes=2, size=64)
+
+
+def test_masks_against_offsets_and_occlusion_set_by_hand():
+    """Offsets flow + (0, d_k), d = 0.5, 2, 4 px (l1 distance d_k); masks 0.9, 0.5, 0.1 on visible
+    pixels and 0.2 for every offset on occluded ones."""
+    clips, n_vis, n_occ = _scenes()
+    d, m = (0.5, 2.0, 4.0), torch.tensor([0.9, 0.5, 0.1])
+    table = {}
+    for clip in clips:
+        occ = clip.occlusion[:, None]  # (T, 1, h, w)
+        masks = torch.where(occ, torch.tensor(0.2), m.view(1, 3, 1, 1))  # (T, 3, h, w)
+        table[float(clip.lq.sum())] = (_around_flow(clip, [(0.0, dk) for dk in d]), masks)
+    res = E.masks(GivenOffsets(table), get_profile("quick"), num_scenes=2, size=64, small=0.15)
+    assert res["per_offset"]["mean_mask"] == pytest.approx(m.tolist(), rel=1e-6)
+    assert res["per_offset"]["mean_distance"] == pytest.approx(d, rel=1e-5)
+    assert res["pearson_r"] == pytest.approx(np.corrcoef(m.numpy(), d)[0, 1], rel=1e-5)
+    assert res["num_pixels"] == n_vis
+    assert res["mask_visible"] == pytest.approx(0.5, rel=1e-6) and res["mask_occluded"] == pytest.approx(0.2)
+    assert res["mask_ratio_occluded_visible"] == pytest.approx(0.4) and res["mask_auc_occlusion"] == 0.0
+    total = n_vis + n_occ
+    assert res["mean_mask"] == pytest.approx((0.5 * n_vis + 0.2 * n_occ) / total, rel=1e-6)
+    assert res["share_small"] == pytest.approx(n_vis / (3 * total))  # the 0.1 masks of visible pixels
+    with pytest.raises(ValueError, match="modulated"):
+        E.masks(GivenOffsets({k: (v[0], None) for k, v in table.items()}), get_profile("quick"),
+                num_scenes=2, size=64)
+
+
+# --------------------------------------------------------------------------- real clips
+
+
+def _frames(a) -> torch.Tensor:
+    t = torch.from_numpy(np.array(a)).movedim(-1, -3).float()  # a copy: cached frames are read-only
+    return t / 255 if a.dtype == np.uint8 else t
+
+
+def test_psnr_real_by_hand_on_a_held_out_clip():
+    torch.manual_seed(0)
+    profile = E.with_overrides(get_profile("quick"), {"model.num_feat": 8, "model.num_extract_block": 1,
+                                                      "model.num_reconstruct_block": 1,
+                                                      "model.zero_init_output": False})
+    model = EDVR.from_config(profile.model).eval()
+    res = E.psnr_real(model, profile, clips=("carphone/shot0",), frames_per_clip=2)
+    clip = next(c for c in get_clips("bundled", "test") if c.name == "carphone/shot0")
+    ours, bicubic = [], []
+    with torch.no_grad():
+        for c in (1, len(clip) - 2):  # the first and last centres with a neighbour on each side
+            lq = torch.stack([_frames(clip.lr(i)) for i in (c - 1, c, c + 1)])[None]  # (1, 3, 3, h, w)
+            gt = _frames(clip.hr(c))[None].double()
+            for scores, est in ((ours, model(lq)), (bicubic, bicubic_baseline(lq[:, 1]))):
+                scores.append(-10 * math.log10(float(((quantize(est).double() - gt) ** 2).mean())))
+    assert res["num_frames"] == 2 and list(res["per_clip"]) == ["carphone/shot0"]
+    assert res["psnr"] == pytest.approx(np.mean(ours), abs=1e-9)
+    assert res["psnr_bicubic"] == pytest.approx(np.mean(bicubic), abs=1e-9)
+    assert res["psnr_gain_over_bicubic"] == pytest.approx(np.mean(ours) - np.mean(bicubic), abs=1e-9)
+    with pytest.raises(ValueError, match="no held-out clip"):
+        E.psnr_real(model, profile, clips=("nope",))
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture
+def torch_threads():
+    """The in-process command line sets torch's thread count (``--threads``): put it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def _tiny_args(tmp_path) -> list[str]:
+    """The TINY fields, one iteration with the warping loss on, validation and measurements on one
+    small held-out scene or frame."""
+    fields = {**E.TINY, "train.total_iter": 1, "data.num_scenes": 1, "data.val_source": "synthetic",
+              "train.photometric_weight": 1.0}
+    args = [a for k, v in fields.items() for a in ("--set", f"{k}={v!r}")]
+    for m in ("offsets_vs_flow", "diversity", "masks"):
+        args += ["--option", f"{m}.num_scenes=1", "--option", f"{m}.size=32"]
+    args += ["--option", "psnr_real.clips=('carphone/shot0',)", "--option", "psnr_real.frames_per_clip=1"]
+    return args + ["--profile", "quick", "--seeds", "0", "--no-progress", "--threads", "1",
+                   "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
+
+
+@pytest.mark.parametrize("name", PLANS)
+def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys, torch_threads):
+    args = ["experiment", name, *_tiny_args(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    folder = tmp_path / "results" / name
+    names = [f"{c}-s0" for c in PLANS[name]]
+    assert sorted(p.stem for p in folder.glob("*.json")) == sorted(names), out
+    for run in names:
+        res = json.loads((folder / f"{run}.json").read_text())
+        assert set(res["measures"]) == set(MEASURED[name]) and res["num_params"] > 0
+        assert res["provenance"]["profile"]["name"] == "quick" and res["train"]["iterations"] == 1
+        assert res["provenance"]["measure_options"]["offsets_vs_flow"] == {"num_scenes": 1, "size": 32}
+        entry = res["train"]["curve"][-1]
+        assert set(entry["max_abs_offset"]) == set(entry["peak_mean_abs_offset"]) == set(LEVELS)
+        assert "overflow" in res["train"]
+        gain = res["measures"]["offsets_vs_flow"]["psnr_gain_over_zero"]
+        assert (gain is None) == run.startswith("flow_guided")
+        assert (folder / "weights" / f"{run}.pt").exists() == (0 in KEPT[name])
+    before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
+    assert main(args) == 0
+    assert capsys.readouterr().out.count("finished, skipped") == len(names)
+    assert {p.name: p.read_bytes() for p in folder.glob("*.json")} == before
