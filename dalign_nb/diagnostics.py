@@ -1,0 +1,148 @@
+"""Why learned offsets miss the flow: where they miss, and which way each loss pushes them.
+
+Two measurements behind notebook 05's "why not 80 %" (Sec. 4.1, Fig. 5 at small scale):
+
+* ``offset_errors`` -- per non-occluded pixel of a synthetic scene (exact flow, layer labels):
+  the offset's end-point error, its error along the flow (negative: it falls short of the
+  motion) and across it, the flow's length, and what kind of pixel it is (on a sprite or
+  the background, near a layer boundary, near the frame border, textured or flat);
+* ``offset_gradients`` -- the gradient of any loss with respect to the offsets that a PCD
+  level actually sampled with, frame by frame, and ``descent_towards_flow``: whether a step
+  of gradient descent on that loss moves each offset towards the exact flow.
+
+Offsets are in the layout of ``ops`` (``(dy, dx)`` pairs), flows ``(u, v)``, as in ``metrics``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data.synthetic import synthetic_scene
+
+__all__ = ["capture_offsets", "descent_towards_flow", "offset_errors", "offset_gradients", "pixel_classes"]
+
+
+@contextlib.contextmanager
+def capture_offsets(model: nn.Module, level: str = "l1"):
+    """Inside the block, every call of PCD ``level``'s alignment appends the offset tensor it
+    sampled with (``(B, 2*G*N, h, w)``, one call per input frame) to the yielded list.
+
+    These are the tensors of the computation graph, not copies (``aux["offsets"]`` stacks
+    copies), so ``torch.autograd.grad(loss, captured)`` is the gradient with respect to the
+    offsets themselves, through every path: sampling, the coarser levels' use, any loss on
+    ``aux``.
+    """
+    module = model.pcd_align.dcn_pack[level]
+    captured: list[Tensor] = []
+    bound = module.align
+
+    def align(*args, **kwargs):
+        rec = bound(*args, **kwargs)
+        captured.append(rec.offset)
+        return rec
+
+    module.align = align  # an instance attribute shadows the method for this block only
+    try:
+        yield captured
+    finally:
+        del module.align
+
+
+def offset_gradients(model: nn.Module, lq: Tensor, losses: dict[str, Callable], level: str = "l1",
+                     flows: Tensor | None = None) -> dict[str, Tensor]:
+    """``d loss / d offsets`` at PCD ``level`` for each named loss, ``(T, 2*G*N, h, w)`` each.
+
+    lq: ``(1, T, 3, h, w)``; losses: name -> ``fn(out, aux) -> scalar`` (``out`` the SR output
+    ``(1, 3, 4h, 4w)``, ``aux`` EDVR's ``return_aux`` dict). One forward pass per loss; the
+    model's parameters are not changed and keep no gradient.
+    """
+    if lq.dim() != 5 or lq.shape[0] != 1:
+        raise ValueError(f"lq must be (1, T, 3, h, w), got {tuple(lq.shape)}")
+    kw = {} if flows is None else {"flows": flows}
+    grads = {}
+    for name, fn in losses.items():
+        with capture_offsets(model, level) as captured:
+            out, aux = model(lq, return_aux=True, **kw)
+        grad = torch.autograd.grad(fn(out, aux), captured, allow_unused=True)
+        grads[name] = torch.cat([torch.zeros_like(o) if g is None else g for o, g in zip(captured, grad)])
+    return grads
+
+
+def descent_towards_flow(grad: Tensor, offsets: Tensor, flow: Tensor) -> Tensor:
+    """Per pixel, the component of the descent direction ``-grad`` along the unit vector from
+    the offset to the flow: positive where a gradient step moves the offset towards the flow.
+
+    grad, offsets: ``(2, h, w)`` one ``(dy, dx)`` offset per pixel; flow ``(2, h, w)`` (u, v).
+    Returns ``(h, w)``; 0 where the offset already equals the flow.
+    """
+    to_flow = flow.flip(0) - offsets  # (2, h, w), (dy, dx)
+    length = to_flow.norm(dim=0)
+    return torch.where(length > 0, (-grad * to_flow).sum(0) / length.clamp_min(1e-12), torch.zeros_like(length))
+
+
+def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2, border: int = 6) -> dict[str, np.ndarray]:
+    """Boolean maps ``(h, w)`` of the kinds of pixel of a synthetic scene's centre frame.
+
+    labels: ``(h, w)`` layer on top (0: background); frame: ``(h, w, 3)`` float RGB.
+    ``sprite``; ``layer_edge``: within ``edge`` px (chessboard) of another layer;
+    ``frame_border``: within ``border`` px of the frame's edge; ``flat``: local gradient
+    magnitude (Sobel of the grey frame, Gaussian-smoothed) in the lowest quartile of the frame.
+    """
+    lab = labels.astype(np.int64)
+    h, w = lab.shape
+    padded = np.pad(lab, edge, mode="edge")
+    near_other = np.zeros((h, w), bool)
+    for dy in range(2 * edge + 1):
+        for dx in range(2 * edge + 1):
+            near_other |= padded[dy:dy + h, dx:dx + w] != lab
+    yy, xx = np.mgrid[0:h, 0:w]
+    near_border = np.minimum.reduce([yy, xx, h - 1 - yy, w - 1 - xx]) < border
+    grey = cv2.cvtColor(np.ascontiguousarray(frame, dtype=np.float32), cv2.COLOR_RGB2GRAY)
+    texture = np.hypot(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
+    texture = cv2.GaussianBlur(texture, (5, 5), 1.0)
+    return {"sprite": lab > 0, "layer_edge": near_other, "frame_border": near_border,
+            "flat": texture <= np.quantile(texture, 0.25)}
+
+
+@torch.no_grad()
+def offset_errors(model: nn.Module, clips, level: str = "l1") -> dict[str, np.ndarray]:
+    """Per non-occluded pixel of every neighbour of every synthetic clip, pooled (1-D arrays).
+
+    clips: ``SceneClip``s (``data.get_clips("synthetic", ...)``: exact flows, and labels
+    re-rendered from their seed) with the model's number of frames. With N > 1 offsets per
+    pixel, the first offset is used. Keys: ``epe`` (px), ``along`` (offset minus flow along
+    the flow's direction: negative falls short), ``across`` (|component across it|),
+    ``flow`` (|flow|), and the ``pixel_classes`` of the centre frame.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    pooled: dict[str, list] = {}
+    for clip in clips:
+        t = len(clip)
+        c = t // 2
+        frames = np.stack([clip.lr(i) for i in range(t)])  # (T, h, w, 3)
+        lq = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().to(device)
+        _, aux = model(lq, return_aux=True)
+        offsets = aux["offsets"][level][0, :, :2].float().cpu()  # (T, 2, h, w), the first (dy, dx)
+        labels = synthetic_scene(clip.config, clip.seed, texture_split=clip.texture_split).lr().labels[c]
+        classes = pixel_classes(labels, frames[c])
+        for k in (k for k in range(t) if k != c):
+            flow = torch.from_numpy(clip.flows[k]).permute(2, 0, 1).float()  # (2, h, w), (u, v)
+            off_uv = offsets[k].flip(0)  # (2, h, w), (u, v)
+            length = flow.norm(dim=0)
+            unit = flow / length.clamp_min(1e-12)
+            diff = off_uv - flow
+            along = (diff * unit).sum(0)  # (h, w)
+            across = (diff[0] * -unit[1] + diff[1] * unit[0]).abs()
+            valid = ~np.asarray(clip.occlusion[k])
+            values = {"epe": diff.norm(dim=0).numpy(), "along": along.numpy(), "across": across.numpy(),
+                      "flow": length.numpy(), **classes}
+            for key, v in values.items():
+                pooled.setdefault(key, []).append(v[valid])
+    return {k: np.concatenate(v) for k, v in pooled.items()}

@@ -1,0 +1,114 @@
+"""dalign_nb.diagnostics: captured offsets are the graph's own, gradients against finite
+differences and a loss with a known gradient, the descent direction and pixel classes by hand,
+offset errors of models whose offsets are the exact flow or zero."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dalign_nb import diagnostics as D
+from dalign_nb.data import SceneConfig, get_clips
+from dalign_nb.losses import charbonnier_loss
+from dalign_nb.models.edvr import EDVR
+
+
+def _model(residual: bool = True) -> EDVR:
+    torch.manual_seed(0)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                 with_tsa=False, alignment="flow", residual_offsets=residual).double()
+    for level in ("l3", "l2", "l1"):  # offsets of about a pixel, not the zero initialisation
+        conv = model.pcd_align.dcn_pack[level].conv_offset
+        nn.init.normal_(conv.weight, std=0.05)
+        nn.init.normal_(conv.bias, std=0.5)
+    return model.eval()
+
+
+def test_captured_offsets_are_the_offsets_of_aux_one_per_frame():
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    with D.capture_offsets(model, "l1") as captured:
+        _, aux = model(x, return_aux=True)
+    assert len(captured) == 3
+    torch.testing.assert_close(torch.stack(captured, 1), aux["offsets"]["l1"], rtol=0, atol=0)
+    assert "align" not in vars(model.pcd_align.dcn_pack["l1"])  # the patch is gone
+
+
+def test_gradient_of_a_linear_loss_on_aux_is_its_coefficient():
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    coef = torch.randn(1, 3, 2, 16, 16, dtype=torch.float64)
+    grads = D.offset_gradients(model, x, {"linear": lambda out, aux: (aux["offsets"]["l1"] * coef).sum()})
+    torch.testing.assert_close(grads["linear"], coef[0], rtol=0, atol=1e-12)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("channel", [0, 1])
+def test_gradient_of_the_sr_loss_matches_a_finite_difference(channel):
+    """Moving the L1 offset branch's bias by eps moves every L1 offset's dy (or dx) by eps: the
+    loss changes by eps times the sum of that channel's gradient."""
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    gt = torch.rand(1, 3, 64, 64, dtype=torch.float64)
+    grads = D.offset_gradients(model, x, {"sr": lambda out, aux: charbonnier_loss(out, gt)})["sr"]
+    bias, eps = model.pcd_align.dcn_pack["l1"].conv_offset.bias, 1e-5
+    losses = []
+    with torch.no_grad():
+        for sign in (1, -1):
+            bias[channel] += sign * eps
+            losses.append(charbonnier_loss(model(x), gt).item())
+            bias[channel] -= sign * eps
+    numeric = (losses[0] - losses[1]) / (2 * eps)
+    analytic = grads[:, channel].sum().item()
+    assert abs(analytic) > 1e-8
+    assert numeric == pytest.approx(analytic, rel=1e-4, abs=1e-11)
+
+
+def test_descent_towards_flow_by_hand():
+    flow = torch.zeros(2, 1, 3)
+    flow[0] = 3.0  # u = 3: the content is 3 px to the right
+    offsets = torch.zeros(2, 1, 3)
+    grad = torch.zeros(2, 1, 3)
+    grad[1, 0, 0] = -1.0  # descent +1 in dx: towards the flow
+    grad[1, 0, 1] = 2.0  # descent -2 in dx: away from it
+    grad[0, 0, 2] = 5.0  # across the flow only
+    assert D.descent_towards_flow(grad, offsets, flow)[0].tolist() == [1.0, -2.0, 0.0]
+    assert D.descent_towards_flow(grad, flow.flip(0), flow).abs().max() == 0  # already on the flow
+
+
+def test_pixel_classes_by_hand():
+    labels = np.zeros((20, 20), int)
+    labels[8:12, 8:12] = 1
+    frame = np.zeros((20, 20, 3), np.float32)
+    frame[:, 10:] = 1.0  # one vertical edge: texture there, flat elsewhere
+    c = D.pixel_classes(labels, frame, edge=2, border=3)
+    assert c["sprite"].sum() == 16
+    assert c["layer_edge"][6:14, 6:14].all() and c["layer_edge"].sum() == 64  # the sprite and 2 px around it
+    assert c["frame_border"].sum() == 400 - 14 * 14
+    assert not c["flat"][:, 8:12].any() and c["flat"][:, :4].all()
+
+
+class _FakeEDVR(nn.Module):
+    """Returns the clip's exact flows as L1 offsets (or zeros), looked up by the input frames."""
+
+    def __init__(self, clip, exact: bool):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(()))
+        flows = torch.from_numpy(np.asarray(clip.flows)).permute(0, 3, 1, 2).flip(1)  # (T, 2, h, w), (dy, dx)
+        self.offsets = flows if exact else torch.zeros_like(flows)
+
+    def forward(self, x, return_aux=False):
+        return x[:, 1], {"offsets": {"l1": self.offsets[None]}}
+
+
+def test_offset_errors_of_the_exact_flow_and_of_zero_offsets():
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    exact = D.offset_errors(_FakeEDVR(clip, exact=True), [clip])
+    zero = D.offset_errors(_FakeEDVR(clip, exact=False), [clip])
+    visible = sum(int((~np.asarray(clip.occlusion[k])).sum()) for k in (0, 2))
+    assert {len(v) for v in exact.values()} == {visible}
+    assert np.abs(exact["epe"]).max() < 1e-5 and np.abs(exact["along"]).max() < 1e-5
+    np.testing.assert_allclose(zero["epe"], zero["flow"], atol=1e-5)
+    np.testing.assert_allclose(zero["along"], -zero["flow"], atol=1e-5)
+    assert np.abs(zero["across"]).max() < 1e-5
+    assert zero["sprite"].any() and (~zero["sprite"]).any()
