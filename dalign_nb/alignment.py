@@ -49,6 +49,7 @@ from .ops import (
     DeformConv2d,
     DeformConv2dPack,
     flow_to_offset,
+    kernel_grid,
     flow_warp,
     predict_offsets,
 )
@@ -137,25 +138,44 @@ class DecomposedAlignment(_AlignForward, DecomposedDeformConv2d):
     ``modulated``) come from ``offset_feat`` by a zero-initialised 3x3 ``conv_offset``
     split as BasicSR's (``o1, o2, mask = chunk(3)``). At initialisation every offset is
     zero, so the module starts as a 1x1 convolution; the offsets diverge as they learn.
+
+    ``grid=k`` (N = k*k) makes it a k x k DCN written as Eq. 3, parameter for parameter:
+    the offsets start on the centred kernel grid (``p + p_k + dp_k``, with ``dp_k`` the
+    reported offsets) and ``conv_offset`` is k x k, as ``DCNAlignment``'s. Built after the
+    same seed, the two have the same initial weights (the 1x1 weight ``(C, C, N)`` is the
+    DCN's ``(C, C, k, k)`` flattened), hence the same outputs up to float rounding (Table 1).
     """
 
     def __init__(self, num_feat: int, num_offsets: int, deform_groups: int = 1,
-                 modulated: bool = False, backend: str = "decomposed"):
+                 modulated: bool = False, backend: str = "decomposed", grid: int | None = None):
         if num_offsets < 1:
             raise ValueError(f"num_offsets must be >= 1, got {num_offsets}")
+        if grid is not None and (grid < 1 or grid % 2 == 0 or grid * grid != num_offsets):
+            raise ValueError(f"grid must be an odd kernel size k with k*k = num_offsets ({num_offsets}), "
+                             f"got {grid}")
         super().__init__(num_feat, num_feat, num_offsets, deform_groups, backend=backend)
         self.modulated = modulated
         per_offset = 3 if modulated else 2
-        self.conv_offset = nn.Conv2d(num_feat, deform_groups * num_offsets * per_offset, 3, 1, 1)
+        k = 3 if grid is None else grid  # on the grid, DCN's k x k offset branch (same parameters)
+        self.conv_offset = nn.Conv2d(num_feat, deform_groups * num_offsets * per_offset, k, 1, k // 2)
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
+        self.grid = grid
+        grid_offsets = None
+        if grid is not None:  # p_k of Sec. 3.1, centred: (-1, -1) ... (1, 1) for k = 3
+            centred = kernel_grid(grid) - grid // 2  # (N, 2) as (dy, dx), row-major as DCN's taps
+            grid_offsets = centred.flatten().repeat(deform_groups).view(1, -1, 1, 1)  # (1, 2*G*N, 1, 1)
+        self.register_buffer("grid_offsets", grid_offsets, persistent=False)  # not in the state dict
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None,
               base: Tensor | None = None) -> Aligned:
         offset, mask = predict_offsets(self.conv_offset, offset_feat, self.modulated)  # (B, 2*G*N, H, W)
         offset = _plus_base(offset, base)
-        return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, offset, mask), offset, mask)
+        # Eq. 3 samples at p + p_k + dp_k: the grid p_k joins the offsets here and only here, so
+        # the offsets reported (and passed up the PCD pyramid) are dp_k, as a DCN's
+        sample_at = offset if self.grid is None else offset + self.grid_offsets.to(offset.dtype)
+        return Aligned(DecomposedDeformConv2d.forward(self, nbr_feat, sample_at, mask), offset, mask)
 
 
 class FlowAlignment(DecomposedAlignment):
@@ -249,8 +269,10 @@ class AlignmentConfig:
     kind: one of ``ALIGNMENT_KINDS``: "dcn" (DCNv2 when ``modulated``, else DCNv1),
         "decomposed" (N = ``num_offsets``), "flow" (G = N = 1), "image" (A.3),
         "flow_guided" (BasicVSR++-style, needs optical flow);
-    kernel_size: k of "dcn" / "flow_guided" (N = k*k);
+    kernel_size: k of "dcn" / "flow_guided" (N = k*k), and of "decomposed" when ``grid``;
     num_offsets: N of "decomposed";
+    grid: "decomposed" only: its N = k*k offsets start on the k x k kernel grid and are
+        predicted as a DCN's, so that it is the ``kernel_size`` DCN computed as Eq. 3 (Table 1);
     modulated: learn modulation masks (DCNv2, Eq. 7) for "dcn", "decomposed", "flow_guided";
     max_residue_magnitude: bound of "flow_guided"'s deviation from the flow, in pixels;
     backend: ``ops.deform_conv2d`` backend, "decomposed" (default), "naive" or "torchvision"
@@ -264,8 +286,13 @@ class AlignmentConfig:
     modulated: bool = True
     max_residue_magnitude: float = 10.0
     backend: str = "decomposed"
+    grid: bool = False
 
     def __post_init__(self):
+        if self.grid and (self.kind != "decomposed" or self.num_offsets != self.kernel_size ** 2):
+            raise ValueError(f"grid=True is for kind='decomposed' with num_offsets = kernel_size**2, "
+                             f"got kind={self.kind!r}, num_offsets={self.num_offsets}, "
+                             f"kernel_size={self.kernel_size}")
         if self.kind not in ALIGNMENT_KINDS:
             raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {self.kind!r}")
         if self.backend not in BACKENDS:
@@ -283,7 +310,8 @@ def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups:
     if c.kind == "dcn":
         return DCNAlignment(num_feat, c.kernel_size, deform_groups, c.modulated, c.backend)
     if c.kind == "decomposed":
-        return DecomposedAlignment(num_feat, c.num_offsets, deform_groups, c.modulated, c.backend)
+        return DecomposedAlignment(num_feat, c.num_offsets, deform_groups, c.modulated, c.backend,
+                                   grid=c.kernel_size if c.grid else None)
     if c.kind == "flow":
         return FlowAlignment(num_feat, c.backend)
     if c.kind == "image":

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 from dcn_reference import remark1_by_torchvision, warp_by_grid_sample
 
 from dalign_nb.alignment import (
@@ -257,3 +258,41 @@ def test_offsets_keep_sub_pixel_precision_under_autocast(kind):
     else:
         assert amp.feat.dtype == torch.float32
         torch.testing.assert_close(amp.feat, full.feat, rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------- the DCN as Eq. 3 (Table 1)
+
+
+@pytest.mark.parametrize("k, groups, modulated", [(1, 1, False), (3, 1, False), (3, 2, True), (5, 1, False)])
+def test_decomposition_on_the_grid_is_the_dcn_parameter_for_parameter(k, groups, modulated):
+    """Built after the same seed, a k x k DCN alignment and the decomposition with ``grid=k`` have
+    the same parameters (the 1x1 weight is the DCN's flattened) and the same output and offsets
+    for any offset branch, against torchvision's deformable convolution."""
+    torch.manual_seed(0)
+    dcn = build_alignment(AlignmentConfig("dcn", kernel_size=k, modulated=modulated, backend="torchvision"),
+                          8, groups).double()
+    torch.manual_seed(0)
+    dec = build_alignment(AlignmentConfig("decomposed", kernel_size=k, num_offsets=k * k, modulated=modulated,
+                                          grid=True), 8, groups).double()
+    a, b = dcn.state_dict(), dec.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name].flatten(), b[name].flatten(), rtol=0, atol=0)
+    with torch.no_grad():  # offsets of a few pixels, masks away from 0.5
+        for m in (dcn, dec):
+            torch.manual_seed(1)
+            nn.init.normal_(m.conv_offset.weight, std=0.3)
+            nn.init.normal_(m.conv_offset.bias, std=1.5)
+    nbr, feat = torch.rand(2, 8, 12, 12, dtype=torch.float64), torch.rand(2, 8, 12, 12, dtype=torch.float64)
+    base = torch.randn(2, 2 * groups * k * k, 12, 12, dtype=torch.float64)
+    x, y = dcn.align(nbr, feat, base=base), dec.align(nbr, feat, base=base)
+    torch.testing.assert_close(y.offset, x.offset, rtol=0, atol=0)
+    torch.testing.assert_close(y.feat, x.feat, rtol=1e-10, atol=1e-10)
+
+
+def test_grid_needs_the_decomposition_with_k_squared_offsets():
+    with pytest.raises(ValueError, match="grid=True"):
+        AlignmentConfig("decomposed", kernel_size=3, num_offsets=5, grid=True)
+    with pytest.raises(ValueError, match="grid=True"):
+        AlignmentConfig("dcn", kernel_size=3, grid=True)
+    assert "grid_offsets" not in build_alignment(AlignmentConfig("decomposed", num_offsets=9, grid=True), 8).state_dict()
