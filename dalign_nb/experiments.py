@@ -739,6 +739,18 @@ def _git() -> dict:
     return {"git_commit": head.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
 
 
+_CODE: dict | None = None  # the repository's state when this process started running experiments
+
+
+def _code_state() -> dict:
+    """``_git()`` as it was the first time this process asked: the code that runs is the code
+    the process loaded, not whatever the working tree holds when a run ends an hour later."""
+    global _CODE
+    if _CODE is None:
+        _CODE = _git()
+    return _CODE
+
+
 def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
@@ -823,7 +835,7 @@ def _train(run: Run, paths: _Paths, device, stop_at, progress):
     res = train(run.profile, folder, resume=True, stop_at=stop_at, device=device, progress=progress)
     sittings = _read_json(folder / SITTINGS) or []
     if res.iteration > before or not sittings:
-        sittings.append({"date": _now(), **_git(), "from_iter": before, "to_iter": res.iteration,
+        sittings.append({"date": _now(), **_code_state(), "from_iter": before, "to_iter": res.iteration,
                          "wall_s": round(time.perf_counter() - t0, 1), "status": res.status,
                          "device": next(res.model.parameters()).device.type})
         _write_json(folder / SITTINGS, sittings)
@@ -876,7 +888,7 @@ def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, comm
         "train": {"status": res.status, "iterations": res.iteration, "val": h["val"], "curve": _curve(h),
                   "events": h["events"], "overflow": h["overflow"]},
         "provenance": {
-            "command": command, "profile": _plain(run.profile), **_git(), "seed": run.seed,
+            "command": command, "profile": _plain(run.profile), **_code_state(), "seed": run.seed,
             "device": dev.type,
             "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
             "torch": str(torch.__version__), "python": sys.version.split()[0],
@@ -1011,6 +1023,7 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
     Returns run name -> "done", "skipped", "stopped", "SIGINT", ... A Ctrl-C stops every run
     after its current iteration with a checkpoint, then raises ``KeyboardInterrupt``.
     """
+    _code_state()  # the code this process runs with, recorded with every run it finishes
     runs = plan(name, profile=profile, seeds=seeds, overrides=overrides)
     if only:
         unknown = set(only) - {r.name for r in runs}

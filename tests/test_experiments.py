@@ -268,3 +268,16 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
     full = torch.load(runs / "flow-s0" / "model.pt", weights_only=True)["params"]
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, full[key], atol=1e-3, rtol=1e-3)
+
+
+def test_provenance_names_the_code_the_process_started_with(tmp_path, monkeypatch, torch_threads):
+    """A run ends an hour after it started; commits made meanwhile are not the code it ran."""
+    states = iter([{"git_commit": "a" * 40, "git_dirty": False}] + [{"git_commit": "b" * 40, "git_dirty": True}] * 99)
+    monkeypatch.setattr(E, "_git", lambda: next(states))
+    monkeypatch.setattr(E, "_CODE", None)
+    status = E.run_experiment("tiny", seeds=[0], runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
+                              progress=False, overrides={"train.total_iter": 2})
+    assert status == {"flow-s0": "done"}
+    prov = _json(tmp_path / "results" / "tiny" / "flow-s0.json")["provenance"]
+    assert (prov["git_commit"], prov["git_dirty"]) == ("a" * 40, False)
+    assert [(s["git_commit"], s["git_dirty"]) for s in prov["sittings"]] == [("a" * 40, False)]
