@@ -288,6 +288,15 @@ class AlignmentConfig:
     backend: str = "decomposed"
     grid: bool = False
 
+    @property
+    def offsets_per_group(self) -> int:
+        """N, the offsets per deformable group: ``k*k`` for "dcn" and "flow_guided" (Eq. 1: one
+        per kernel tap), ``num_offsets`` for "decomposed" (Remark 1), 1 for "flow" and "image"
+        (G = N = 1, Sec. 4.1)."""
+        if self.kind in ("dcn", "flow_guided"):
+            return self.kernel_size ** 2
+        return self.num_offsets if self.kind == "decomposed" else 1
+
     def __post_init__(self):
         if self.grid and (self.kind != "decomposed" or self.num_offsets != self.kernel_size ** 2):
             raise ValueError(f"grid=True is for kind='decomposed' with num_offsets = kernel_size**2, "

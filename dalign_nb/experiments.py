@@ -85,6 +85,7 @@ __all__ = [
     "diversity",
     "masks",
     "offsets_vs_flow",
+    "paired",
     "plan",
     "psnr_real",
     "roc_auc",
@@ -563,10 +564,8 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
     where the flow fails). ``within_1px``: the share of visible pixels whose closest offset
     is within ``threshold`` px of the exact flow, as ``offsets_vs_flow``.
     """
-    from dalign_nb.losses import offsets_per_group
-
     device = device or next(model.parameters()).device
-    per_group = offsets_per_group(profile.model.alignment)
+    per_group = profile.model.alignment.offsets_per_group
     div, within, occluded, closest = [], [], [], []
     with _evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
@@ -1090,6 +1089,19 @@ def summarize(results: list[dict], key: str) -> dict[str, dict]:
         out[cond] = {"mean": float(values.mean()), "std": std, "n": len(values),
                      "seeds": [s for s, _ in pairs], "values": values.tolist()}
     return out
+
+
+def paired(results: list[dict], key: str, condition: str, baseline: str) -> dict:
+    """Seed for seed, ``condition`` minus ``baseline`` of a dotted ``key`` over the seeds both
+    have (same initial weights and batches; only the conditions' fields differ): the mean and
+    sample standard deviation of the differences (NaN with one seed), ``n``, ``seeds``, ``values``.
+    ``paired(load_results("fig5"), "measures.offsets_vs_flow.psnr", "aligning", "sr_only")``."""
+    by = {(r["condition"], r["seed"]): _get(r, key) for r in results}
+    seeds = sorted(s for c, s in by if c == condition and (baseline, s) in by)
+    d = np.array([by[condition, s] - by[baseline, s] for s in seeds], dtype=float)
+    return {"mean": float(d.mean()) if len(d) else math.nan,
+            "std": float(d.std(ddof=1)) if len(d) > 1 else math.nan,
+            "n": len(d), "seeds": seeds, "values": d.tolist()}
 
 
 def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module:

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from .ops import flow_warp
 
 __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss",
-           "offsets_per_group", "photometric_warping_loss"]
+           "photometric_warping_loss"]
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
@@ -114,15 +114,6 @@ class OffsetFidelityLoss(nn.Module):
         return offset_fidelity_loss(offset, flow, self.loss_weight, self.threshold, self.normalization)
 
 
-def offsets_per_group(alignment) -> int:
-    """N, the offsets per deformable group of an ``AlignmentConfig``: ``k*k`` for "dcn" and
-    "flow_guided" (Eq. 1: one per kernel tap), ``num_offsets`` for "decomposed" (Remark 1),
-    1 for "flow" and "image" (G = N = 1, Sec. 4.1)."""
-    if alignment.kind in ("dcn", "flow_guided"):
-        return alignment.kernel_size ** 2
-    return alignment.num_offsets if alignment.kind == "decomposed" else 1
-
-
 def _group_means(off: Tensor, num_offsets: int) -> Tensor:
     """(B, T, 2*G*N, h, w) -> (B, T, 2*G, h, w): each group's mean offset ``o_bar_g = mean_n o_{g,n}``."""
     if off.shape[2] % (2 * num_offsets):
@@ -152,7 +143,7 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     it, the offset diversity of Sec. 4.2, is left to the SR loss. With N = 1 the two agree.
     For a DCN the offsets are the raw ``dp_k`` (as the offset-fidelity loss takes them); the
     kernel grid ``p_k`` of an odd kernel has mean 0, so ``o_bar`` is also the mean sampling
-    displacement ``mean_k (p_k + dp_k)``. ``num_offsets``: N (``offsets_per_group``).
+    displacement ``mean_k (p_k + dp_k)``. ``num_offsets``: N (``AlignmentConfig.offsets_per_group``).
 
     lq: (B, T, C, h, w) LR frames; offsets[level]: (B, T, 2*G*N, h_l, w_l) in the (dy, dx)
     layout of ``ops`` (EDVR's ``aux["offsets"]``); center: index of the reference frame.

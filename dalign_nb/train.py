@@ -64,12 +64,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
-from dalign_nb.losses import (
-    charbonnier_loss,
-    offset_fidelity_loss,
-    offsets_per_group,
-    photometric_warping_loss,
-)
+from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss, photometric_warping_loss
 from dalign_nb.models.edvr import EDVR, set_fusion_only
 from dalign_nb.training.checkpoint import (
     load_checkpoint,
@@ -278,7 +273,7 @@ class _Run:
                 loss = loss + self.cfg.photometric_weight * photometric_warping_loss(
                     lq, aux["offsets"], getattr(self.model, "center_frame_idx", lq.shape[1] // 2),
                     self.cfg.photometric_levels, target=self.cfg.photometric_target,
-                    num_offsets=offsets_per_group(self.p.model.alignment))
+                    num_offsets=self.p.model.alignment.offsets_per_group)
         return loss
 
     def _photometric(self) -> bool:

@@ -173,11 +173,9 @@ def offset_layout(model: nn.Module) -> tuple[str, int, int, int | None]:
     """
     cfg = model.config
     a = cfg.alignment
-    if a.kind in ("dcn", "flow_guided"):
-        return a.kind, cfg.deformable_groups, a.kernel_size**2, a.kernel_size
-    if a.kind == "decomposed":
-        return a.kind, cfg.deformable_groups, a.num_offsets, None
-    return a.kind, 1, 1, None
+    groups = cfg.deformable_groups if a.kind in ("dcn", "flow_guided", "decomposed") else 1
+    grid = a.kernel_size if a.kind in ("dcn", "flow_guided") else None
+    return a.kind, groups, a.offsets_per_group, grid
 
 
 @dataclass(frozen=True)

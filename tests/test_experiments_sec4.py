@@ -17,7 +17,7 @@ from dalign_nb import experiments as E
 from dalign_nb.__main__ import main
 from dalign_nb.config import get_profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips
-from dalign_nb.losses import offsets_per_group, photometric_warping_loss
+from dalign_nb.losses import photometric_warping_loss
 from dalign_nb.metrics import bicubic_baseline, quantize
 from dalign_nb.models.edvr import EDVR, LEVELS
 from dalign_nb.training.validation import needs_flow
@@ -309,7 +309,7 @@ def _forward_and_loss(profile) -> float:
     model = EDVR.from_config(profile.model)
     x = torch.rand(1, profile.model.num_frame, 3, 16, 16)
     _, aux = model(x, return_aux=True)
-    cfg, n = profile.train, offsets_per_group(profile.model.alignment)
+    cfg, n = profile.train, profile.model.alignment.offsets_per_group
     assert aux["offsets"]["l1"].shape[2] == 2 * profile.model.deformable_groups * n
     return photometric_warping_loss(x, aux["offsets"], 1, target=cfg.photometric_target, num_offsets=n).item()
 

@@ -10,7 +10,6 @@ from dalign_nb.losses import (
     OffsetFidelityLoss,
     charbonnier_loss,
     offset_fidelity_loss,
-    offsets_per_group,
     photometric_warping_loss,
 )
 
@@ -192,8 +191,8 @@ def test_photometric_mean_target_warps_each_groups_mean_offset(spreads):
 def test_offsets_per_group_is_n_of_each_alignment_kind():
     kinds = {"dcn": 9, "flow_guided": 9, "decomposed": 15, "flow": 1, "image": 1}
     for kind, n in kinds.items():
-        assert offsets_per_group(AlignmentConfig(kind=kind, num_offsets=15)) == n
-    assert offsets_per_group(AlignmentConfig(kind="dcn", kernel_size=5)) == 25
+        assert AlignmentConfig(kind=kind, num_offsets=15).offsets_per_group == n
+    assert AlignmentConfig(kind="dcn", kernel_size=5).offsets_per_group == 25
 
 
 def test_train_config_accepts_only_the_two_photometric_targets():
