@@ -120,7 +120,15 @@ def offset_errors(model: nn.Module, clips, level: str = "l1") -> dict[str, np.nd
     the flow's direction: negative falls short), ``across`` (|component across it|),
     ``flow`` (|flow|), and the ``pixel_classes`` of the centre frame.
     """
+    was_training = model.training
     model.eval()
+    try:
+        return _offset_errors(model, clips, level)
+    finally:
+        model.train(was_training)
+
+
+def _offset_errors(model: nn.Module, clips, level: str) -> dict[str, np.ndarray]:
     device = next(model.parameters()).device
     pooled: dict[str, list] = {}
     for clip in clips:

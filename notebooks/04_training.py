@@ -367,17 +367,16 @@ print(f"{sum(q.numel() for q in aligning_model.parameters()) / 1e3:.1f}k paramet
 COLUMNS = {"within 1 px (%)": ("within_1px", 100, 1), "EPE (px)": ("epe", 1, 2),
            "mean |offset| (px)": ("mean_offset", 1, 2), "PSNR (dB)": ("psnr", 1, 2),
            "offsets at 0 (dB)": ("psnr_zero_offsets", 1, 2), "what the offsets add (dB)": ("psnr_gain_over_zero", 1, 2)}
+results = list(fig5.values())
 rows = []
 for cond in ("aligning", "sr_only"):
-    runs = [r for r in fig5.values() if r["condition"] == cond]
-    for r in sorted(runs, key=lambda r: r["seed"]):
+    for r in sorted((r for r in results if r["condition"] == cond), key=lambda r: r["seed"]):
         m = r["measures"]["offsets_vs_flow"]
         rows.append([r["run"]] + [f"{scale * m[key]:.{digits}f}" for key, scale, digits in COLUMNS.values()])
-    if len(runs) > 1:
-        rows.append([f"{cond}, mean ± sd"] + [
-            "{:.{d}f} ± {:.{d}f}".format(scale * np.mean(v), scale * np.std(v, ddof=1), d=digits)
-            for key, scale, digits in COLUMNS.values()
-            for v in [[r["measures"]["offsets_vs_flow"][key] for r in runs]]])
+    stats = [experiments.summarize(results, f"measures.offsets_vs_flow.{key}")[cond] for key, _, _ in COLUMNS.values()]
+    if stats[0]["n"] > 1:
+        rows.append([f"{cond}, mean ± sd"] + [f"{scale * st['mean']:.{digits}f} ± {scale * st['std']:.{digits}f}"
+                                              for st, (_, scale, digits) in zip(stats, COLUMNS.values())])
 bicubic_synthetic = fig5["aligning-s0"]["measures"]["offsets_vs_flow"]["psnr_bicubic"]
 print(format_table(rows, ["run"] + list(COLUMNS)))
 print(f"bicubic on the same scenes: {bicubic_synthetic:.2f} dB; mean |flow| "
@@ -387,24 +386,14 @@ print(f"bicubic on the same scenes: {bicubic_synthetic:.2f} dB; mean |flow| "
 # Two comparisons, each between runs that share everything but one thing:
 
 # %%
-def paired(values_a, values_b):
-    """Mean and sample standard deviation of per-seed differences a - b."""
-    d = np.subtract(values_a, values_b)
-    return float(d.mean()), float(d.std(ddof=1)) if len(d) > 1 else float("nan"), len(d)
-
-
-def measure(run, key):
-    return fig5[run]["measures"]["offsets_vs_flow"][key]
-
-
-seeds = sorted(r["seed"] for r in fig5.values() if r["condition"] == "aligning")
-gain = paired([measure(f"aligning-s{s}", "psnr") for s in seeds],
-              [measure(f"aligning-s{s}", "psnr_zero_offsets") for s in seeds])
-vs_sr = paired([measure(f"aligning-s{s}", "psnr") for s in pairs], [measure(f"sr_only-s{s}", "psnr") for s in pairs])
-for label, (mean, sd, n) in (("aligning model, offsets on minus offsets at zero", gain),
-                             ("aligning minus sr_only (same seed)", vs_sr)):
-    spread = f" ± {sd:.2f}" if n > 1 else " (one seed: no spread)"
-    print(f"{label:50s} {mean:+.2f}{spread} dB over {n} seed(s)")
+comparisons = {
+    "aligning model, offsets on minus offsets at zero": experiments.summarize(
+        results, "measures.offsets_vs_flow.psnr_gain_over_zero")["aligning"],
+    "aligning minus sr_only (same seed)": experiments.paired(
+        results, "measures.offsets_vs_flow.psnr", "aligning", "sr_only")}
+for label, st in comparisons.items():
+    spread = f" ± {st['std']:.2f}" if st["n"] > 1 else " (one seed: no spread)"
+    print(f"{label:50s} {st['mean']:+.2f}{spread} dB over {st['n']} seed(s)")
 
 # %% [markdown]
 # What these numbers say (the verdicts are in notebook 05, recomputed from the same files):

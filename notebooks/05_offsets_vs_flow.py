@@ -197,13 +197,11 @@ if "aligning" in g:
 
 # Beyond the paper: the same model trained with the SR loss alone, seed for seed (same initial
 # weights and batches; only the photometric weight differs)
-psnr_of = {(r["condition"], r["seed"]): r["measures"]["offsets_vs_flow"]["psnr"] for r in results}
-shared = sorted(s for c, s in psnr_of if c == "sr_only" and ("aligning", s) in psnr_of)
-if shared:
-    d = np.array([psnr_of["aligning", s] - psnr_of["sr_only", s] for s in shared])
-    spread = f" ± {d.std(ddof=1):.2f}" if len(d) > 1 else ""
-    print(f"aligning minus sr_only, same seeds {shared}: {d.mean():+.2f}{spread} dB PSNR "
-          f"(per seed: {', '.join(f'{x:+.2f}' for x in d)})")
+d = experiments.paired(results, "measures.offsets_vs_flow.psnr", "aligning", "sr_only")
+if d["n"]:
+    spread = f" ± {d['std']:.2f}" if d["n"] > 1 else ""
+    print(f"aligning minus sr_only, same seeds {d['seeds']}: {d['mean']:+.2f}{spread} dB PSNR "
+          f"(per seed: {', '.join(f'{x:+.2f}' for x in d['values'])})")
 
 # %% [markdown]
 # What the table and the verdicts say:

@@ -103,7 +103,9 @@ class _FakeEDVR(nn.Module):
 def test_offset_errors_of_the_exact_flow_and_of_zero_offsets():
     clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
                      scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
-    exact = D.offset_errors(_FakeEDVR(clip, exact=True), [clip])
+    training = _FakeEDVR(clip, exact=True).train()
+    exact = D.offset_errors(training, [clip])
+    assert training.training  # evaluated in eval mode, handed back as it came
     zero = D.offset_errors(_FakeEDVR(clip, exact=False), [clip])
     visible = sum(int((~np.asarray(clip.occlusion[k])).sum()) for k in (0, 2))
     assert {len(v) for v in exact.values()} == {visible}

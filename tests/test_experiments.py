@@ -281,3 +281,13 @@ def test_provenance_names_the_code_the_process_started_with(tmp_path, monkeypatc
     prov = _json(tmp_path / "results" / "tiny" / "flow-s0.json")["provenance"]
     assert (prov["git_commit"], prov["git_dirty"]) == ("a" * 40, False)
     assert [(s["git_commit"], s["git_dirty"]) for s in prov["sittings"]] == [("a" * 40, False)]
+
+
+def test_paired_differences_over_the_shared_seeds_by_hand():
+    rows = [{"condition": c, "seed": s, "measures": {"m": {"psnr": v}}}
+            for c, s, v in (("a", 0, 30.0), ("a", 1, 31.0), ("a", 2, 29.0), ("b", 0, 29.5), ("b", 1, 30.0))]
+    p = E.paired(rows, "measures.m.psnr", "a", "b")
+    assert (p["n"], p["seeds"], p["values"]) == (2, [0, 1], [0.5, 1.0])
+    assert p["mean"] == 0.75 and p["std"] == pytest.approx(math.sqrt(0.125))
+    one = E.paired(rows[:1] + rows[3:4], "measures.m.psnr", "a", "b")
+    assert one["n"] == 1 and one["mean"] == 0.5 and math.isnan(one["std"])
