@@ -41,3 +41,10 @@ def format_table(rows: list[list], headers: list[str]) -> str:
     lines = ["| " + " | ".join(r) + " |" for r in cells]
     lines.insert(1, "|" + "|".join(" --- " for _ in headers) + "|")
     return "\n".join(lines)
+
+# A.5 (Eq. 7, Fig. 17-18): DCNv2's modulation masks. The text states trends, no numbers: an
+# offset's mean mask is "inversely proportional to the average difference between the offsets
+# and optical flow" (a negative correlation; no r given), and "when the number of offsets is
+# large, a significant proportion of the masks has small values (≈ 0)" (no share given).
+A5_MASK_VS_DISTANCE_SIGN = -1  # the sign of Fig. 17's trend: far from the flow -> small mask
+A5_SMALL_MASK_VALUE = 0.0  # "small values (≈ 0)"

@@ -94,3 +94,16 @@ def verdict_line(claim: str, ours: str, verdict: str, why: str = "") -> str:
     text = f"paper: {claim}\n  ours: {ours}\n  verdict: {verdict}" + (f"\n  why: {why}" if why else "")
     print(text + "\n")
     return text
+
+
+def correlation_interval(r: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95 % interval of a Pearson ``r`` from ``n`` points (Fisher's z): ``tanh(atanh r ±
+    z / sqrt(n - 3))``. It treats the points as independent draws, so for the offsets of one
+    model (Fig. 17) it says how firmly those points fix r, not how r varies over training
+    seeds. NaN for n <= 3."""
+    if n <= 3 or not math.isfinite(r):
+        return math.nan, math.nan
+    if abs(r) >= 1:
+        return r, r
+    h = z / math.sqrt(n - 3)
+    return math.tanh(math.atanh(r) - h), math.tanh(math.atanh(r) + h)

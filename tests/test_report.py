@@ -45,3 +45,13 @@ def test_mean_sd_formats(capsys):
     text = report.verdict_line("a claim", "ours", "reproduced", why="because")
     assert capsys.readouterr().out.startswith("paper: a claim\n  ours: ours\n  verdict: reproduced\n  why: because")
     assert text.endswith("because")
+
+
+def test_correlation_interval_is_fishers_z():
+    # r = 0.5 from 12 points: atanh 0.5493, half width 1.96 / 3 = 0.6533 -> tanh(-0.104), tanh(1.2026)
+    lo, hi = report.correlation_interval(0.5, 12)
+    assert (lo, hi) == (pytest.approx(-0.1036, abs=1e-4), pytest.approx(0.8345, abs=1e-4))
+    lo, hi = report.correlation_interval(-0.9, 9)  # 9 points: a strong r is still wide
+    assert -0.98 < lo < -0.97 and -0.60 < hi < -0.58
+    assert report.correlation_interval(1.0, 9) == (1.0, 1.0)
+    assert all(math.isnan(v) for v in report.correlation_interval(0.5, 3))
