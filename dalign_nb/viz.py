@@ -154,3 +154,37 @@ def show_occlusion(ax, frame, occluded, colour=(1.0, 0.1, 0.1), title=None):
     if title:
         ax.set_title(title, fontsize=9)
     return ax
+
+
+def most_different_crop(a, b, size: int, stride: int = 16) -> tuple[int, int]:
+    """The top-left corner ``(y0, x0)`` of the ``size`` x ``size`` window (on a ``stride`` grid)
+    where two images ``(C, H, W)`` differ most in mean absolute difference: where SR crops of
+    two models are worth looking at (Fig. 8, 15)."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.shape != b.shape or a.dim() != 3:
+        raise ValueError(f"expected two (C, H, W) images of one shape, "
+                         f"got {tuple(a.shape)}, {tuple(b.shape)}")
+    if size > min(a.shape[-2:]):
+        raise ValueError(f"crop size {size} exceeds the image {tuple(a.shape[-2:])}")
+    diff = (a.float() - b.float()).abs().mean(0)[None, None]  # (1, 1, H, W)
+    score = torch.nn.functional.avg_pool2d(diff, size, stride=stride)[0, 0]  # (windows_y, windows_x)
+    iy, ix = divmod(int(score.argmax()), score.shape[1])
+    return stride * iy, stride * ix
+
+
+def show_crops(panels: dict, gt, corner: tuple[int, int], size: int, suptitle=None, width: float = 2.9):
+    """SR crops side by side (Fig. 8, 15): each ``(3, H, W)`` image of ``panels`` cut at ``corner``
+    to ``size`` x ``size``, titled with its PSNR against ``gt`` over the whole frame (``gt``
+    itself is drawn last)."""
+    from .metrics import psnr
+
+    y0, x0 = corner
+    items = list(panels.items()) + [("ground truth", gt)]
+    fig, axes = plt.subplots(1, len(items), figsize=(width * len(items), width + 0.6), layout="constrained")
+    for ax, (name, img) in zip(axes, items):
+        title = name if img is gt else f"{name}\n{psnr(img[None], gt[None]):.2f} dB"
+        ax.imshow(_np(img[:, y0:y0 + size, x0:x0 + size].permute(1, 2, 0)).clip(0, 1))
+        ax.set(title=title, xticks=[], yticks=[])
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig

@@ -43,7 +43,8 @@ def test_mean_sd_formats(capsys):
     assert report.mean_sd(report.stats([0.454]), digits=1, percent=True) == "45.4 %"
     assert report.mean_sd({"mean": 0.11, "std": 0.07, "n": 2}, signed=True) == "+0.11 ± 0.07"
     text = report.verdict_line("a claim", "ours", "reproduced", why="because")
-    assert capsys.readouterr().out.startswith("paper: a claim\n  ours: ours\n  verdict: reproduced\n  why: because")
+    expected = "paper: a claim\n  ours: ours\n  verdict: reproduced\n  why: because"
+    assert capsys.readouterr().out.startswith(expected)
     assert text.endswith("because")
 
 
