@@ -874,7 +874,7 @@ def _curve(history: dict, max_points: int = 200) -> list[dict]:
     def per_level(e, key):
         return {lvl: s.get(key) for lvl, s in e.get("offsets", {}).items()}
 
-    return [{"iter": e["iter"], "loss": e["loss"], "lr": e["lr"],
+    return [{"iter": e["iter"], "loss": e["loss"], "terms": e.get("terms", {}), "lr": e["lr"],
              "mean_abs_offset": per_level(e, "mean_abs"), "max_abs_offset": per_level(e, "max_abs"),
              "peak_mean_abs_offset": per_level(e, "peak_mean_abs")}
             for e in picked]

@@ -34,7 +34,8 @@ Run it from a shell with ``python -m dalign_nb train --profile quick`` (``--help
 
     {"format": 2, "profile": {...the Profile as a dict...}, "world_size": 1, "device": "cpu",
      "torch": "2.x", "iteration": 300, "status": "done",
-     "train": [{"iter": 10, "loss": 0.021, "lr": 1e-3, "stage": "all" | "fusion",
+     "train": [{"iter": 10, "loss": 0.021, "terms": {"sr": 0.02, "fidelity": .., "photometric": ..},
+                "lr": 1e-3, "stage": "all" | "fusion",
                 "wall_s": 4.2, "offsets": {"l1": {"mean_abs": .., "max_abs": ..,
                 "frac_above": .., "peak_mean_abs": ..}, "l2": .., "l3": .., "cascade": ..}}, ...],
      "val": [{"iter": 300, "psnr": 30.1, "psnr_bicubic": 29.8, "num_frames": 2}, ...],
@@ -42,7 +43,9 @@ Run it from a shell with ``python -m dalign_nb train --profile quick`` (``--help
      "events": [{"iter": 0, "event": "start"}, {"iter": 150, "event": "interrupted",
                  "signal": "SIGINT"}, {"iter": 150, "event": "resume", "changed": []}, ...]}
 
-``train`` entries average the loss over the ``log_every`` iterations up to ``iter``; ``lr``
+``train`` entries average the loss over the ``log_every`` iterations up to ``iter``, and each of
+its terms (``terms``: the Charbonnier SR loss, the weighted offset-fidelity and photometric
+losses, those the profile uses; older histories lack it); ``lr``
 is the learning rate iteration ``iter`` ran at; the offset statistics are those of the
 latest batch, ``peak_mean_abs`` the largest mean |offset| since the previous entry. Events:
 start, resume (with the profile fields that changed), stopped, interrupted, crashed, done.
@@ -186,6 +189,7 @@ class _Run:
                              "(forward(..., return_aux=True), as EDVR)")
         self.progress = progress and self.dist.main
         self.loss_sum, self.count, self.consistent = torch.zeros((), device=self.device), 0, True
+        self.term_sums: dict[str, Tensor] = {}  # each term of the loss, summed since the last log
 
     def _amp_dtype(self):
         if not (self.cfg.amp and self.device.type == "cuda"):
@@ -261,20 +265,22 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            loss = charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)  # mean over all pixels
+            terms = {"sr": charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)}  # mean over pixels
             if self.cfg.loss_reduction == "sum":
-                loss = loss * out.numel()
+                terms["sr"] = terms["sr"] * out.numel()
             if self.cfg.offset_fidelity_weight > 0:
                 off = aux["offsets"]["l1"]  # (B, T, 2*G*N, h, w): finest level, relative to the neighbour
-                loss = loss + offset_fidelity_loss(off.float(), self._flows(batch).float(),
-                                                   self.cfg.offset_fidelity_weight,
-                                                   self.cfg.offset_fidelity_threshold)
+                terms["fidelity"] = offset_fidelity_loss(off.float(), self._flows(batch).float(),
+                                                         self.cfg.offset_fidelity_weight,
+                                                         self.cfg.offset_fidelity_threshold)
             if self._photometric():
-                loss = loss + self.cfg.photometric_weight * photometric_warping_loss(
+                terms["photometric"] = self.cfg.photometric_weight * photometric_warping_loss(
                     lq, aux["offsets"], getattr(self.model, "center_frame_idx", lq.shape[1] // 2),
                     self.cfg.photometric_levels, target=self.cfg.photometric_target,
                     num_offsets=self.p.model.alignment.offsets_per_group)
-        return loss
+        for name, value in terms.items():
+            self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
+        return sum(terms.values())
 
     def _photometric(self) -> bool:
         """Whether this iteration adds the warping loss (``TrainConfig.photometric_*``)."""
@@ -294,9 +300,10 @@ class _Run:
     # ---- logging
     def log(self, it: int, lr: float, t0: float, bar) -> None:
         loss = self.dist.mean(self.loss_sum / self.count).item()
-        self.loss_sum, self.count = torch.zeros((), device=self.device), 0
+        terms = {k: self.dist.mean(v / self.count).item() for k, v in self.term_sums.items()}
+        self.loss_sum, self.count, self.term_sums = torch.zeros((), device=self.device), 0, {}
         stats, overflow = self.monitor.flush()
-        self.history["train"].append({"iter": it, "loss": loss, "lr": lr,
+        self.history["train"].append({"iter": it, "loss": loss, "terms": terms, "lr": lr,
                                       "stage": "fusion" if self.stage else "all",
                                       "wall_s": round(time.perf_counter() - t0, 3), "offsets": stats})
         self.history["overflow"] += [{"iter": it, **o} for o in overflow]

@@ -362,7 +362,11 @@ def test_offset_fidelity_loss_is_added_with_the_data_flows(tmp_path):
         res = T.train(p, tmp_path / str(weight), model=tiny_model(), train_set=data, val_set=None,
                       progress=False)
         losses[weight] = res.history["train"][0]["loss"]
+        terms = res.history["train"][0]["terms"]
+        assert set(terms) == ({"sr", "fidelity"} if weight else {"sr"})
+        assert sum(terms.values()) == pytest.approx(losses[weight], rel=1e-6)
     assert losses[0.01] - losses[0.0] == pytest.approx(0.01 * 810, rel=1e-5)
+    assert terms["fidelity"] == pytest.approx(0.01 * 810, rel=1e-5)  # the logged term is the weighted loss
     data = TinyPatches()
     with pytest.raises(ValueError, match="flow"):
         T.train(tiny_profile(1, offset_fidelity_weight=1.0), tmp_path / "noflow", model=tiny_model(),
@@ -459,7 +463,10 @@ def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
         res = T.train(p, tmp_path / str(weight), model=tiny_model(), train_set=TinyPatches(),
                       val_set=None, progress=False)
         logged[weight] = [e["loss"] for e in res.history["train"]]
+        terms = [e["terms"] for e in res.history["train"]]
+    assert [sorted(t) for t in terms] == [["photometric", "sr"]] * 2 + [["sr"]] * 2
     diff = [a - b for a, b in zip(logged[0.5], logged[0.0])]
+    assert [t["photometric"] for t in terms[:2]] == pytest.approx(diff[:2], rel=1e-5)
     assert min(diff[:2]) > 1e-3  # the random frames differ: the loss is far above sqrt(eps)
     assert diff[2:] == [0.0, 0.0]
     with pytest.raises(ValueError, match="photometric_levels"):
