@@ -49,8 +49,8 @@ from .ops import (
     DeformConv2d,
     DeformConv2dPack,
     flow_to_offset,
-    kernel_grid,
     flow_warp,
+    kernel_grid,
     predict_offsets,
 )
 

@@ -83,10 +83,12 @@ def descent_towards_flow(grad: Tensor, offsets: Tensor, flow: Tensor) -> Tensor:
     """
     to_flow = flow.flip(0) - offsets  # (2, h, w), (dy, dx)
     length = to_flow.norm(dim=0)
-    return torch.where(length > 0, (-grad * to_flow).sum(0) / length.clamp_min(1e-12), torch.zeros_like(length))
+    along = (-grad * to_flow).sum(0) / length.clamp_min(1e-12)
+    return torch.where(length > 0, along, torch.zeros_like(length))
 
 
-def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2, border: int = 6) -> dict[str, np.ndarray]:
+def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,
+                  border: int = 6) -> dict[str, np.ndarray]:
     """Boolean maps ``(h, w)`` of the kinds of pixel of a synthetic scene's centre frame.
 
     labels: ``(h, w)`` layer on top (0: background); frame: ``(h, w, 3)`` float RGB.

@@ -440,9 +440,10 @@ towards = {"SR loss (Charbonnier)": [], "photometric warping loss": []}
 strength = {name: [] for name in towards}
 for clip in val8:
     lq, gt = clip.lq[None].float(), clip.gt[C][None].float()
-    grads = diagnostics.offset_gradients(model, lq, {
-        "SR loss (Charbonnier)": lambda out, aux: losses.charbonnier_loss(out, gt),
-        "photometric warping loss": lambda out, aux: losses.photometric_warping_loss(lq, aux["offsets"], C)})
+    grads = diagnostics.offset_gradients(model, lq, {  # the losses are called here, in this iteration
+        "SR loss (Charbonnier)": lambda out, aux: losses.charbonnier_loss(out, gt),  # noqa: B023
+        "photometric warping loss": lambda out, aux: losses.photometric_warping_loss(  # noqa: B023
+            lq, aux["offsets"], C)})  # noqa: B023
     with torch.no_grad():
         _, aux = model(lq, return_aux=True)
     off = aux["offsets"]["l1"][0].float()  # (T, 2, h, w)

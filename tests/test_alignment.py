@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
-from torch import nn
 from dcn_reference import remark1_by_torchvision, warp_by_grid_sample
+from torch import nn
 
 from dalign_nb.alignment import (
     ALIGNMENT_KINDS,
@@ -295,4 +295,5 @@ def test_grid_needs_the_decomposition_with_k_squared_offsets():
         AlignmentConfig("decomposed", kernel_size=3, num_offsets=5, grid=True)
     with pytest.raises(ValueError, match="grid=True"):
         AlignmentConfig("dcn", kernel_size=3, grid=True)
-    assert "grid_offsets" not in build_alignment(AlignmentConfig("decomposed", num_offsets=9, grid=True), 8).state_dict()
+    module = build_alignment(AlignmentConfig("decomposed", num_offsets=9, grid=True), 8)
+    assert "grid_offsets" not in module.state_dict()

@@ -272,7 +272,8 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
 
 def test_provenance_names_the_code_the_process_started_with(tmp_path, monkeypatch, torch_threads):
     """A run ends an hour after it started; commits made meanwhile are not the code it ran."""
-    states = iter([{"git_commit": "a" * 40, "git_dirty": False}] + [{"git_commit": "b" * 40, "git_dirty": True}] * 99)
+    states = iter([{"git_commit": "a" * 40, "git_dirty": False}]
+                  + [{"git_commit": "b" * 40, "git_dirty": True}] * 99)
     monkeypatch.setattr(E, "_git", lambda: next(states))
     monkeypatch.setattr(E, "_CODE", None)
     status = E.run_experiment("tiny", seeds=[0], runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
