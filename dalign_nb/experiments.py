@@ -582,12 +582,17 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
     pixels, over visible and over occluded ones (the centre's content occluded in that
     neighbour, where a single flow cannot align), their ratio and the ROC AUC of the
     diversity as a detector of occlusion (``roc_auc``; 0.5: diversity does not concentrate
-    where the flow fails). ``within_1px``: the share of visible pixels whose closest offset
-    is within ``threshold`` px of the exact flow, as ``offsets_vs_flow``.
+    where the flow fails). The other place a single flow fails is where it is wrong: on visible
+    pixels, ``mean_offset_within_1px`` is the share whose mean offset (over all G*N, the
+    flow-like estimate the warping loss trains) is within ``threshold`` px of the exact flow,
+    ``diversity_mean_offset_off`` / ``_on`` the mean diversity where it is not / is, and
+    ``diversity_auc_mean_offset_error`` the ROC AUC of diversity as a detector of the pixels
+    where it misses. ``within_1px``: the share of visible pixels whose closest offset is within
+    ``threshold`` px of the exact flow, as ``offsets_vs_flow``.
     """
     device = device or next(model.parameters()).device
     per_group = profile.model.alignment.offsets_per_group
-    div, within, occluded, closest = [], [], [], []
+    div, within, occluded, closest, missed = [], [], [], [], []
     with _evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
             _, _, _, aux = _run_on(model, profile, clip, device)
@@ -600,10 +605,17 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
                 within.append(offset_diversity(o, groups)[0].mean(0).flatten().numpy())
                 occluded.append((~valid).flatten().numpy())
                 closest.append(closest_offset(o, f)[0][0][valid].numpy())
-    div, within, occluded, closest = map(np.concatenate, (div, within, occluded, closest))
+                mean = o.unflatten(1, (-1, 2)).mean(1)  # (1, 2, h, w), (dy, dx): the mean of all G*N
+                missed.append(offset_flow_distance(mean, f)[0, 0][valid].numpy() >= threshold)
+    div, within, occluded, closest, missed = map(np.concatenate, (div, within, occluded, closest, missed))
+    visible_div = div[~occluded]
+    on = float(visible_div[~missed].mean()) if (~missed).any() else math.nan
+    off = float(visible_div[missed].mean()) if missed.any() else math.nan
     return {
         "diversity": float(div.mean()), **_versus_occlusion(div, occluded, "diversity"),
         "diversity_within_groups": float(within.mean()),
+        "mean_offset_within_1px": float(np.mean(~missed)), "diversity_mean_offset_on": on,
+        "diversity_mean_offset_off": off, "diversity_auc_mean_offset_error": roc_auc(visible_div, missed),
         "within_1px": float(np.mean(closest < threshold)), "num_pixels": int(div.size),
         "occluded_share": float(occluded.mean()),
         "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,

@@ -202,6 +202,32 @@ def _around_flow(clip, shifts) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
+def test_diversity_where_the_mean_offset_misses_the_flow():
+    """Two offsets flow + (0, -a) and flow + (b, +a): mean flow + (b/2, 0), diversity sqrt(a^2 + b^2/4).
+    Left half of every frame a = 0.5, b = 0 (the mean on the flow, diversity 0.5); right half a = 1,
+    b = 4 (the mean 2 px off, diversity sqrt 5): diversity detects the misses perfectly."""
+    clips, _, _ = _scenes()
+    table, right, visible = {}, 0, 0
+    for clip in clips:
+        w = clip.flow.shape[-1]
+        is_right = (torch.arange(w) >= w // 2).view(1, 1, 1, w).expand(clip.flow.shape[0], 1, -1, -1)
+        a = torch.where(is_right, 1.0, 0.5)
+        b = torch.where(is_right, 4.0, 0.0)
+        table[float(clip.lq.sum())] = (_around_flow(clip, [torch.cat([torch.zeros_like(a), -a], 1),
+                                                           torch.cat([b, a], 1)]), None)
+        for k in (0, 2):
+            vis = ~clip.occlusion[k]
+            visible += int(vis.sum())
+            right += int(vis[:, w // 2:].sum())
+    n2 = E.with_overrides(get_profile("quick"), {KIND: "decomposed", NUM: 2})
+    res = E.diversity(GivenOffsets(table), n2, num_scenes=2, size=64)
+    assert 0 < right < visible
+    assert res["mean_offset_within_1px"] == pytest.approx(1 - right / visible)
+    assert res["diversity_mean_offset_on"] == pytest.approx(0.5, rel=1e-5)
+    assert res["diversity_mean_offset_off"] == pytest.approx(math.sqrt(5), rel=1e-5)
+    assert res["diversity_auc_mean_offset_error"] == 1.0
+
+
 def test_diversity_against_a_spread_set_by_hand():
     """Three offsets (dy, dx) = flow + (0, -s), (0, +s), (0.6, 0.6), s = 0.5 px on visible pixels and
     2 px on occluded ones: standard deviation sqrt((2 s^2 + 0.48) / 3); the closest is s from the flow."""
