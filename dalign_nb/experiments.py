@@ -272,13 +272,15 @@ SEC4 = (
           "provoke offset overflow, with and without the offset-fidelity loss (lambda = 1, t = 10 "
           "as released, against the exact flows of the training scenes), the loss at the normal "
           "rate, and flow-guided alignment; the DCN at the normal rate without the loss is "
-          "fig17's dcnv2-k3. One seed, 600 iterations; the training curve keeps each level's "
+          "fig17's dcnv2-k3. n1_lr4x: fig9's flow-based N = 1 model at 4x the rate, whether the "
+          "4x rate alone breaks training. One seed, 600 iterations; the training curve keeps each level's "
           "mean and max |offset| and the overflow events. Warping loss on the mean offset. "
           "Weights kept.",
           [("dcn_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **LR_4X}),
            ("dcn_fidelity_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY, **LR_4X}),
            ("dcn_fidelity", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY}),
-           ("flow_guided", {**FLOW_GUIDED, **MEAN_TARGET})],
+           ("flow_guided", {**FLOW_GUIDED, **MEAN_TARGET}),
+           ("n1_lr4x", {**decomposed(1, 1), **MEAN_TARGET, **LR_4X})],
           measures=(*SEC4_MEASURES, "masks"), keep_weights=(0,), seeds=(0,)),
 )
 

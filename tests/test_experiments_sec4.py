@@ -52,7 +52,8 @@ PLANS = {
         "dcn_lr4x": {KIND: "dcn", **MEAN, **LR4, **SCHED},
         "dcn_fidelity_lr4x": {KIND: "dcn", **MEAN, **FIDELITY, **LR4, **SCHED},
         "dcn_fidelity": {KIND: "dcn", **MEAN, **FIDELITY, **SCHED},
-        "flow_guided": {KIND: "flow_guided", "model.residual_offsets": False, **MEAN, **SCHED}},
+        "flow_guided": {KIND: "flow_guided", "model.residual_offsets": False, **MEAN, **SCHED},
+        "n1_lr4x": {KIND: "decomposed", MOD: False, **MEAN, **LR4, **SCHED}},
 }
 SEEDS = {"table1": (0,), "fig9": (0, 1, 2), "fig16": (0,), "table4": (0, 1, 2), "fig17": (0,), "table3": (0,)}
 SEC4 = ("offsets_vs_flow", "diversity", "psnr_real")
@@ -100,7 +101,8 @@ def test_plan_changes_exactly_these_fields_of_the_align_profile(name):
 def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
     runs = {r.condition: r.profile for r in E.plan("table3", seeds=[0])}
     assert {c: needs_flow(p) for c, p in runs.items()} == {
-        "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True}
+        "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True,
+        "n1_lr4x": False}
 
 
 # --------------------------------------------------------------------------- image warping
