@@ -900,10 +900,21 @@ def _options(run: Run, extra: dict | None) -> dict:
     return {n: {**run.experiment.options.get(n, {}), **(extra or {}).get(n, {})} for n in names}
 
 
+def _has_masks(profile: Profile) -> bool:
+    """Whether the profile's alignment predicts modulation masks (DCNv2, Eq. 7)."""
+    a = profile.model.alignment
+    return a.modulated and a.kind in ("dcn", "decomposed", "flow_guided")
+
+
 def _measure(run: Run, model, names, device, options: dict) -> tuple[dict, float]:
+    """The measurements ``names`` of a trained model; ``masks`` is None for a model without masks
+    (an experiment may put such a condition beside its DCNv2 ones)."""
     t0 = time.perf_counter()
     out = {}
     for name in names:
+        if name == "masks" and not _has_masks(run.profile):
+            out[name] = None
+            continue
         out[name] = MEASURES[name].fn(model, run.profile, device=device, **options[name])
     return out, time.perf_counter() - t0
 
@@ -938,7 +949,7 @@ def _record(run: Run, paths: _Paths, res, sittings, measures, measure_wall, comm
 def _headline(result: dict) -> str:
     parts = []
     for name, values in result["measures"].items():
-        for key in MEASURES[name].headline if name in MEASURES else ():
+        for key in MEASURES[name].headline if name in MEASURES and values is not None else ():
             v = values.get(key)
             parts.append(f"{key} {v:.4g}" if isinstance(v, float) else f"{key} {v}")
     return ", ".join(parts)
