@@ -246,6 +246,8 @@ for with_, without in (("dcn_fidelity", "dcn"), ("dcn_fidelity_lr4x", "dcn_lr4x"
         report.verdict_line(f"the offset-fidelity loss improves PSNR (+{gain:.2f} dB on REDS4, by preventing overflow)",
                             f"{with_} - {without}: {d:+.3f} dB (one seed; a like model's seed sd "
                             f"{noise['std']:.3f} dB)" if noise else f"{with_} - {without}: {d:+.3f} dB (one seed)",
+                            "not reproduced at this scale: both collapse to the bilinear base"
+                            if {with_, without} <= set(collapsed) else
                             report.difference_verdict({"mean": d, "std": math.nan, "n": 1}, +1),
                             why="one seed; the loss acts on the L1 offsets, and is silent while they stay within "
                                 "t = 10 px of the flow; the cascade's offsets, the ones that ran away at 4x the rate, "
@@ -366,8 +368,11 @@ if "dcn_fidelity" in t3r and p17 is not None:
     parts.append(f"{t3r['dcn_fidelity'] - p17:+.3f} dB (1x lr)")
 if {"dcn_fidelity_lr4x", "dcn_lr4x"} <= set(t3r):
     parts.append(f"{t3r['dcn_fidelity_lr4x'] - t3r['dcn_lr4x']:+.3f} dB (4x lr)")
+both = {"dcn_fidelity_lr4x", "dcn_lr4x"} <= set(collapsed)
 add("Table 3: with - without the offset-fidelity loss", "+1.73 dB (REDS4, after overflow)",
-    ", ".join(parts) + " (1 seed)" if parts else "not run", "inconclusive: 1 seed" if parts else "")
+    ", ".join(parts) + " (1 seed)" if parts else "not run",
+    "not reproduced: at 4x lr both collapse (notebook 09, section 2)" if both else
+    "inconclusive: 1 seed" if parts else "")
 add("Table 2: TDAN and a TOFlow-like network with more offsets", "+0.23 / +0.18 dB", "not run (other models)", "")
 print(format_table(overview, ["claim", "paper", "ours", "verdict"]))
 
