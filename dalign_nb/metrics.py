@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from skimage.metrics import structural_similarity
 from torch import Tensor
 
@@ -106,6 +107,16 @@ def ssim(x: Tensor, y: Tensor, *, crop_border: int = 0, y_channel: bool = False)
     scores = [structural_similarity(ai, bi, data_range=1.0, channel_axis=-1, gaussian_weights=True,
                                     sigma=1.5, use_sample_covariance=False) for ai, bi in zip(a, b)]
     return float(np.mean(scores))
+
+
+def bilinear_base(lq: Tensor, scale: int = 4) -> Tensor:
+    """EDVR's base: the centre LR frame upsampled bilinearly (torch, ``align_corners=False``), to
+    which the network adds its output; an untrained EDVR (``zero_init_output``) returns exactly
+    this, so a model whose PSNR equals the base's has learned nothing.
+    ``(B, 3, h, w) -> (B, 3, scale*h, scale*w)`` (or ``(3, h, w)``)."""
+    single = lq.dim() == 3
+    out = F.interpolate(_images(lq, "lq"), scale_factor=scale, mode="bilinear", align_corners=False)
+    return out[0] if single else out
 
 
 def bicubic_baseline(lq: Tensor, scale: int = 4) -> Tensor:

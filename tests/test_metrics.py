@@ -186,3 +186,16 @@ def test_pearson_r_matches_numpy():
     assert M.pearson_r([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="same number"):
         M.pearson_r([1, 2], [1, 2, 3])
+
+
+def test_bilinear_base_is_what_an_untrained_edvr_returns():
+    from dalign_nb.models.edvr import EDVR, EDVRConfig
+
+    torch.manual_seed(0)
+    config = EDVRConfig(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1,
+                        num_reconstruct_block=1, with_tsa=False, zero_init_output=True)
+    model = EDVR.from_config(config).eval()
+    x = torch.rand(2, 3, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), M.bilinear_base(x[:, 1]))
+    assert M.bilinear_base(x[0, 1]).shape == (3, 64, 64)
