@@ -705,16 +705,23 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
                                                "frames_per_clip": frames_per_clip}}
 
 
+def _has_masks(profile: Profile) -> bool:
+    """Whether the profile's alignment predicts modulation masks (DCNv2, Eq. 7)."""
+    a = profile.model.alignment
+    return a.modulated and a.kind in ("dcn", "decomposed", "flow_guided")
+
+
 class Measure(NamedTuple):
     fn: Callable[..., dict]  # (model, profile, *, device, **options) -> dict
     headline: tuple[str, ...]  # keys printed when a run finishes
+    applies: Callable[[Profile], bool] = lambda profile: True  # else the result records None
 
 
 MEASURES: dict[str, Measure] = {
     "offsets_vs_flow": Measure(offsets_vs_flow, ("within_1px", "epe", "mean_flow", "psnr",
                                                  "psnr_gain_over_zero")),
     "diversity": Measure(diversity, ("diversity", "diversity_auc_occlusion")),
-    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion")),
+    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), _has_masks),
     "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
 }
 
@@ -900,22 +907,16 @@ def _options(run: Run, extra: dict | None) -> dict:
     return {n: {**run.experiment.options.get(n, {}), **(extra or {}).get(n, {})} for n in names}
 
 
-def _has_masks(profile: Profile) -> bool:
-    """Whether the profile's alignment predicts modulation masks (DCNv2, Eq. 7)."""
-    a = profile.model.alignment
-    return a.modulated and a.kind in ("dcn", "decomposed", "flow_guided")
-
-
 def _measure(run: Run, model, names, device, options: dict) -> tuple[dict, float]:
-    """The measurements ``names`` of a trained model; ``masks`` is None for a model without masks
-    (an experiment may put such a condition beside its DCNv2 ones)."""
+    """The measurements ``names`` of a trained model; None for a measurement that does not apply
+    to the run's model (``Measure.applies``: ``masks`` of a model without masks, which an
+    experiment may put beside its DCNv2 ones)."""
     t0 = time.perf_counter()
     out = {}
     for name in names:
-        if name == "masks" and not _has_masks(run.profile):
-            out[name] = None
-            continue
-        out[name] = MEASURES[name].fn(model, run.profile, device=device, **options[name])
+        m = MEASURES[name]
+        applies = m.applies(run.profile)
+        out[name] = m.fn(model, run.profile, device=device, **options[name]) if applies else None
     return out, time.perf_counter() - t0
 
 
@@ -1107,9 +1108,12 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
 # --------------------------------------------------------------------------- reading results
 
 
-def load_results(name: str, results_dir=None) -> list[dict]:
-    """The result dicts of experiment folder ``name`` (``data/results/<name>/*.json``), by run name."""
+def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[dict]:
+    """The result dicts of experiment folder ``name`` (``data/results/<name>/*.json``), by run name;
+    ``missing_ok``: no folder yet gives ``[]`` instead of an error (a sweep not yet run)."""
     folder = Path(results_dir or RESULTS_DIR) / name
+    if not folder.is_dir() and missing_ok:
+        return []
     if not folder.is_dir():
         raise FileNotFoundError(f"no results for {name!r} in {folder}; run "
                                 f"`python -m dalign_nb experiment {name}`")

@@ -168,10 +168,7 @@ print(f"there and back by half a pixel: {round_trip[10]:.1f} dB; by a quarter: {
 
 # %%
 def load(name: str) -> list[dict]:
-    try:
-        return experiments.load_results(name, RESULTS_DIR)
-    except FileNotFoundError:
-        return []
+    return experiments.load_results(name, RESULTS_DIR, missing_ok=True)
 
 
 # fig9's n1 is the feature-warping condition of Table 4 (the same model and training, see above)

@@ -141,10 +141,7 @@ MODELS = {  # (experiment, condition): label
 
 
 def load(name: str) -> list[dict]:
-    try:
-        return experiments.load_results(name, RESULTS_DIR)
-    except FileNotFoundError:
-        return []
+    return experiments.load_results(name, RESULTS_DIR, missing_ok=True)
 
 
 found = {(r["experiment"], r["condition"]): r for name in ("fig17", "table3") for r in load(name)

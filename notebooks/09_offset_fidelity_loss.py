@@ -278,10 +278,11 @@ for col, name in enumerate(shown, 1):
     kw = {"flows": scene.flow[None].to(DEVICE)} if takes_flows(model) else {}  # flow-guided: the exact flow
     with torch.no_grad():
         _, aux = model(scene.lq[None].to(DEVICE), return_aux=True, **kw)
-    vec = aux["offsets"]["l1"][0, K].float().cpu().unflatten(0, (-1, 2)).flip(1)  # (N, 2, h, w), (u, v)
-    pick = (vec - exact[None]).norm(dim=1).argmin(0)  # (h, w): the offset closest to the flow
-    closest = vec.gather(0, pick[None, None].expand(1, 2, *pick.shape))[0]
-    epe = (closest - exact).norm(dim=0)[~scene.occlusion[K]].mean()
+    off = aux["offsets"]["l1"][0, K].float().cpu()  # (2N, h, w), (dy, dx)
+    dist, pick = metrics.closest_offset(off[None], exact[None])  # (1, h, w): the offset closest to the flow
+    vec = off.unflatten(0, (-1, 2)).flip(1)  # (N, 2, h, w), (u, v)
+    closest = vec.gather(0, pick.expand(2, -1, -1)[None])[0]  # (2, h, w)
+    epe = dist[0][~scene.occlusion[K]].mean()
     axes[0, col].imshow(flow.flow_to_color(closest.permute(1, 2, 0), vmax))
     axes[0, col].set(title=f"{name}\nL1, closest offset: EPE {epe:.2f} px", xticks=[], yticks=[])
     cas = aux["offsets"]["cascade"][0, K].float().cpu().unflatten(0, (-1, 2)).flip(1)  # (N, 2, h, w)
@@ -300,11 +301,8 @@ plt.show()
 # 600 iterations for Sec. 4 (3000 for Fig. 5), mean ± sd over the seeds run.
 
 # %%
-def results(name):
-    try:
-        return experiments.load_results(name, RESULTS_DIR)
-    except FileNotFoundError:
-        return []
+def results(name: str) -> list[dict]:
+    return experiments.load_results(name, RESULTS_DIR, missing_ok=True)
 
 
 R = {name: results(name) for name in ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3")}

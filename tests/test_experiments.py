@@ -292,3 +292,9 @@ def test_paired_differences_over_the_shared_seeds_by_hand():
     assert p["mean"] == 0.75 and p["std"] == pytest.approx(math.sqrt(0.125))
     one = E.paired(rows[:1] + rows[3:4], "measures.m.psnr", "a", "b")
     assert one["n"] == 1 and one["mean"] == 0.5 and math.isnan(one["std"])
+
+
+def test_load_results_of_a_sweep_not_yet_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="experiment fig9"):
+        E.load_results("fig9", tmp_path)
+    assert E.load_results("fig9", tmp_path, missing_ok=True) == []
