@@ -157,6 +157,10 @@ FLOW = {"model.alignment.kind": "flow"}  # G = N = 1: one learned flow warps the
 ALIGNING_PROFILE = "align"
 SR_ONLY = {"train.photometric_weight": 0.0}  # the SR loss alone: the paper's training signal
 EDVR_PCD = {"model.residual_offsets": False}  # EDVR's own PCD: offset features, not offsets, go up
+# Alignment, round 2 (config.align2): warp-then-estimate + the census term + smoothness
+ROUND2_PROFILE = "align2"
+RGB_TERM = {"train.photometric_penalty": "rgb", "train.smoothness_weight": 0.0}  # align's warping term
+NO_WTE = {"model.warp_then_estimate": False}  # EDVR's estimate from unwarped features (residual kept)
 
 # Shrinks any profile to a model and a run that finish in seconds (tests, smoke runs).
 TINY = {"model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruct_block": 1,
@@ -294,7 +298,14 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     Condition("sr_only", {**FLOW, **SR_ONLY}, ALIGNING_PROFILE),
                     Condition("warmup_then_sr", {**FLOW, "train.photometric_until": 1000},
                               ALIGNING_PROFILE),
-                    Condition("edvr_sr_only", {**FLOW, **SR_ONLY, **EDVR_PCD}, ALIGNING_PROFILE)),
+                    Condition("edvr_sr_only", {**FLOW, **SR_ONLY, **EDVR_PCD}, ALIGNING_PROFILE),
+                    # Alignment, round 2 (config.align2): the setting, each of its parts alone,
+                    # and its model trained with the SR loss alone
+                    Condition("round2", FLOW, ROUND2_PROFILE),
+                    Condition("round2_wte_only", {**FLOW, **RGB_TERM}, ROUND2_PROFILE),
+                    Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE),
+                    Condition("round2_sr_only", {**FLOW, **SR_ONLY, "train.smoothness_weight": 0.0},
+                              ROUND2_PROFILE)),
         options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
         keep_weights=(0,),
     ),

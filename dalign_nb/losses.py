@@ -31,13 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ops import flow_warp
+from .ops import flow_warp, group_mean_offsets
 
-__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "charbonnier_loss", "offset_fidelity_loss",
-           "photometric_warping_loss"]
+__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "census_transform", "charbonnier_loss",
+           "offset_fidelity_loss", "photometric_warping_loss", "smoothness_loss", "soft_hamming"]
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
+PHOTOMETRIC_PENALTIES = ("rgb", "census")
 
 
 def charbonnier_loss(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
@@ -114,53 +115,101 @@ class OffsetFidelityLoss(nn.Module):
         return offset_fidelity_loss(offset, flow, self.loss_weight, self.threshold, self.normalization)
 
 
-def _group_means(off: Tensor, num_offsets: int) -> Tensor:
-    """(B, T, 2*G*N, h, w) -> (B, T, 2*G, h, w): each group's mean offset ``o_bar_g = mean_n o_{g,n}``."""
-    if off.shape[2] % (2 * num_offsets):
-        raise ValueError(f"{off.shape[2]} offset channels are not 2*G*N with N = {num_offsets}")
-    return off.unflatten(2, (-1, num_offsets, 2)).mean(3).flatten(2, 3)  # layout g*2N + 2n + (dy, dx)
+def _level_frames(lq: Tensor, size: tuple[int, int]) -> Tensor:
+    """LR frames (B, T, C, h, w) average-pooled to a PCD level's size (h_l, w_l)."""
+    b, t, c, h, w = lq.shape
+    s = h // size[0]
+    return lq if s == 1 else F.avg_pool2d(lq.flatten(0, 1), s).view(b, t, c, *size)
+
+
+def _level_offsets(off: Tensor, target: str, num_offsets: int) -> Tensor:
+    """The offsets a self-supervised term acts on: every one, or each group's mean."""
+    if target not in PHOTOMETRIC_TARGETS:
+        raise ValueError(f"target must be one of {PHOTOMETRIC_TARGETS}, got {target!r}")
+    return group_mean_offsets(off, num_offsets) if target == "mean" else off
+
+
+def _neighbours(t: int, center: int) -> list[int]:
+    neighbours = [i for i in range(t) if i != center]
+    if not neighbours:
+        raise ValueError("the self-supervised warping terms need at least one neighbour frame (T >= 2)")
+    return neighbours
+
+
+GREY = (0.2989, 0.5870, 0.1140)  # ITU-R BT.601 luma weights, as UnFlow's rgb_to_grayscale
+
+
+def census_transform(image: Tensor, patch_size: int = 7) -> Tensor:
+    """Soft ternary census transform (Zabih & Woodfill 1994; soft form of UnFlow, Meister et al.
+    AAAI 2018): ``(M, C, H, W)`` RGB in [0, 1] -> ``(M, P*P, H, W)``.
+
+    The image is turned to grey on 0-255 (BT.601); for every pixel p and every q of the
+    P x P patch around it, ``d = I(p + q) - I(p)`` becomes ``d / sqrt(0.81 + d^2)``, in (-1, 1):
+    the sign of a local brightness order, robust to additive and multiplicative changes of
+    brightness. Borders are padded by replication, so a constant image has census 0.
+    """
+    if patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be a positive odd number, got {patch_size}")
+    if image.dim() != 4 or image.shape[1] != 3:
+        raise ValueError(f"image must be (M, 3, H, W) RGB, got {tuple(image.shape)}")
+    grey = 255.0 * (image * image.new_tensor(GREY).view(1, 3, 1, 1)).sum(1, keepdim=True)  # (M, 1, H, W)
+    r = patch_size // 2
+    eye = torch.eye(patch_size * patch_size, dtype=image.dtype, device=image.device)
+    taps = eye.view(-1, 1, patch_size, patch_size)  # one filter per patch position q
+    d = F.conv2d(F.pad(grey, (r, r, r, r), mode="replicate"), taps) - grey  # (M, P*P, H, W)
+    return d / torch.sqrt(0.81 + d * d)
+
+
+def soft_hamming(a: Tensor, b: Tensor) -> Tensor:
+    """Soft Hamming distance of two census transforms, ``mean_q (a-b)^2 / (0.1 + (a-b)^2)``:
+    (M, P*P, H, W) twice -> (M, 1, H, W), in [0, 1)."""
+    d2 = (a - b) ** 2
+    return (d2 / (0.1 + d2)).mean(1, keepdim=True)
 
 
 def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
                              levels: tuple[str, ...] = ("l1", "l2", "l3"), eps: float = 1e-6, *,
-                             target: str = "each", num_offsets: int = 1) -> Tensor:
+                             target: str = "each", num_offsets: int = 1,
+                             penalty: str = "rgb") -> Tensor:
     """Self-supervised warping loss on the LR frames: NOT part of the paper.
 
     Each neighbour frame, warped by each of its offsets, should reproduce the centre frame,
     as in the unsupervised motion compensation of VESPCN (Caballero et al., CVPR 2017) and
     TDAN (Tian et al., CVPR 2020). At pyramid level ``l`` (``"l1"`` full LR size, ``"l2"``
     half, ``"l3"`` quarter) the frames are average-pooled to that size and warped by that
-    level's offsets. Per level: the Charbonnier penalty ``sqrt(d^2 + eps)`` between the
-    centre frame and every warped neighbour, averaged over the pixels whose sample lies
-    inside the frame (a sample from outside carries no information about the motion), over
-    the colour channels, every offset of every group, the neighbours and the batch; the
-    result is the mean over ``levels``. It needs no flow: it shapes offsets towards the
-    motion that explains the frames, which the SR loss alone does not do at small scale.
+    level's offsets. Per level, a Charbonnier penalty ``sqrt(d^2 + eps)`` averaged over the
+    pixels whose sample lies inside the frame (a sample from outside carries no information
+    about the motion), every offset of every group, the neighbours and the batch; the result
+    is the mean over ``levels``. It needs no flow: it shapes offsets towards the motion that
+    explains the frames, which the SR loss alone does not do at small scale.
+
+    ``penalty``: ``"rgb"`` -- ``d`` is the colour difference (averaged over the channels);
+    ``"census"`` -- ``d`` is the soft Hamming distance between the 7 x 7 soft census
+    transforms of the warped neighbour and of the centre frame (``census_transform``,
+    ``soft_hamming``; UnFlow, Meister et al. AAAI 2018), which compares local brightness
+    *order*: it does not reward the flat, textureless matches and brightness changes that
+    the RGB difference does, and its basin is wider than one pixel.
 
     ``target``: ``"each"`` -- every offset warped must reproduce the centre frame (all N
     offsets of a group are pulled onto the motion); ``"mean"`` -- only each group's mean
-    offset ``o_bar_g = (1/N) sum_n o_{g,n}`` is warped, so the spread of the N offsets around
-    it, the offset diversity of Sec. 4.2, is left to the SR loss. With N = 1 the two agree.
-    For a DCN the offsets are the raw ``dp_k`` (as the offset-fidelity loss takes them); the
-    kernel grid ``p_k`` of an odd kernel has mean 0, so ``o_bar`` is also the mean sampling
-    displacement ``mean_k (p_k + dp_k)``. ``num_offsets``: N (``AlignmentConfig.offsets_per_group``).
+    offset ``o_bar_g = (1/N) sum_n o_{g,n}`` is warped (``ops.group_mean_offsets``), so the
+    spread of the N offsets around it, the offset diversity of Sec. 4.2, is left to the SR
+    loss. With N = 1 the two agree. For a DCN the offsets are the raw ``dp_k`` (as the
+    offset-fidelity loss takes them); the kernel grid ``p_k`` of an odd kernel has mean 0, so
+    ``o_bar`` is also the mean sampling displacement ``mean_k (p_k + dp_k)``. ``num_offsets``:
+    N (``AlignmentConfig.offsets_per_group``).
 
     lq: (B, T, C, h, w) LR frames; offsets[level]: (B, T, 2*G*N, h_l, w_l) in the (dy, dx)
     layout of ``ops`` (EDVR's ``aux["offsets"]``); center: index of the reference frame.
     """
-    if target not in PHOTOMETRIC_TARGETS:
-        raise ValueError(f"target must be one of {PHOTOMETRIC_TARGETS}, got {target!r}")
+    if penalty not in PHOTOMETRIC_PENALTIES:
+        raise ValueError(f"penalty must be one of {PHOTOMETRIC_PENALTIES}, got {penalty!r}")
     b, t, c, h, w = lq.shape
-    neighbours = [i for i in range(t) if i != center]
-    if not neighbours:
-        raise ValueError("photometric_warping_loss needs at least one neighbour frame (T >= 2)")
+    neighbours = _neighbours(t, center)
     total = lq.new_zeros(())
     for level in levels:
-        off = offsets[level]  # (B, T, 2*G*N, h_l, w_l)
-        if target == "mean":
-            off = _group_means(off, num_offsets)  # (B, T, 2*G, h_l, w_l)
-        s = h // off.shape[-2]
-        frames = lq if s == 1 else F.avg_pool2d(lq.flatten(0, 1), s).view(b, t, c, *off.shape[-2:])
+        off = _level_offsets(offsets[level], target, num_offsets)  # (B, T, 2*P, h_l, w_l)
+        frames = _level_frames(lq, off.shape[-2:])
         pairs = off.shape[2] // 2
         nbr = frames[:, neighbours].repeat_interleave(pairs, dim=1).flatten(0, 1)  # (B*T'*P, C, h_l, w_l)
         ref = frames[:, center, None].expand(-1, len(neighbours) * pairs, -1, -1, -1).flatten(0, 1)
@@ -171,6 +220,37 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
             x = torch.arange(wl, device=flow.device).view(1, wl) + flow[:, 0]
             y = torch.arange(hl, device=flow.device).view(hl, 1) + flow[:, 1]
             inside = ((x >= 0) & (x <= wl - 1) & (y >= 0) & (y <= hl - 1)).float()[:, None]
-        penalty = torch.sqrt((warped - ref.float()) ** 2 + eps)  # (B*T'*P, C, h_l, w_l)
-        total = total + (penalty * inside).sum() / (inside.sum() * c).clamp_min(1.0)
+        if penalty == "census":
+            d, channels = soft_hamming(census_transform(warped), census_transform(ref.float())), 1
+        else:
+            d, channels = warped - ref.float(), c
+        penalty_map = torch.sqrt(d ** 2 + eps)  # (B*T'*P, channels, h_l, w_l)
+        total = total + (penalty_map * inside).sum() / (inside.sum() * channels).clamp_min(1.0)
+    return total / len(levels)
+
+
+def smoothness_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
+                    levels: tuple[str, ...] = ("l1", "l2", "l3"), edge_weight: float = 10.0, *,
+                    target: str = "each", num_offsets: int = 1) -> Tensor:
+    """Edge-aware first-order smoothness of the offsets: NOT part of the paper.
+
+    ``mean |d_x o| exp(-e |d_x I_ref|) + mean |d_y o| exp(-e |d_y I_ref|)`` per level (UnFlow,
+    Meister et al. AAAI 2018; UFlow, Jonschkowski et al. ECCV 2020): neighbouring offsets
+    should agree, except across an edge of the reference frame, where motion boundaries
+    lie. ``|d I|`` is the forward difference of the centre frame (average-pooled to the
+    level, [0, 1], mean over the colour channels), ``e`` = ``edge_weight``; ``o`` are the
+    neighbours' offsets in that level's pixels (every offset, or each group's mean, as
+    ``target`` says). The mean over ``levels``. Zero for a constant field.
+    """
+    b, t, c, h, w = lq.shape
+    neighbours = _neighbours(t, center)
+    total = lq.new_zeros(())
+    for level in levels:
+        off = _level_offsets(offsets[level], target, num_offsets)[:, neighbours].float()  # (B, T', 2P, h_l, w_l)
+        ref = _level_frames(lq, off.shape[-2:])[:, center].float()  # (B, C, h_l, w_l)
+        wx = torch.exp(-edge_weight * (ref[..., :, 1:] - ref[..., :, :-1]).abs().mean(1))  # (B, h_l, w_l-1)
+        wy = torch.exp(-edge_weight * (ref[..., 1:, :] - ref[..., :-1, :]).abs().mean(1))  # (B, h_l-1, w_l)
+        gx = (off[..., :, 1:] - off[..., :, :-1]).abs()  # (B, T', 2P, h_l, w_l-1)
+        gy = (off[..., 1:, :] - off[..., :-1, :]).abs()
+        total = total + (gx * wx[:, None, None]).mean() + (gy * wy[:, None, None]).mean()
     return total / len(levels)

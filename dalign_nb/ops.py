@@ -62,6 +62,8 @@ __all__ = [
     "deform_conv2d",
     "flow_to_offset",
     "flow_warp",
+    "group_mean_offsets",
+    "group_warp",
     "kernel_grid",
     "offset_to_flows",
     "predict_offsets",
@@ -331,6 +333,39 @@ def flow_warp(x: Tensor, flow: Tensor) -> Tensor:
         raise ValueError(f"flow must have shape (B, 2, H, W) = {(b, 2, h, w)}, got {tuple(flow.shape)}")
     base = _base_positions(torch.zeros(1, 2), (h, w), (1, 1), (0, 0), dtype=x.dtype, device=x.device)
     return _warp_all(x, flow.flip(1), base, 1)[:, 0, :, 0]
+
+
+def group_mean_offsets(offset: Tensor, num_offsets: int) -> Tensor:
+    """Each group's mean offset ``o_bar_g = (1/N) sum_n o_{g,n}``: ``(..., 2*G*N, H, W) -> (..., 2*G, H, W)``.
+
+    The layout stays that of ``ops`` (dy, dx per group). For a DCN's raw ``dp_k`` the kernel
+    grid ``p_k`` of an odd kernel has mean 0, so ``o_bar_g`` is also the group's mean
+    sampling displacement ``mean_k (p_k + dp_k)``.
+    """
+    if offset.dim() < 3 or offset.shape[-3] % (2 * num_offsets):
+        raise ValueError(f"offset must be (..., 2*G*N, H, W) with N = {num_offsets}, "
+                         f"got {tuple(offset.shape)}")
+    return offset.unflatten(-3, (-1, num_offsets, 2)).mean(-4).flatten(-4, -3)
+
+
+def group_warp(x: Tensor, offset: Tensor, num_offsets: int = 1) -> Tensor:
+    """Warp each deformable group's channels of ``x`` by that group's mean offset.
+
+    x: (B, C, H, W); offset: (B, 2*G*N, H, W) in the layout of ``ops``. Group ``g`` (channels
+    ``[g*C/G, (g+1)*C/G)``) is backward-warped, ``out(p) = x(p + o_bar_g(p))``. With
+    G = N = 1 this is ``flow_warp(x, offset.flip(1))``. Used by the PCD pyramid's
+    warp-then-estimate (``models.edvr.PCDAlignment``): the finer level sees the neighbour
+    already moved by the coarser level's motion.
+    """
+    _check_rank(x, 4, "x", "(B, C, H, W)")
+    means = group_mean_offsets(offset, num_offsets)  # (B, 2*G, H, W)
+    b, c, h, w = x.shape
+    groups = means.shape[1] // 2
+    if c % groups or tuple(means.shape) != (b, 2 * groups, h, w):
+        raise ValueError(f"offset (B, 2*G*N, H, W) must match x {tuple(x.shape)} with C divisible "
+                         f"by G; got {tuple(offset.shape)} with N = {num_offsets}")
+    flows = means.reshape(b * groups, 2, h, w).flip(1)  # (B*G, 2, H, W) as (u, v)
+    return flow_warp(x.reshape(b * groups, c // groups, h, w), flows).reshape(b, c, h, w)
 
 
 # --------------------------------------------------------------------------- the two backends

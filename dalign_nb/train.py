@@ -67,7 +67,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
-from dalign_nb.losses import charbonnier_loss, offset_fidelity_loss, photometric_warping_loss
+from dalign_nb.losses import (
+    charbonnier_loss,
+    offset_fidelity_loss,
+    photometric_warping_loss,
+    smoothness_loss,
+)
 from dalign_nb.models.edvr import EDVR, set_fusion_only
 from dalign_nb.training.checkpoint import (
     load_checkpoint,
@@ -78,7 +83,7 @@ from dalign_nb.training.checkpoint import (
 )
 from dalign_nb.training.monitor import OffsetMonitor
 from dalign_nb.training.order import BatchKeys, KeyedSamples
-from dalign_nb.training.processes import Dist, StopRequests, pick_device
+from dalign_nb.training.processes import Dist, StopRequests, cpu_bf16_support, pick_device
 from dalign_nb.training.schedule import build_scheduler
 from dalign_nb.training.validation import build_data, evaluate, takes_flows
 
@@ -178,6 +183,8 @@ class _Run:
             val_set = built_val if val_set is None else val_set
         self.train_set, self.val_set = train_set, val_set
         self.amp_dtype = self._amp_dtype()
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
         self.scheduler = build_scheduler(self.optimizer, self.cfg)
@@ -192,9 +199,22 @@ class _Run:
         self.term_sums: dict[str, Tensor] = {}  # each term of the loss, summed since the last log
 
     def _amp_dtype(self):
-        if not (self.cfg.amp and self.device.type == "cuda"):
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        """The autocast dtype (None: float32), recorded in ``history["precision"]``."""
+        dtype, why = None, "float32"
+        if self.device.type == "cuda" and self.cfg.amp:
+            dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            why = "autocast (train.amp)"
+        elif self.device.type == "cpu" and self.cfg.cpu_amp:
+            native, why = cpu_bf16_support()
+            dtype = torch.bfloat16 if native else None
+            if not native:
+                why = f"float32: train.cpu_amp asked for bfloat16 autocast, but {why}"
+                if self.dist.main:
+                    warnings.warn(why, RuntimeWarning, stacklevel=4)
+        self.precision = {"autocast": str(dtype).removeprefix("torch.") if dtype else None,
+                          "channels_last": self.cfg.channels_last, "why": why}
+        self.history["precision"] = self.precision
+        return dtype
 
     def _start_from(self, pretrained, given_model: bool) -> None:
         if pretrained:
@@ -232,6 +252,7 @@ class _Run:
         self.scaler.load_state_dict(ckpt["scaler"])
         set_rng_state(ckpt["rng"])
         self.iteration, self.history = ckpt["iteration"], ckpt["history"]
+        self.history["precision"] = self.precision  # this sitting's (may differ on resume)
         self.scheduler = build_scheduler(self.optimizer, self.cfg, self.iteration)
         now, then = self.p.flat(), saved.flat()
         self.history["profile"] = self.p.to_dict()
@@ -274,13 +295,22 @@ class _Run:
                                                          self.cfg.offset_fidelity_weight,
                                                          self.cfg.offset_fidelity_threshold)
             if self._photometric():
-                terms["photometric"] = self.cfg.photometric_weight * photometric_warping_loss(
-                    lq, aux["offsets"], getattr(self.model, "center_frame_idx", lq.shape[1] // 2),
-                    self.cfg.photometric_levels, target=self.cfg.photometric_target,
-                    num_offsets=self.p.model.alignment.offsets_per_group)
+                terms.update(self._self_supervised(lq, aux["offsets"]))
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
         return sum(terms.values())
+
+    def _self_supervised(self, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
+        """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""
+        cfg = self.cfg
+        kw = {"target": cfg.photometric_target, "num_offsets": self.p.model.alignment.offsets_per_group}
+        center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
+        terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
+            lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty, **kw)}
+        if cfg.smoothness_weight > 0:
+            terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
+                lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)
+        return terms
 
     def _photometric(self) -> bool:
         """Whether this iteration adds the warping loss (``TrainConfig.photometric_*``)."""

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..alignment import Aligned, AlignmentConfig, build_alignment
-from ..ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d
+from ..ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d, group_warp
 
 __all__ = [
     "EDVR",
@@ -116,12 +116,25 @@ class PCDAlignment(nn.Module):
     With ``residual_offsets`` (ours, not EDVR's) level ``l`` predicts a residual on top of
     ``2 * up2(offsets of level l+1)``: the motion found at 1/4 resolution, where a few
     pixels are less than one, reaches L1 without being re-learned there.
+
+    With ``warp_then_estimate`` as well (ours, not EDVR's) the offset branch of level ``l``
+    sees the neighbour already warped by that base, ``cat(warp(nbr_l, base_l), ref_l)``
+    (each group's channels by the group's mean base offset, ``ops.group_warp``), as the
+    coarse-to-fine flow networks SPyNet (Ranjan & Black, CVPR 2017) and PWC-Net (Sun et al.,
+    CVPR 2018) estimate only the residual motion between a warped neighbour and the
+    reference: what is left lies within the branch's small receptive field. The alignment
+    still samples the *unwarped* neighbour at ``base_l + prediction``, so the offsets keep
+    their meaning (relative to the neighbour, flow-like) and nothing is interpolated twice.
     """
 
     def __init__(self, num_feat: int = 64, deformable_groups: int = 8,
-                 alignment: AlignmentConfig | str = "dcn", residual_offsets: bool = False):
+                 alignment: AlignmentConfig | str = "dcn", residual_offsets: bool = False,
+                 warp_then_estimate: bool = False):
         super().__init__()
-        self.residual_offsets = residual_offsets
+        if warp_then_estimate and not residual_offsets:
+            raise ValueError("warp_then_estimate warps by the coarser level's offsets passed up as a "
+                             "base: it needs residual_offsets=True")
+        self.residual_offsets, self.warp_then_estimate = residual_offsets, warp_then_estimate
         self.alignment = AlignmentConfig(kind=alignment) if isinstance(alignment, str) else alignment
         self.offset_conv1, self.offset_conv2 = nn.ModuleDict(), nn.ModuleDict()
         self.offset_conv3, self.dcn_pack, self.feat_conv = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
@@ -159,7 +172,10 @@ class PCDAlignment(nn.Module):
         up_offset = up_feat = base = None
         for i in (3, 2, 1):
             level, nbr, ref = f"l{i}", nbr_feat_l[i - 1], ref_feat_l[i - 1]
-            offset = _lrelu(self.offset_conv1[level](torch.cat([nbr, ref], dim=1)))  # (B, C, h_l, w_l)
+            seen = nbr  # what the offset branch compares with the reference
+            if self.warp_then_estimate and base is not None:  # estimate only the residual motion
+                seen = group_warp(nbr, base, self.alignment.offsets_per_group).to(nbr.dtype)
+            offset = _lrelu(self.offset_conv1[level](torch.cat([seen, ref], dim=1)))  # (B, C, h_l, w_l)
             if i == 3:
                 offset = _lrelu(self.offset_conv2[level](offset))
             else:
@@ -280,6 +296,10 @@ class EDVRConfig:
     optical-flow networks (SPyNet, PWC-Net) build their flows. In EDVR a coarser level
     passes only its offset *feature* upwards, so a finer level must re-learn the motion; at
     small scale that is what keeps offsets near zero (see ``config.align``'s description).
+
+    ``warp_then_estimate`` is ours too (EDVR: False; needs ``residual_offsets``): each finer
+    level's offset branch sees the neighbour warped by the coarser level's offsets, as
+    SPyNet and PWC-Net estimate residual flows (see ``PCDAlignment``). It adds no parameter.
     """
 
     num_in_ch: int = 3
@@ -296,13 +316,20 @@ class EDVRConfig:
     alignment: AlignmentConfig = AlignmentConfig()
     zero_init_output: bool = False
     residual_offsets: bool = False
+    warp_then_estimate: bool = False
 
     def __post_init__(self):
         if isinstance(self.alignment, str):
             object.__setattr__(self, "alignment", AlignmentConfig(kind=self.alignment))
+        if self.warp_then_estimate and self.alignment.kind == "flow_guided":
+            raise ValueError("warp_then_estimate does not apply to flow_guided alignment, whose offsets "
+                             "are the optical flow plus a bounded residue at every level")
         if self.residual_offsets and self.alignment.kind == "flow_guided":
             raise ValueError("residual_offsets does not apply to flow_guided alignment, whose offsets "
                              "are the optical flow plus a bounded residue at every level")
+        if self.warp_then_estimate and not self.residual_offsets:
+            raise ValueError("warp_then_estimate warps by the coarser level's offsets passed up as a "
+                             "base: it needs residual_offsets=True")
 
     @property
     def takes_flows(self) -> bool:
@@ -349,14 +376,16 @@ class EDVR(nn.Module):
                  deformable_groups: int = 8, num_extract_block: int = 5, num_reconstruct_block: int = 10,
                  center_frame_idx: int | None = None, hr_in: bool = False, with_predeblur: bool = False,
                  with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn",
-                 zero_init_output: bool = False, residual_offsets: bool = False):
+                 zero_init_output: bool = False, residual_offsets: bool = False,
+                 warp_then_estimate: bool = False):
         super().__init__()
         self.config = EDVRConfig(
             num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_frame=num_frame,
             deformable_groups=deformable_groups, num_extract_block=num_extract_block,
             num_reconstruct_block=num_reconstruct_block, center_frame_idx=center_frame_idx, hr_in=hr_in,
             with_predeblur=with_predeblur, with_tsa=with_tsa, alignment=alignment,
-            zero_init_output=zero_init_output, residual_offsets=residual_offsets)
+            zero_init_output=zero_init_output, residual_offsets=residual_offsets,
+            warp_then_estimate=warp_then_estimate)
         if hr_in and not with_predeblur:
             raise ValueError("hr_in=True needs with_predeblur=True (its strided convs bring HR input to LR)")
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -375,7 +404,7 @@ class EDVR(nn.Module):
         self.conv_l3_1, self.conv_l3_2 = _conv(num_feat, num_feat, 3, 2), _conv(num_feat, num_feat)
 
         self.pcd_align = PCDAlignment(num_feat, deformable_groups, self.config.alignment,
-                                      residual_offsets)
+                                      residual_offsets, warp_then_estimate)
         if with_tsa:
             self.fusion = TSAFusion(num_feat, num_frame, self.center_frame_idx)
         else:

@@ -11,7 +11,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-__all__ = ["Dist", "StopRequests", "pick_device"]
+__all__ = ["Dist", "StopRequests", "cpu_bf16_support", "pick_device"]
 
 
 @dataclass
@@ -100,3 +100,22 @@ class StopRequests:
         for sig, old in self._old.items():
             signal.signal(sig, old)
         return False
+
+
+def cpu_bf16_support() -> tuple[bool, str]:
+    """Whether this CPU computes in bfloat16 natively (AVX512-BF16 or AMX), and why not if not.
+
+    oneDNN's own test (``torch.ops.mkldnn._is_mkldnn_bf16_supported``). Without such units
+    bfloat16 convolutions are emulated and slower than float32, so the trainer's CPU autocast
+    (``TrainConfig.cpu_amp``) falls back to float32 there and records why.
+    """
+    if not torch.backends.mkldnn.is_available():
+        return False, "this torch build has no oneDNN (mkldnn)"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError) as exc:  # a private op: absent from some builds
+        return False, f"oneDNN's bfloat16 check is unavailable ({type(exc).__name__})"
+    if not native:
+        return False, ("the CPU has no native bfloat16 arithmetic (AVX512-BF16 or AMX); "
+                       f"torch reports capability {torch.backends.cpu.get_cpu_capability()}")
+    return True, "native bfloat16 (oneDNN)"
