@@ -129,6 +129,11 @@ def _level_offsets(off: Tensor, target: str, num_offsets: int) -> Tensor:
     return group_mean_offsets(off, num_offsets) if target == "mean" else off
 
 
+def _wide(t: Tensor) -> Tensor:
+    """At least float32: half-precision tensors from autocast are widened, float64 kept."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+
+
 def _neighbours(t: int, center: int) -> list[int]:
     neighbours = [i for i in range(t) if i != center]
     if not neighbours:
@@ -246,8 +251,8 @@ def smoothness_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
     neighbours = _neighbours(t, center)
     total = lq.new_zeros(())
     for level in levels:
-        off = _level_offsets(offsets[level], target, num_offsets)[:, neighbours].float()  # (B, T', 2P, h_l, w_l)
-        ref = _level_frames(lq, off.shape[-2:])[:, center].float()  # (B, C, h_l, w_l)
+        off = _wide(_level_offsets(offsets[level], target, num_offsets)[:, neighbours])  # (B, T', 2P, h_l, w_l)
+        ref = _wide(_level_frames(lq, off.shape[-2:])[:, center])  # (B, C, h_l, w_l)
         wx = torch.exp(-edge_weight * (ref[..., :, 1:] - ref[..., :, :-1]).abs().mean(1))  # (B, h_l, w_l-1)
         wy = torch.exp(-edge_weight * (ref[..., 1:, :] - ref[..., :-1, :]).abs().mean(1))  # (B, h_l-1, w_l)
         gx = (off[..., :, 1:] - off[..., :, :-1]).abs()  # (B, T', 2P, h_l, w_l-1)

@@ -30,7 +30,7 @@ from dalign_nb.models import (
     load_basicsr_checkpoint,
     read_basicsr_state_dict,
 )
-from dalign_nb.ops import DecomposedDeformConv2d, DeformConv2d
+from dalign_nb.ops import DecomposedDeformConv2d, DeformConv2d, group_warp
 
 # BasicSR's DCNv2Pack compares torchvision versions with distutils' LooseVersion
 pytestmark = pytest.mark.filterwarnings("ignore:distutils Version classes are deprecated")
@@ -341,3 +341,104 @@ def test_residual_offsets_carry_the_coarse_motion_to_l1(kind):
 def test_residual_offsets_refuse_flow_guided_alignment():
     with pytest.raises(ValueError, match="flow_guided"):
         EDVRConfig(alignment=AlignmentConfig(kind="flow_guided"), residual_offsets=True)
+
+
+# --------------------------------------------------------------------------- warp-then-estimate (ours)
+
+
+def _moved(image, dy: int, dx: int):
+    """``image`` moved by (dy, dx): ``out(p + (dy, dx)) = image(p)`` (wrapping around), so the
+    flow from ``image`` to ``out`` is (dy, dx) and ``out`` sampled at ``p + (dy, dx)`` is ``image``."""
+    return torch.roll(image, shifts=(dy, dx), dims=(-2, -1))
+
+
+@pytest.mark.parametrize("groups,num_offsets", [(1, 1), (2, 3)])
+def test_group_warp_by_the_exact_integer_motion_gives_the_reference(groups, num_offsets):
+    """Each group's channels move by the group's mean offset: a neighbour that is the reference
+    moved by an integer motion per group comes back as the reference (away from the wrap)."""
+    g = torch.Generator().manual_seed(0)
+    ref = torch.rand(1, 4 * groups, 16, 16, generator=g, dtype=torch.float64)
+    motions = [(1, -2), (-3, 2)][:groups]
+    nbr = torch.cat([_moved(ref[:, 4 * i:4 * (i + 1)], *m) for i, m in enumerate(motions)], 1)
+    offset = torch.zeros(1, 2 * groups * num_offsets, 16, 16, dtype=torch.float64)
+    spread = torch.linspace(-1.5, 1.5, num_offsets, dtype=torch.float64)
+    spread -= spread.mean()  # the N offsets spread around the motion, their mean on it
+    for i, (dy, dx) in enumerate(motions):
+        for n in range(num_offsets):
+            offset[:, 2 * (i * num_offsets + n)] = dy + spread[n]
+            offset[:, 2 * (i * num_offsets + n) + 1] = dx - spread[n]
+    warped = group_warp(nbr, offset, num_offsets)
+    torch.testing.assert_close(warped[..., 3:-3, 3:-3], ref[..., 3:-3, 3:-3], rtol=0, atol=1e-12)
+    assert (group_warp(nbr, torch.zeros_like(offset), num_offsets) - ref)[..., 3:-3, 3:-3].abs().max() > 0.1
+
+
+def _wte_model(**kw):
+    torch.manual_seed(0)
+    return EDVR(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                alignment=AlignmentConfig(kind="flow"), residual_offsets=True, **kw).double()
+
+
+def test_warp_then_estimate_shows_the_finer_level_the_neighbour_moved_by_the_coarser_offsets():
+    """Set L3 to predict the exact motion (a constant offset of 1 px at L3 = 2 px at L2): the
+    offset branch of L2 then compares the reference with a neighbour that equals it (interior),
+    while without warp-then-estimate it sees the moved neighbour. The alignment still samples
+    the unwarped neighbour at base + prediction: the offsets are those of residual_offsets."""
+    model = _wte_model(warp_then_estimate=True)
+    pcd = model.pcd_align
+    g = torch.Generator().manual_seed(1)
+    ref = [torch.rand(1, 8, 32 // s, 32 // s, generator=g, dtype=torch.float64) for s in (1, 2, 4)]
+    nbr = [_moved(r, 0, 4 // s) for r, s in zip(ref, (1, 2, 4))]  # L1: 4 px, L2: 2 px, L3: 1 px
+    with torch.no_grad():
+        pcd.dcn_pack["l3"].conv_offset.bias.copy_(torch.tensor([0.0, 1.0]))  # (dy, dx) = (0, 1) at L3
+    seen = {}
+    hooks = [pcd.offset_conv1[lvl].register_forward_pre_hook(
+        lambda m, args, lvl=lvl: seen.__setitem__(lvl, args[0][:, :8].clone())) for lvl in ("l2", "l1")]
+    _, records = pcd(nbr, ref)
+    for lvl, r in (("l2", ref[1]), ("l1", ref[0])):
+        torch.testing.assert_close(seen[lvl][..., 4:-4, 4:-4], r[..., 4:-4, 4:-4], rtol=0, atol=1e-12)
+    torch.testing.assert_close(records["l1"].offset[:, 1], torch.full_like(records["l1"].offset[:, 1], 4.0))
+    pcd.warp_then_estimate = False  # the same weights, EDVR's estimate from the unwarped neighbour
+    pcd(nbr, ref)
+    assert (seen["l2"] - ref[1])[..., 4:-4, 4:-4].abs().max() > 0.1
+    for h in hooks:
+        h.remove()
+
+
+def test_warp_then_estimate_gradients_match_finite_differences():
+    """Through the warp of the neighbour by the coarser offsets too: the offset branches are
+    given non-zero weights so that what the finer levels see moves their offsets."""
+    model = _wte_model(warp_then_estimate=True)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for level in ("l3", "l2", "l1"):
+            conv = model.pcd_align.dcn_pack[level].conv_offset
+            conv.weight.copy_(0.05 * torch.randn(conv.weight.shape, generator=g, dtype=torch.float64))
+            conv.bias.copy_(torch.tensor([0.3, -0.45]))  # non-integer: away from the kinks of sampling
+    ref = [torch.rand(1, 8, 8 // s, 8 // s, generator=g, dtype=torch.float64) for s in (1, 2, 4)]
+    nbr = [torch.rand(r.shape, generator=g, dtype=torch.float64).requires_grad_(True) for r in ref]
+
+    def f(n1, n2, n3):
+        return model.pcd_align([n1, n2, n3], ref)[0]
+
+    assert torch.autograd.gradcheck(f, tuple(nbr), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_warp_then_estimate_is_identity_at_zero_offsets_and_off_by_default():
+    """At initialisation every offset is 0, so the warp is the identity and the model with
+    warp-then-estimate computes what the model without it computes, from the same weights;
+    EDVR's default (and BasicSR's layout) has it off, and it adds no parameter."""
+    assert not EDVRConfig().warp_then_estimate
+    on, off = _wte_model(warp_then_estimate=True), _wte_model()
+    assert [k for k in on.state_dict()] == [k for k in off.state_dict()]
+    off.load_state_dict(on.state_dict())
+    x = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    torch.testing.assert_close(on(x), off(x), rtol=0, atol=1e-12)
+
+
+def test_warp_then_estimate_is_refused_where_it_cannot_apply():
+    with pytest.raises(ValueError, match="flow_guided"):
+        EDVRConfig(alignment=AlignmentConfig(kind="flow_guided"), warp_then_estimate=True)
+    with pytest.raises(ValueError, match="residual_offsets"):
+        EDVRConfig(alignment=AlignmentConfig(kind="flow"), warp_then_estimate=True)
+    with pytest.raises(ValueError, match="residual_offsets"):
+        EDVR(num_feat=8, num_frame=3, warp_then_estimate=True)

@@ -1,5 +1,7 @@
 """Charbonnier and offset-fidelity loss (Eq. 4-5) against hand-computed values."""
 
+import math
+
 import pytest
 import torch
 
@@ -8,9 +10,13 @@ from dalign_nb.config import TrainConfig
 from dalign_nb.losses import (
     CharbonnierLoss,
     OffsetFidelityLoss,
+    GREY,
+    census_transform,
     charbonnier_loss,
     offset_fidelity_loss,
     photometric_warping_loss,
+    smoothness_loss,
+    soft_hamming,
 )
 
 
@@ -200,3 +206,91 @@ def test_train_config_accepts_only_the_two_photometric_targets():
     assert TrainConfig(photometric_target="mean").photometric_target == "mean"
     with pytest.raises(ValueError, match="photometric_target"):
         TrainConfig(photometric_target="median")
+
+
+# --------------------------------------------------------------------------- census and smoothness terms
+
+
+def test_census_of_a_constant_image_is_zero_and_a_hand_value():
+    flat = torch.full((2, 3, 9, 11), 0.37, dtype=torch.float64)
+    census = census_transform(flat)
+    assert census.shape == (2, 49, 9, 11) and census.abs().max() == 0  # borders included
+    spot = flat.clone()
+    spot[0, :, 4, 5] += 0.1  # grey rises by 25.5 at one pixel
+    census = census_transform(spot)
+    d = 25.5 * sum(GREY)  # BT.601 weights sum to 0.9999
+    # the pixel to the right of the spot sees it at patch position (3, 2) (row, column of 7 x 7)
+    assert census[0, 3 * 7 + 2, 4, 6].item() == pytest.approx(d / (0.81 + d * d) ** 0.5, rel=1e-9)
+    assert census[0, 3 * 7 + 4, 4, 5].item() == pytest.approx(-d / (0.81 + d * d) ** 0.5, rel=1e-9)
+    assert census[0, :, 0, 0].abs().max() == 0  # farther than 3 px from the spot
+    with pytest.raises(ValueError, match="patch_size"):
+        census_transform(flat, patch_size=4)
+
+
+def _smooth_shifted_clip(shift: int = 2, size: int = 32):
+    """``_shifted_clip`` of a blurred random image: texture wider than a pixel, as in real frames
+    (on white noise every wrong offset is equally wrong beyond one pixel)."""
+    g = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, size + 4, size + 2 * shift + 12, generator=g, dtype=torch.float64)
+    image = torch.nn.functional.avg_pool2d(image, 5, stride=1)  # (1, 3, size, size + 2 shift + 8)
+    centre = image[..., 4:4 + size]
+    neighbour = image[..., 4 + shift:4 + shift + size]
+    return torch.stack([neighbour, centre, neighbour], 1)
+
+
+def test_census_loss_is_zero_at_the_true_motion_and_grows_away_from_it():
+    lq = _smooth_shifted_clip(shift=2)
+    losses = [photometric_warping_loss(lq, _constant_offsets(u), 1, ("l1",), penalty="census").item()
+              for u in (-2.0, -1.5, -1.0, -0.5, 0.0)]
+    assert losses == sorted(losses) and losses[0] < 0.1 * losses[-1]
+    # on pixels 3 px or more from any sample taken outside the frame the distance is exactly 0
+    lq = _shifted_clip(shift=2)
+    warped = torch.roll(lq[:, 0], shifts=2, dims=-1)  # the neighbour moved back onto the centre
+    dist = soft_hamming(census_transform(warped), census_transform(lq[:, 1]))
+    assert dist[..., 3:-3, 5:-3].abs().max() == 0 and dist[..., 3:-3, 5:-3].numel() > 0
+    with pytest.raises(ValueError, match="penalty"):
+        photometric_warping_loss(lq, _constant_offsets(-2.0), 1, penalty="ssim")
+
+
+def test_census_term_is_blind_to_a_brightness_change_that_the_rgb_term_sees():
+    lq = _shifted_clip(shift=2)
+    lq = torch.stack([0.8 * lq[:, 0] + 0.1, lq[:, 1], 0.8 * lq[:, 2] + 0.1], 1)  # darker neighbours
+    exact = _constant_offsets(-2.0)
+    rgb = photometric_warping_loss(lq, exact, 1, ("l1",)).item()
+    census = photometric_warping_loss(lq, exact, 1, ("l1",), penalty="census").item()
+    census_wrong = photometric_warping_loss(lq, _constant_offsets(0.0), 1, ("l1",), penalty="census").item()
+    assert rgb > 0.04  # the colour difference stays at the true motion
+    assert census < 0.1 * census_wrong  # the brightness order does not
+
+
+def _step_field(size: int = 16, column: int = 8):
+    """Offsets (1, 3, 2, size, size) at l1: dx = 0 left of ``column``, 1 from it on."""
+    off = torch.zeros(1, 3, 2, size, size, dtype=torch.float64)
+    off[:, :, 1, :, column:] = 1.0
+    return {"l1": off}
+
+
+def test_smoothness_is_zero_for_a_constant_field_and_weaker_across_an_image_edge():
+    lq = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    const = {"l1": torch.full((1, 3, 2, 16, 16), 1.7, dtype=torch.float64)}
+    assert smoothness_loss(lq, const, 1, ("l1",)).item() == 0.0
+    flat = torch.full((1, 3, 3, 16, 16), 0.5, dtype=torch.float64)
+    edge = flat.clone()
+    edge[:, 1, :, :, 8:] = 1.0  # the reference frame steps by 0.5 where the offsets step
+    plain = smoothness_loss(flat, _step_field(), 1, ("l1",))
+    # by hand: |d_x dx| = 1 on one column of 15 differences, on 1 of 2 components, 2 neighbours
+    assert plain.item() == pytest.approx(1 / 15 / 2, rel=1e-12)
+    across = smoothness_loss(edge, _step_field(), 1, ("l1",), edge_weight=10.0)
+    assert across.item() == pytest.approx(plain.item() * math.exp(-5.0), rel=1e-12)
+    moved = edge.clone()
+    moved[:, 1, :, :, 8:] = 0.5
+    moved[:, 1, :, :, 4:] = 1.0  # an edge elsewhere does not excuse the step
+    assert smoothness_loss(moved, _step_field(), 1, ("l1",)).item() == pytest.approx(plain.item())
+
+
+def test_train_config_checks_the_self_supervised_terms():
+    assert TrainConfig().photometric_penalty == "rgb" and TrainConfig().smoothness_weight == 0
+    with pytest.raises(ValueError, match="photometric_penalty"):
+        TrainConfig(photometric_penalty="ssim")
+    with pytest.raises(ValueError, match="smoothness_weight"):
+        TrainConfig(smoothness_weight=-1.0)

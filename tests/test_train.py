@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -471,3 +472,25 @@ def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
     assert diff[2:] == [0.0, 0.0]
     with pytest.raises(ValueError, match="photometric_levels"):
         tiny_profile(1, photometric_weight=1.0, photometric_levels=("l4",))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_cpu_autocast_where_the_cpu_has_bfloat16_and_float32_with_the_reason_elsewhere(tmp_path, monkeypatch,
+                                                                                      native):
+    monkeypatch.setattr(T, "cpu_bf16_support", lambda: (native, "native" if native else "no bf16 units"))
+    p = tiny_profile(2, log_every=1, cpu_amp=True, channels_last=True)
+    model = tiny_model()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = T.train(p, tmp_path, model=model, train_set=TinyPatches(), val_set=None, progress=False,
+                      device="cpu")
+    precision = res.history["precision"]
+    assert precision["autocast"] == ("bfloat16" if native else None)
+    assert precision["channels_last"] and model.feat.weight.is_contiguous(memory_format=torch.channels_last)
+    assert ("no bf16 units" in precision["why"]) == (not native)
+    assert any("no bf16 units" in str(w.message) for w in caught) == (not native)
+    assert all(math.isfinite(e["loss"]) for e in res.history["train"])
+    off = tiny_profile(2, log_every=1)
+    res = T.train(off, tmp_path / "f32", model=tiny_model(), train_set=TinyPatches(), val_set=None,
+                  progress=False, device="cpu")
+    assert res.history["precision"] == {"autocast": None, "channels_last": False, "why": "float32"}
