@@ -163,7 +163,8 @@ class TrainConfig:
         if self.photometric_target not in ("each", "mean"):
             raise ValueError(f"photometric_target must be 'each' or 'mean', got {self.photometric_target!r}")
         if self.photometric_penalty not in ("rgb", "census"):
-            raise ValueError(f"photometric_penalty must be 'rgb' or 'census', got {self.photometric_penalty!r}")
+            raise ValueError(f"photometric_penalty must be 'rgb' or 'census', "
+                             f"got {self.photometric_penalty!r}")
         if self.smoothness_weight < 0 or self.photometric_weight < 0:
             raise ValueError("photometric_weight and smoothness_weight must be >= 0")
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:

@@ -251,7 +251,8 @@ def smoothness_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
     neighbours = _neighbours(t, center)
     total = lq.new_zeros(())
     for level in levels:
-        off = _wide(_level_offsets(offsets[level], target, num_offsets)[:, neighbours])  # (B, T', 2P, h_l, w_l)
+        off = _level_offsets(offsets[level], target, num_offsets)
+        off = _wide(off[:, neighbours])  # (B, T', 2P, h_l, w_l)
         ref = _wide(_level_frames(lq, off.shape[-2:])[:, center])  # (B, C, h_l, w_l)
         wx = torch.exp(-edge_weight * (ref[..., :, 1:] - ref[..., :, :-1]).abs().mean(1))  # (B, h_l, w_l-1)
         wy = torch.exp(-edge_weight * (ref[..., 1:, :] - ref[..., :-1, :]).abs().mean(1))  # (B, h_l-1, w_l)

@@ -8,9 +8,9 @@ import torch
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.config import TrainConfig
 from dalign_nb.losses import (
+    GREY,
     CharbonnierLoss,
     OffsetFidelityLoss,
-    GREY,
     census_transform,
     charbonnier_loss,
     offset_fidelity_loss,
