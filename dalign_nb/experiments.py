@@ -64,6 +64,7 @@ from dalign_nb.config import RESUMABLE, Profile, get_profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips, validation_samples
 from dalign_nb.metrics import (
     bicubic_baseline,
+    bilinear_base,
     closest_offset,
     offset_diversity,
     offset_flow_distance,
@@ -503,7 +504,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     c = t // 2
     zero = not _has_flow_guided(model)
     pixels = {k - c: [] for k in range(t) if k != c}  # neighbour -> [(l2, l1, |flow|, |offset|)]
-    scores = {"model": [], "zero_offsets": [], "bicubic": []}
+    scores = {"model": [], "zero_offsets": [], "bicubic": [], "bilinear_base": []}
     occluded = []
     with _evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
@@ -511,6 +512,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
             gt = clip.gt[c][None]  # (1, 3, H, W)
             scores["model"].append(psnr(quantize(out.float().cpu()), gt))
             scores["bicubic"].append(psnr(quantize(bicubic_baseline(clip.lq[c][None])), gt))
+            scores["bilinear_base"].append(psnr(quantize(bilinear_base(clip.lq[c][None])), gt))
             if zero:
                 with zero_offsets(model):
                     out_zero = model(lq, **kw)
@@ -533,6 +535,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
         "histogram": {"edges": edges.tolist(), "counts": counts.tolist(),
                       "above": int((everything[0] > edges[-1]).sum())},
         "psnr": mean["model"], "psnr_zero_offsets": mean["zero_offsets"], "psnr_bicubic": mean["bicubic"],
+        "psnr_bilinear_base": mean["bilinear_base"],
         "psnr_gain_over_zero": None if not zero else mean["model"] - mean["zero_offsets"],
         "psnr_per_scene": scores,
         "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,
@@ -679,7 +682,8 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
     As the trainer's validation (``training.validation``: ``get_clips("bundled", "test")``,
     ``validation_samples``, ``evaluate``): ``frames_per_clip`` centre frames per clip, evenly
     spaced, super-resolved, rounded to 8 bits, RGB PSNR against the ground truth, beside
-    MATLAB-bicubic; a flow-guided model gets DIS flows. Per clip and over all frames;
+    MATLAB-bicubic and EDVR's bilinear base (an untrained EDVR's output); a flow-guided model
+    gets DIS flows. Per clip and over all frames;
     ``clips``: the clip names to score (default all).
     """
     from dalign_nb.training.validation import evaluate
@@ -691,7 +695,7 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
         if unknown:
             raise ValueError(f"no held-out clip {sorted(unknown)}; clips: {names}")
         found = [c for c in found if c.name in clips]
-    per_clip, ours, bic = {}, [], []
+    per_clip, ours, bic, base = {}, [], [], []
     for clip in found:
         samples = validation_samples([clip], profile.model.num_frame, frames_per_clip,
                                      with_flow=profile.model.takes_flows)
@@ -699,7 +703,9 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
         per_clip[clip.name] = res
         ours += [res["psnr"]] * res["num_frames"]
         bic += [res["psnr_bicubic"]] * res["num_frames"]
+        base += [res["psnr_bilinear_base"]] * res["num_frames"]
     return {"psnr": float(np.mean(ours)), "psnr_bicubic": float(np.mean(bic)),
+            "psnr_bilinear_base": float(np.mean(base)),
             "psnr_gain_over_bicubic": float(np.mean(ours) - np.mean(bic)), "num_frames": len(ours),
             "per_clip": per_clip, "settings": {"clips": [c.name for c in found],
                                                "frames_per_clip": frames_per_clip}}

@@ -150,7 +150,10 @@ def test_offsets_vs_flow_skips_the_zero_offset_psnr_of_flow_guided_alignment():
     res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
     assert res["within_1px"] == 1.0 and res["epe"] == pytest.approx(0.0, abs=1e-5)
     assert res["psnr_zero_offsets"] is None and res["psnr_gain_over_zero"] is None
-    assert math.isfinite(res["psnr"]) and res["psnr_per_scene"]["zero_offsets"] == []
+    assert res["psnr_per_scene"]["zero_offsets"] == []
+    # an untrained EDVR (zero_init_output) returns its bilinear base: the same PSNR, below bicubic
+    assert res["psnr"] == pytest.approx(res["psnr_bilinear_base"], abs=1e-4)
+    assert res["psnr_bilinear_base"] < res["psnr_bicubic"]
 
 
 # --------------------------------------------------------------------------- ROC AUC
@@ -304,16 +307,18 @@ def test_psnr_real_by_hand_on_a_held_out_clip():
     model = EDVR.from_config(profile.model).eval()
     res = E.psnr_real(model, profile, clips=("carphone/shot0",), frames_per_clip=2)
     clip = next(c for c in get_clips("bundled", "test") if c.name == "carphone/shot0")
-    ours, bicubic = [], []
+    ours, bicubic, base = [], [], []
     with torch.no_grad():
         for c in (1, len(clip) - 2):  # the first and last centres with a neighbour on each side
             lq = torch.stack([_frames(clip.lr(i)) for i in (c - 1, c, c + 1)])[None]  # (1, 3, 3, h, w)
             gt = _frames(clip.hr(c))[None].double()
-            for scores, est in ((ours, model(lq)), (bicubic, bicubic_baseline(lq[:, 1]))):
+            bilinear = F.interpolate(lq[:, 1], scale_factor=4, mode="bilinear", align_corners=False)
+            for scores, est in ((ours, model(lq)), (bicubic, bicubic_baseline(lq[:, 1])), (base, bilinear)):
                 scores.append(-10 * math.log10(float(((quantize(est).double() - gt) ** 2).mean())))
     assert res["num_frames"] == 2 and list(res["per_clip"]) == ["carphone/shot0"]
     assert res["psnr"] == pytest.approx(np.mean(ours), abs=1e-9)
     assert res["psnr_bicubic"] == pytest.approx(np.mean(bicubic), abs=1e-9)
+    assert res["psnr_bilinear_base"] == pytest.approx(np.mean(base), abs=1e-9)
     assert res["psnr_gain_over_bicubic"] == pytest.approx(np.mean(ours) - np.mean(bicubic), abs=1e-9)
     with pytest.raises(ValueError, match="no held-out clip"):
         E.psnr_real(model, profile, clips=("nope",))
