@@ -133,16 +133,11 @@ def clip_frames(clip, num_frame: int, centre: int | None = None) -> ClipFrames:
 
 
 def offset_layout(model: nn.Module) -> tuple[str, int, int, int | None]:
-    """``(kind, G, N, k)`` of an EDVR's alignment: groups, offsets per group, kernel size or None.
-
-    DCN and flow-guided: N = k*k taps of a k x k grid; decomposed: N = ``num_offsets``, no
-    grid; flow and image alignment: G = N = 1.
-    """
-    cfg = model.config
-    a = cfg.alignment
-    groups = cfg.deformable_groups if a.kind in ("dcn", "flow_guided", "decomposed") else 1
-    grid = a.kernel_size if a.kind in ("dcn", "flow_guided") else None
-    return a.kind, groups, a.offsets_per_group, grid
+    """``(kind, G, N, k)`` of an EDVR's alignment: groups, offsets per group, and the kernel grid's
+    size k when the offsets start on it (DCN, flow-guided, the decomposition with ``grid``), else
+    None (``AlignmentConfig.kernel_grid_size``)."""
+    a = model.config.alignment
+    return a.kind, a.num_groups(model.config.deformable_groups), a.offsets_per_group, a.kernel_grid_size
 
 
 @dataclass(frozen=True)

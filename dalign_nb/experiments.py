@@ -711,12 +711,6 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
                                                "frames_per_clip": frames_per_clip}}
 
 
-def _has_masks(profile: Profile) -> bool:
-    """Whether the profile's alignment predicts modulation masks (DCNv2, Eq. 7)."""
-    a = profile.model.alignment
-    return a.modulated and a.kind in ("dcn", "decomposed", "flow_guided")
-
-
 class Measure(NamedTuple):
     fn: Callable[..., dict]  # (model, profile, *, device, **options) -> dict
     headline: tuple[str, ...]  # keys printed when a run finishes
@@ -727,7 +721,7 @@ MEASURES: dict[str, Measure] = {
     "offsets_vs_flow": Measure(offsets_vs_flow, ("within_1px", "epe", "mean_flow", "psnr",
                                                  "psnr_gain_over_zero")),
     "diversity": Measure(diversity, ("diversity", "diversity_auc_occlusion")),
-    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), _has_masks),
+    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), lambda p: p.model.alignment.has_masks),
     "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
 }
 
