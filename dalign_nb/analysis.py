@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .flow import estimate_flow
 from .metrics import offset_diversity, offset_flow_distance
 from .models.edvr import LEVELS, flow_pyramid
+from .models.modes import evaluating
 from .ops import flow_warp
 
 __all__ = [
@@ -162,7 +163,8 @@ class ModelOutputs:
 
 
 def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
-    """Run ``model`` once on ``frames`` (eval mode, no gradients) and keep what the viewers show."""
+    """Run ``model`` once on ``frames`` (eval mode, then the mode it had; no gradients) and keep
+    what the viewers show."""
     kind, g, n, k = offset_layout(model)
     if model.hr_in:
         raise ValueError("the viewers need a model with LR input (hr_in=False)")
@@ -170,8 +172,7 @@ def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
         raise ValueError(f"the model takes {model.num_frame} frames, the clip window has {len(frames.lr)}")
     device = next(model.parameters()).device
     start = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         x = frames.lr[None].to(device)  # (1, T, 3, h, w)
         kw = {"flows": frames.flow[None].to(device)} if kind == "flow_guided" else {}
         out, aux = model(x, return_aux=True, **kw)
