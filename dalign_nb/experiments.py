@@ -62,6 +62,7 @@ from torch import nn
 
 from dalign_nb.config import RESUMABLE, Profile, get_profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips, validation_samples
+from dalign_nb.io import atomic_write
 from dalign_nb.metrics import (
     bicubic_baseline,
     bilinear_base,
@@ -73,7 +74,6 @@ from dalign_nb.metrics import (
     quantize,
 )
 from dalign_nb.models.modes import evaluating
-from dalign_nb.training.checkpoint import atomic_write
 
 __all__ = [
     "EXPERIMENTS",
