@@ -669,7 +669,8 @@ class DCNPlayground(_View):
                 self.controls["mask"].value = float(self.masks[k])
                 self._held.add("tap")
             return
-        if changed and changed & {"dy", "dx", "mask"} and "tap" not in changed:
+        # store the sliders' values once they are all set (not while a tap's values are shown)
+        if self._held is None and changed and changed & {"dy", "dx", "mask"} and "tap" not in changed:
             self.offsets[k] = self.controls["dy"].value, self.controls["dx"].value
             self.masks[k] = self.controls["mask"].value
         super().redraw(changed)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.data import SceneConfig, synthetic_clips
+from dalign_nb.metrics import bilinear_base
 from dalign_nb.models.edvr import build_edvr
 from dalign_nb.widgets import (
     AlignedFeatureViewer,
@@ -144,14 +145,17 @@ def test_static_picture_in_the_mime_bundle(viewer):
 def test_model_outputs_of_every_kind(scene, kind, groups, num_offsets):
     torch.manual_seed(0)
     align = AlignmentConfig(kind=kind, num_offsets=num_offsets if kind == "decomposed" else 1)
-    model = build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3)
+    model = build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3, zero_init_output=True)
     frames = clip_frames(scene, 3)
     out = model_outputs(model, frames)
     assert (out.deform_groups, out.num_offsets) == (groups, num_offsets)
     for level, side in (("l3", 8), ("l2", 16), ("l1", 32), ("cascade", 32)):
         assert out.offsets[level].shape == (3, groups, num_offsets, 2, side, side)
         assert out.aligned[level].shape == (3, 16, side, side)
-    assert out.output.shape == (3, 128, 128)
+        if kind != "flow_guided":  # zero-initialised offset branches
+            assert float(out.offsets[level].abs().max()) == 0.0
+    # an untrained EDVR (zero_init_output) returns its bilinear base
+    torch.testing.assert_close(out.output, bilinear_base(frames.lr[1]).clamp(0, 1), atol=1e-6, rtol=0)
     if kind == "flow_guided":  # zero-initialised residual: the offsets are the exact flow itself
         a = analyse_offsets(out, frames, 0, "l1", 1)
         assert float(a.distance.max()) < 1e-5 and float(a.diversity.max()) < 1e-5
@@ -191,7 +195,11 @@ def test_aligned_feature_viewer(scene):
     viewer.select(channel=6)
     assert not np.array_equal(before, viewer.panels["model1"].pixels)
     viewer.select(mean=True, level="l3")
-    assert viewer.maps("N = 1")["aligned"].shape == (8, 8)
+    with torch.no_grad():
+        l3 = models["N = 1"].extract(frames.lr)[2]  # (T, C, 8, 8)
+    maps = viewer.maps("N = 1")
+    torch.testing.assert_close(maps["nbr"], l3[viewer.controls["frame"].value].abs().mean(0))
+    torch.testing.assert_close(maps["ref"], l3[1].abs().mean(0))
     assert "correlation" in viewer.readout.value
 
 
@@ -200,6 +208,7 @@ def test_playground_matches_the_libraries():
     rng = np.random.default_rng(0)
     pg.offsets[:] = np.round(rng.uniform(-2.5, 2.5, (9, 2)), 2)  # some samples fall outside the image
     pg.masks[:] = np.round(rng.uniform(0, 1, 9), 2)
+    tap0 = (float(pg.offsets[0, 0]), float(pg.offsets[0, 1]), float(pg.masks[0]))
     by_hand = pg.contributions().sum()
     ops_y, tv_y = pg.library_outputs()
     assert abs(by_hand - ops_y) < 1e-10 and abs(by_hand - tv_y) < 1e-10
@@ -208,9 +217,13 @@ def test_playground_matches_the_libraries():
     pg.select(dy=1.0, dx=-2.0, mask=1.0)
     value, terms = pg.sample(*pg.positions()[4])
     assert value == pytest.approx(float(pg.x[5, 2])) and sum(t[2] for t in terms) == pytest.approx(1.0)
-    # choosing a tap shows its own offset again
+    # choosing a tap shows its own offset and mask again: tap 0 kept what it was given while
+    # tap 4 moved, and tap 4 kept (1, -2)
     pg.select(tap=0)
-    assert (pg.controls["dy"].value, pg.controls["dx"].value) == tuple(pg.offsets[0])
+    c = pg.controls
+    assert (c["dy"].value, c["dx"].value, c["mask"].value) == pytest.approx(tap0, abs=1e-9)
+    pg.select(tap=4)
+    assert (c["dy"].value, c["dx"].value, c["mask"].value) == pytest.approx((1.0, -2.0, 1.0), abs=1e-9)
 
 
 def test_benchmark_shape():
