@@ -29,61 +29,31 @@ Named experiments (sets of runs, measured and recorded in ``data/results/``; see
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import sys
 
-from dalign_nb.config import PROFILES, get_profile
+from dalign_nb.config import PROFILES, get_profile, parse_value
+from dalign_nb.data import DatasetNotFoundError
 from dalign_nb.train import run_dir, train
 
 EXIT_CODES = {"done": 0, "stopped": 0, "SIGINT": 130, "SIGTERM": 143}
 
 
-def _value(text: str):
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return None if text == "None" else text
-
-
-def _nested(path: str, value) -> dict:
-    """``"model.alignment.kind", "flow"`` -> ``{"model": {"alignment": {"kind": "flow"}}}``."""
-    for key in reversed(path.split(".")):
-        value = {key: value}
-    return value
-
-
-def _merge(into: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into
-
-
 def _overrides(profile, args):
-    fields = profile.flat()  # "model.alignment.kind", "train.lr", ...
-    sets = [item.partition("=") for item in args.set or []]
-    for key, sep, _ in sets:
-        if not sep or key not in fields or key in ("name", "description"):
+    """The profile with ``--set FIELD=VALUE`` and the named flags applied (``config.with_overrides``)."""
+    changes = {}
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep or key in ("name", "description"):
             raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of the profile's dotted fields, "
-                             f"e.g. train.lr or model.alignment.kind; got {key + sep!r}; fields: "
-                             f"{sorted(k for k in fields if '.' in k)}")
-    changes = {key: _value(value) for key, _, value in sets}
+                             f"e.g. train.lr or model.alignment.kind; got {item!r}")
+        changes[key] = parse_value(value)
     for flag, key in (("alignment", "model.alignment.kind"), ("num_offsets", "model.alignment.num_offsets"),
                       ("backend", "model.alignment.backend"), ("batch_size", "data.batch_size"),
-                      ("seed", "train.seed")):
+                      ("seed", "train.seed"), ("iters", "train.total_iter")):
         if getattr(args, flag) is not None:
             changes[key] = getattr(args, flag)
-    if args.iters is not None:
-        changes["train.total_iter"] = args.iters
-        if len(profile.train.periods) == 1 and "train.periods" not in changes:
-            changes["train.periods"] = (args.iters,)
-    nested = {}
-    for key, value in changes.items():
-        _merge(nested, _nested(key, value))
-    return profile.replace(**nested)
+    return profile.with_overrides(changes)
 
 
 def _train(argv) -> int:
@@ -120,8 +90,12 @@ def _train(argv) -> int:
             print(f"{key} = {value!r}")
         return 0
     out = args.out or run_dir(profile)
-    res = train(profile, out, resume=not args.fresh, stop_at=args.stop_at, device=args.device,
-                progress=not args.no_progress)
+    try:
+        res = train(profile, out, resume=not args.fresh, stop_at=args.stop_at, device=args.device,
+                    progress=not args.no_progress)
+    except DatasetNotFoundError as exc:  # what to download and where to put it, in one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", 0)) != 0:  # torchrun: one summary
         return EXIT_CODES.get(res.status, 1)
     val = res.final_val()

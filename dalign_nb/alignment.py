@@ -29,12 +29,15 @@ The modules, in the paper's words:
   as in BasicVSR++ (Chan et al., CVPR 2022), the successor built on this paper's findings.
 
 ``AlignmentConfig`` (a frozen dataclass) names one of them; ``build_alignment`` makes it.
+``zero_offsets(model)`` holds every alignment module of a model at zero offsets (does the
+model use its alignment at all?).
 Under autocast every module predicts its offsets and masks, and warps, in float32
 (``ops.predict_offsets``); only the feature convolutions around them run in half precision.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -64,6 +67,7 @@ __all__ = [
     "FlowGuidedAlignment",
     "ImageAlignment",
     "build_alignment",
+    "zero_offsets",
 ]
 
 ALIGNMENT_KINDS = ("dcn", "decomposed", "flow", "image", "flow_guided")
@@ -297,6 +301,31 @@ class AlignmentConfig:
             return self.kernel_size ** 2
         return self.num_offsets if self.kind == "decomposed" else 1
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the module predicts modulation masks (DCNv2, Eq. 7): ``modulated`` kinds with
+        an offset branch of BasicSR's ``o1, o2, mask`` split; "flow" and "image" have none."""
+        return self.modulated and self.kind in ("dcn", "decomposed", "flow_guided")
+
+    @property
+    def kernel_grid_size(self) -> int | None:
+        """k when the offsets start on the k x k kernel grid ``p_k`` (Eq. 1: the module samples at
+        ``p + p_k + dp_k``): "dcn", "flow_guided" and "decomposed" with ``grid``; else None
+        (samples at ``p + dp_n``, Remark 1)."""
+        on_grid = self.kind in ("dcn", "flow_guided") or (self.kind == "decomposed" and self.grid)
+        return self.kernel_size if on_grid else None
+
+    def num_groups(self, deformable_groups: int) -> int:
+        """G, the deformable groups the module uses in a model of ``deformable_groups``: the
+        model's for "dcn", "decomposed", "flow_guided"; 1 for "flow" and "image" (G = N = 1)."""
+        return deformable_groups if self.kind in ("dcn", "decomposed", "flow_guided") else 1
+
+    def channel_split(self, deformable_groups: int) -> tuple[int, int]:
+        """``(offset channels 2*G*N, mask channels G*N or 0)`` of the offset branch ``conv_offset``,
+        offsets first (BasicSR's ``o1, o2, mask = chunk(3)``)."""
+        gn = self.num_groups(deformable_groups) * self.offsets_per_group
+        return 2 * gn, gn if self.has_masks else 0
+
     def __post_init__(self):
         if self.grid and (self.kind != "decomposed" or self.num_offsets != self.kernel_size ** 2):
             raise ValueError(f"grid=True is for kind='decomposed' with num_offsets = kernel_size**2, "
@@ -327,3 +356,45 @@ def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups:
         return ImageAlignment(num_feat, c.backend)
     return FlowGuidedAlignment(num_feat, c.kernel_size, deform_groups, c.modulated,
                                c.max_residue_magnitude, c.backend)
+
+
+def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
+    """Every alignment module's offset branch ``conv_offset`` and how many of its leading output
+    channels are offsets (the rest, the last third with masks, BasicSR's ``o1, o2, mask``)."""
+    out = []
+    for m in model.modules():
+        conv = getattr(m, "conv_offset", None)
+        if not (isinstance(conv, nn.Conv2d) and hasattr(m, "align")):
+            continue
+        if isinstance(m, FlowGuidedAlignment):
+            raise ValueError("flow-guided offsets are the flow plus a residue: zeroing the "
+                             "branch does not zero the offsets")
+        n = conv.out_channels
+        out.append((conv, n - n // 3 if getattr(m, "modulated", False) else n))
+    if not out:
+        raise ValueError("the model has no alignment module with an offset branch (conv_offset)")
+    return out
+
+
+@contextlib.contextmanager
+def zero_offsets(model: nn.Module):
+    """Inside the block, every alignment module of ``model`` samples its input at zero offsets.
+
+    The offset rows of each offset branch's weight and bias (``conv_offset``) are set to zero
+    and restored, bit for bit, on leaving; modulation masks are kept. The model then fuses
+    unaligned neighbours (a DCN becomes a plain convolution): comparing its PSNR with the
+    trained model's says whether alignment is used at all.
+    """
+    saved = []
+    with torch.no_grad():
+        for conv, rows in _offset_branches(model):
+            params = [p for p in (conv.weight, conv.bias) if p is not None]
+            saved += [(p, p[:rows].clone()) for p in params]
+            for p in params:
+                p[:rows] = 0
+    try:
+        yield model
+    finally:
+        with torch.no_grad():
+            for p, rows in saved:
+                p[: len(rows)] = rows

@@ -17,10 +17,12 @@ The model is described by the model's own config, ``EDVRConfig`` (with its
 ``AlignmentConfig``), and built one way: ``EDVR.from_config(profile.model)``.
 
 ``DALIGN_PROFILE`` is the only environment variable the project reads for it
-(``profile_name()``); change fields with ``Profile.replace`` (nested dicts reach nested
-configs) or ``dataclasses.replace``::
+(``profile_name()``); change fields by their dotted names with ``with_overrides`` (what
+``--set`` and the experiments' conditions use), or with ``Profile.replace`` (nested dicts reach
+nested configs)::
 
     p = get_profile("quick")
+    p = p.with_overrides({"train.total_iter": 50, "model.alignment.kind": "decomposed"})
     p = p.replace(train={"total_iter": 50}, model={"alignment": {"kind": "decomposed", "num_offsets": 1}})
 
 Resuming a run with a changed profile (``dalign_nb.train``): only the fields in
@@ -32,9 +34,11 @@ batch and patch size, seed, ...; the objective) is refused, naming the field
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.models.edvr import EDVRConfig
@@ -48,7 +52,9 @@ __all__ = [
     "Profile",
     "TrainConfig",
     "get_profile",
+    "parse_value",
     "profile_name",
+    "with_overrides",
 ]
 
 ENV_VAR = "DALIGN_PROFILE"
@@ -178,6 +184,39 @@ def _replace(obj, changes: dict):
     return dataclasses.replace(obj, **{**changes, **nested})
 
 
+def parse_value(text: str):
+    """A field's value as typed on a command line (``--set``, ``--option``): a Python literal
+    (``2e-4``, ``False``, ``(600,)``, ``None``, ``'flow'``), else the text itself (``flow``)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
+    """``profile`` with fields changed by their dotted names: ``{"train.lr": 2e-4,
+    "model.alignment.kind": "flow"}`` -- the one implementation behind ``--set``, experiment
+    conditions and notebooks. An unknown name is refused, naming it. A changed
+    ``train.total_iter`` brings a single-period schedule (``train.periods``) along unless
+    ``train.periods`` is given too."""
+    overrides, fields = dict(overrides), profile.flat()
+    unknown = [key for key in overrides if key not in fields]
+    if unknown:
+        raise ValueError(f"the profile has no field {unknown[0]!r}; fields: "
+                         f"{sorted(k for k in fields if '.' in k)}")
+    if "train.total_iter" in overrides and "train.periods" not in overrides \
+            and len(profile.train.periods) == 1:
+        overrides["train.periods"] = (overrides["train.total_iter"],)
+    nested: dict = {}
+    for key, value in overrides.items():
+        *path, last = key.split(".")
+        inner = nested
+        for part in path:
+            inner = inner.setdefault(part, {})
+        inner[last] = value
+    return profile.replace(**nested) if nested else profile
+
+
 def _flat(obj, prefix: str = "") -> dict:
     """A config as ``{"train.lr": 4e-4, "model.alignment.kind": "dcn", ...}``."""
     out = {}
@@ -226,11 +265,23 @@ class Profile:
         """Every field under its dotted path, e.g. ``"model.alignment.kind"``."""
         return _flat(self)
 
+    def with_overrides(self, overrides: dict[str, Any]) -> Profile:
+        """This profile with fields changed by their dotted names (``with_overrides``)."""
+        return with_overrides(self, overrides)
+
+    def changes_from(self, saved: Profile) -> tuple[list[str], list[str]]:
+        """The dotted fields in which this profile differs from ``saved``, split by the resume rule:
+        ``(conflicts, resumable)`` -- fields a resumed run may not change (the model, the data
+        order, the objective: another run), and those in ``RESUMABLE`` it may (the schedule,
+        logging, validation); ``description`` is not compared."""
+        mine, theirs = self.flat(), saved.flat()
+        diff = sorted(k for k in mine.keys() | theirs.keys()
+                      if k != "description" and mine.get(k) != theirs.get(k))
+        return [k for k in diff if k not in RESUMABLE], [k for k in diff if k in RESUMABLE]
+
     def resume_conflicts(self, saved: Profile) -> list[str]:
         """Dotted names of the fields that differ from ``saved`` and may not change on resume."""
-        mine, theirs = self.flat(), saved.flat()
-        return sorted(k for k in mine.keys() | theirs.keys()
-                      if k not in RESUMABLE and mine.get(k) != theirs.get(k))
+        return self.changes_from(saved)[0]
 
     @classmethod
     def from_dict(cls, d: dict) -> Profile:

@@ -1,4 +1,5 @@
-"""Metrics: image quality (PSNR, SSIM, the bicubic baseline) and offset analysis (Sec. 4).
+"""Metrics: image quality (PSNR, SSIM, the bicubic baseline) and offset analysis (Sec. 4), and
+the ROC AUC of a per-pixel score as a detector (of occlusion, of misses: ``roc_auc``).
 
 Conventions (shared by the trainer, the experiments and the viewers):
 
@@ -31,6 +32,7 @@ from .data.degrade import imresize
 
 __all__ = [
     "bicubic_baseline",
+    "bilinear_base",
     "closest_offset",
     "offset_diversity",
     "offset_flow_distance",
@@ -38,6 +40,7 @@ __all__ = [
     "psnr",
     "quantize",
     "rgb_to_y",
+    "roc_auc",
     "share_within",
     "ssim",
 ]
@@ -201,3 +204,24 @@ def pearson_r(x, y) -> float:
                          f"and {b.numel()}")
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).sum() / (a.norm() * b.norm()))
+
+
+def roc_auc(scores, labels) -> float:
+    """Area under the ROC curve of ``scores`` as a detector of ``labels`` (True: positive).
+
+    The Mann-Whitney form, with ties at their average rank: ``AUC = (R+ - n+ (n+ + 1) / 2) /
+    (n+ n-)``, ``R+`` the sum of the positives' ranks among all scores (1 = lowest): the
+    probability that a random positive scores above a random negative, ties counting half.
+    0.5: no better than chance; below 0.5: the positives score lower. NaN without both classes.
+    """
+    x = np.asarray(scores, dtype=float).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"scores and labels must have the same size, got {x.size} and {y.size}")
+    pos, neg = int(y.sum()), int((~y).sum())
+    if pos == 0 or neg == 0:
+        return math.nan
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # a tie group of c values at ranks end - c + 1 .. end
+    ranks = (ends - (counts - 1) / 2)[inverse]  # average rank of each score
+    return float((ranks[y].sum() - pos * (pos + 1) / 2) / (pos * neg))

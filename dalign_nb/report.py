@@ -4,7 +4,7 @@ Every analysis notebook (05-09) prints, per trend of the paper, one line: the pa
 ours with its spread, and a verdict that follows from the numbers by one rule, written here
 once:
 
-* a **difference** between two conditions (seed for seed, ``experiments.paired``) is
+* a **difference** between two conditions (seed for seed, ``paired``) is
   *reproduced* when its 95 % confidence interval (Student's t over the seeds' differences)
   excludes zero on the paper's side, *contradicted* when it excludes zero on the other side,
   and *inconclusive (within noise)* otherwise; with fewer than ``MIN_SEEDS`` seeds there is no
@@ -48,8 +48,8 @@ def stats(values) -> dict:
 
 
 def mean_sd(s: dict, digits: int = 2, percent: bool = False, signed: bool = False) -> str:
-    """``"27.57 ± 0.07"`` from a dict with mean, std and n (``stats``, ``experiments.summarize``,
-    ``experiments.paired``); no spread shown for a single value. ``percent`` scales by 100."""
+    """``"27.57 ± 0.07"`` from a dict with mean, std and n (``stats``, ``summarize``,
+    ``paired``); no spread shown for a single value. ``percent`` scales by 100."""
     k = 100.0 if percent else 1.0
     sign = "+" if signed else ""
     text = f"{k * s['mean']:{sign}.{digits}f}"
@@ -59,7 +59,7 @@ def mean_sd(s: dict, digits: int = 2, percent: bool = False, signed: bool = Fals
 
 
 def difference_verdict(d: dict, expected_sign: int = 1, min_seeds: int = MIN_SEEDS) -> str:
-    """The verdict on a seed-for-seed difference ``d`` (``experiments.paired``) whose sign the
+    """The verdict on a seed-for-seed difference ``d`` (``paired``) whose sign the
     paper predicts (``expected_sign`` +1: the condition beats the baseline)."""
     if d["n"] < min_seeds:
         return f"inconclusive: {d['n']} seed(s), a spread needs {min_seeds}"
@@ -107,3 +107,33 @@ def correlation_interval(r: float, n: int, z: float = 1.96) -> tuple[float, floa
         return r, r
     h = z / math.sqrt(n - 3)
     return math.tanh(math.atanh(r) - h), math.tanh(math.atanh(r) + h)
+
+
+def _get(result: dict, key: str):
+    """The value at a dotted ``key`` of a result dict: ``"measures.offsets_vs_flow.psnr"``."""
+    for part in key.split("."):
+        result = result[part]
+    return result
+
+
+def summarize(results: list[dict], key: str) -> dict[str, dict]:
+    """Per condition, ``stats`` of a dotted ``key`` over its seeds (the standard deviation of one
+    seed is NaN: no spread) and the ``seeds``:
+    ``summarize(load_results("fig5"), "measures.offsets_vs_flow.within_1px")``."""
+    by_condition: dict[str, list] = {}
+    for r in results:
+        by_condition.setdefault(r["condition"], []).append((r["seed"], _get(r, key)))
+    return {cond: {**stats(v for _, v in pairs), "seeds": [s for s, _ in pairs]}
+            for cond, pairs in by_condition.items()}
+
+
+def paired(results: list[dict], key: str, condition: str, baseline: str) -> dict:
+    """Seed for seed, ``condition`` minus ``baseline`` of a dotted ``key`` over the seeds both
+    have (same initial weights and batches; only the conditions' fields differ): ``stats`` of the
+    differences (NaN spread with one seed, NaN mean with none) and the ``seeds``.
+    ``paired(load_results("fig5"), "measures.offsets_vs_flow.psnr", "aligning", "sr_only")``."""
+    by = {(r["condition"], r["seed"]): _get(r, key) for r in results}
+    seeds = sorted(s for c, s in by if c == condition and (baseline, s) in by)
+    if not seeds:
+        return {"mean": math.nan, "std": math.nan, "n": 0, "values": [], "seeds": []}
+    return {**stats(by[condition, s] - by[baseline, s] for s in seeds), "seeds": seeds}

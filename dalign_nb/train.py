@@ -177,10 +177,10 @@ class _Run:
         _seed_everything(self.cfg.seed)  # model initialisation
         self.model = (model if model is not None else EDVR.from_config(profile.model)).to(self.device)
         self.history = _new_history(profile, self.dist.world, self.device)
-        self._start_from(self.cfg.pretrained, given_model=model is not None)
-        if train_set is None:
+        if train_set is None:  # first: a missing dataset is the one thing to say
             train_set, built_val = build_data(profile)
             val_set = built_val if val_set is None else val_set
+        self._start_from(self.cfg.pretrained, given_model=model is not None)
         self.train_set, self.val_set = train_set, val_set
         self.amp_dtype = self._amp_dtype()
         if self.cfg.channels_last:

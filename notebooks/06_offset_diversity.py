@@ -48,10 +48,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dalign_nb import data, experiments, flow, metrics, paper, report, viz
+from dalign_nb import analysis, data, experiments, flow, metrics, paper, report, viz
 from dalign_nb.config import profile_name
 from dalign_nb.data import SceneConfig
-from dalign_nb.metrics import offset_diversity, offset_flow_distance, pearson_r
+from dalign_nb.metrics import pearson_r
 from dalign_nb.paper import format_table
 from dalign_nb.train import run_dir, train
 
@@ -366,28 +366,22 @@ for n in NS[1:]:
 models = {n: experiments.load_model("fig9", f"n{n}-s0", RESULTS_DIR, device=DEVICE) for n in (1, 15)}
 T = models[1].num_frame
 C, K = T // 2, T // 2 + 1  # the reference and the neighbour t+1
-scene = data.validation_clips("synthetic", num_scenes=8, seed=0,
-                              scene_config=SceneConfig(height=256, width=256, num_frames=T))[3]
-aux = {}
-with torch.no_grad():
-    for n, m in models.items():
-        out, a = m(scene.lq[None].to(DEVICE), return_aux=True)
-        aux[n] = {"out": metrics.quantize(out[0].float().cpu()), "offsets": a["offsets"]["l1"][0, K].float().cpu(),
-                  "aligned": a["aligned"]["l1"][0].float().cpu()}  # offsets (2N, h, w) (dy, dx)
-exact = scene.flow[K].float()  # (2, h, w), (u, v), centre -> t+1
-visible = ~scene.occlusion[K]
-o15 = aux[15]["offsets"]
-dist = offset_flow_distance(o15[None], exact[None], norm="l1")[0]  # (15, h, w)
-order = dist[:, visible].mean(1).argsort()
+config = SceneConfig(height=256, width=256, num_frames=T)
+scene = data.validation_clips("synthetic", num_scenes=8, seed=0, scene_config=config)[3]
+frames = analysis.clip_frames(data.get_clips("synthetic", "test", num_scenes=8, seed=0, scene_config=config)[3], T)
+outputs = {n: analysis.model_outputs(m, frames) for n, m in models.items()}  # what the viewers show
+aux = {n: {"out": metrics.quantize(o.output), "aligned": o.aligned["l1"]} for n, o in outputs.items()}
+a15 = analysis.analyse_offsets(outputs[15], frames, K, "l1")  # t+1's 15 offsets beside the exact flow
+exact, visible = a15.flow, ~a15.occlusion  # (2, h, w) (u, v) centre -> t+1; (h, w)
 vmax = float(exact.norm(dim=0).max())
 fig, axes = plt.subplots(3, 6, figsize=(15, 7.6), layout="constrained")
 for i, ax in enumerate(axes[:, :5].flat):
-    j = int(order[i])
-    ax.imshow(flow.flow_to_color(o15.view(15, 2, *o15.shape[-2:])[j].flip(0).permute(1, 2, 0), vmax))
-    ax.set(title=f"offset {j}: ℓ1 {dist[j][visible].mean():.2f} px", xticks=[], yticks=[])
+    j = int(a15.order[i])
+    ax.imshow(flow.flow_to_color(a15.offsets[j].flip(0).permute(1, 2, 0), vmax))
+    ax.set(title=f"offset {j}: ℓ1 {a15.mean_distance[i]:.2f} px", xticks=[], yticks=[])
 axes[0, 5].imshow(flow.flow_to_color(exact.permute(1, 2, 0), vmax))
 axes[0, 5].set(title="exact flow t → t+1", xticks=[], yticks=[])
-im = axes[1, 5].imshow(offset_diversity(o15[None])[0, 0], cmap="magma")
+im = axes[1, 5].imshow(a15.diversity, cmap="magma")
 fig.colorbar(im, ax=axes[1, 5], fraction=0.046, label="px")
 axes[1, 5].set(title="diversity (sd of 15)", xticks=[], yticks=[])
 viz.show_occlusion(axes[2, 5], scene.lq[C].permute(1, 2, 0), scene.occlusion[K], title="occluded in t+1")

@@ -25,6 +25,7 @@ from dalign_nb import experiments as E
 from dalign_nb.__main__ import main
 from dalign_nb.config import get_profile
 from dalign_nb.data import SceneConfig, validation_clips
+from dalign_nb.experiments import runner
 from dalign_nb.metrics import quantize
 from dalign_nb.models.edvr import EDVR, LEVELS
 
@@ -38,8 +39,23 @@ def test_overrides_follow_dotted_paths_and_bring_the_schedule_along():
     p = E.with_overrides(get_profile("quick"), {"train.total_iter": 7, "model.num_feat": 4,
                                                 "data.patch_size": 8})
     assert (p.train.total_iter, p.train.periods, p.model.num_feat, p.data.patch_size) == (7, (7,), 4, 8)
-    with pytest.raises(ValueError, match="no field 'bogus'"):
+    with pytest.raises(ValueError, match="no field 'train.bogus'"):
         E.with_overrides(p, {"train.bogus": 1})
+
+
+def test_one_override_rule_for_the_command_line_and_the_experiments():
+    """``--set`` text goes through ``parse_value``; a stored profile is another run exactly where
+    the trainer would refuse to resume it."""
+    from dalign_nb.config import parse_value
+
+    assert [parse_value(t) for t in ("2e-4", "False", "(600,)", "None", "flow", "'flow'")] == \
+        [2e-4, False, (600,), None, "flow", "flow"]
+    quick = get_profile("quick")
+    other = quick.with_overrides({"train.total_iter": 50, "model.num_feat": 8, "description": "x"})
+    assert other.changes_from(quick) == (["model.num_feat"], ["train.periods", "train.total_iter"])
+    assert other.resume_conflicts(quick) == ["model.num_feat"]
+    with pytest.raises(ValueError, match="no field 'model.kind'.*'model.alignment.kind'"):
+        quick.with_overrides({"model.kind": "flow"})
 
 
 def test_fig5_plan_is_four_conditions_times_three_seeds_of_a_single_flow():
@@ -159,10 +175,12 @@ def test_offsets_vs_flow_against_the_exact_flow():
     gts = [c.gt[1][None] for c in clips]
     bilinear = [F.interpolate(c.lq[1][None], scale_factor=4, mode="bilinear", align_corners=False)
                 for c in clips]
-    assert res["psnr"] == pytest.approx(np.mean([_psnr(b, g) for b, g in zip(bilinear, gts)]), abs=1e-9)
-    assert res["psnr_zero_offsets"] == pytest.approx(
-        np.mean([_psnr(b + 0.02, g) for b, g in zip(bilinear, gts)]), abs=1e-9)
-    assert res["psnr_gain_over_zero"] == pytest.approx(res["psnr"] - res["psnr_zero_offsets"])
+    aligned = np.mean([_psnr(b, g) for b, g in zip(bilinear, gts)])
+    zero = np.mean([_psnr(b + 0.02, g) for b, g in zip(bilinear, gts)])
+    assert res["psnr"] == pytest.approx(aligned, abs=1e-9)
+    assert res["psnr_zero_offsets"] == pytest.approx(zero, abs=1e-9)
+    assert res["psnr_gain_over_zero"] == pytest.approx(aligned - zero, abs=1e-9) and aligned > zero
+    assert res["psnr_bilinear_base"] == pytest.approx(aligned, abs=1e-9)  # the oracle's output is the base
     far = E.offsets_vs_flow(Oracle(clips, (0.0, 1.5)), get_profile("quick"), num_scenes=2, size=64)
     assert far["within_1px"] == 0.0 and far["epe"] == pytest.approx(1.5, abs=1e-5)
 
@@ -274,8 +292,8 @@ def test_provenance_names_the_code_the_process_started_with(tmp_path, monkeypatc
     """A run ends an hour after it started; commits made meanwhile are not the code it ran."""
     states = iter([{"git_commit": "a" * 40, "git_dirty": False}]
                   + [{"git_commit": "b" * 40, "git_dirty": True}] * 99)
-    monkeypatch.setattr(E, "_git", lambda: next(states))
-    monkeypatch.setattr(E, "_CODE", None)
+    monkeypatch.setattr(runner, "_git", lambda: next(states))
+    monkeypatch.setattr(runner, "_CODE", None)
     status = E.run_experiment("tiny", seeds=[0], runs_dir=tmp_path / "runs", results_dir=tmp_path / "results",
                               progress=False, overrides={"train.total_iter": 2})
     assert status == {"flow-s0": "done"}

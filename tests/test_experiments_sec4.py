@@ -1,4 +1,5 @@
-"""The experiments of Sec. 4 at small scale (Table 1, 3, 4, Fig. 9, 16, 17): their plans as data,
+"""The experiments of Sec. 4 at small scale (Table 1, 3, 4, Fig. 9, 16, 17): what their plans must
+guarantee (paired runs differ only in the compared field, seeds and kept weights),
 the measurements against values computed here by hand, and each experiment end to end through
 the command line in a tiny configuration, run twice (the second run skips every finished run)."""
 
@@ -22,44 +23,17 @@ from dalign_nb.metrics import bicubic_baseline, quantize
 from dalign_nb.models.edvr import EDVR, LEVELS
 from dalign_nb.training.validation import needs_flow
 
-KIND, KERNEL, NUM, MOD, GROUPS = ("model.alignment.kind", "model.alignment.kernel_size",
-                                  "model.alignment.num_offsets", "model.alignment.modulated",
-                                  "model.deformable_groups")
-TV, GRID = "model.alignment.backend", "model.alignment.grid"
-MEAN = {"train.photometric_target": "mean"}
-FIDELITY = {"train.offset_fidelity_weight": 1.0}  # t = 10 is the default threshold
-LR4 = {"train.lr": 4e-3}
+KIND, NUM, MOD = "model.alignment.kind", "model.alignment.num_offsets", "model.alignment.modulated"
+GRID = "model.alignment.grid"
+SEC4 = ("table1", "fig9", "fig16", "table4", "fig17", "table3")
 
-# The schedules every Sec. 4 condition sets (align's 3000 iterations cut, issue 9's budget).
-SCHED = {"train.total_iter": 600, "train.periods": (600,), "train.val_every": 600, "train.ckpt_every": 100}
-TWIN = {"train.total_iter": 200, "train.periods": (200,), "train.val_every": 200, "train.ckpt_every": 100,
-        "train.log_every": 1}
 
-# Per experiment and condition: every field of the align profile that the condition changes.
-PLANS = {
-    "table1": {
-        "dcn-g1-k1": {KIND: "dcn", KERNEL: 1, MOD: False, TV: "torchvision", **MEAN, **TWIN},
-        "decomposed-g1-k1": {KIND: "decomposed", KERNEL: 1, MOD: False, GRID: True, **MEAN, **TWIN},
-        "dcn-g1-k3": {KIND: "dcn", MOD: False, TV: "torchvision", **MEAN, **TWIN},
-        "decomposed-g1-k3": {KIND: "decomposed", NUM: 9, MOD: False, GRID: True, **MEAN, **TWIN}},
-    "fig9": {f"n{n}": {KIND: "decomposed", MOD: False, **MEAN, **SCHED, **({NUM: n} if n > 1 else {})}
-             for n in (1, 5, 15)},
-    "fig16": {f"g4-n{n}": {KIND: "decomposed", MOD: False, GROUPS: 4, **MEAN, **SCHED,
-                           **({NUM: n} if n > 1 else {})} for n in (1, 5)},
-    "table4": {"image_warping": {KIND: "image", **SCHED}},
-    "fig17": {"dcnv2-k3": {KIND: "dcn", **MEAN, **SCHED}},
-    "table3": {
-        "dcn_lr4x": {KIND: "dcn", **MEAN, **LR4, **SCHED},
-        "dcn_fidelity_lr4x": {KIND: "dcn", **MEAN, **FIDELITY, **LR4, **SCHED},
-        "dcn_fidelity": {KIND: "dcn", **MEAN, **FIDELITY, **SCHED},
-        "flow_guided": {KIND: "flow_guided", "model.residual_offsets": False, **MEAN, **SCHED},
-        "n1_lr4x": {KIND: "decomposed", MOD: False, **MEAN, **LR4, **SCHED}},
-}
-SEEDS = {"table1": (0,), "fig9": (0, 1, 2), "fig16": (0,), "table4": (0, 1, 2), "fig17": (0,), "table3": (0,)}
-SEC4 = ("offsets_vs_flow", "diversity", "psnr_real")
-MEASURED = {"table1": SEC4, "fig9": SEC4, "fig16": SEC4, "table4": ("offsets_vs_flow", "psnr_real"),
-            "fig17": (*SEC4, "masks"), "table3": (*SEC4, "masks")}
-KEPT = {"table1": (), "fig9": (0,), "fig16": (), "table4": (0,), "fig17": (0,), "table3": (0,)}
+def _differences(name: str) -> dict[str, set]:
+    """Per condition of experiment ``name`` (seed 0), the fields in which it differs from the
+    experiment's first condition."""
+    runs = {r.condition: r.profile.flat() for r in E.plan(name, seeds=[0])}
+    first = next(iter(runs.values()))
+    return {c: {k for k, v in flat.items() if v != first[k]} for c, flat in runs.items()}
 
 
 def test_runs_that_another_experiment_already_has_are_the_same_model_and_training():
@@ -83,19 +57,50 @@ def test_runs_that_another_experiment_already_has_are_the_same_model_and_trainin
 # --------------------------------------------------------------------------- plans
 
 
-@pytest.mark.parametrize("name", PLANS)
-def test_plan_changes_exactly_these_fields_of_the_align_profile(name):
-    align = get_profile("align").flat()
-    runs = E.plan(name)
-    assert [r.name for r in runs] == [f"{c}-s{s}" for c in PLANS[name] for s in SEEDS[name]]
-    for r in runs:
-        flat = r.profile.flat()
-        changed = {k: v for k, v in flat.items() if v != align[k] and k != "train.seed"}
-        assert (r.profile.name, changed) == ("align", PLANS[name][r.condition]), r.name
-        assert r.profile.train.seed == r.seed
-    exp = E.EXPERIMENTS[name]
-    assert (exp.measures, exp.keep_weights) == (MEASURED[name], KEPT[name])
-    assert all(set(exp.options.get(m, {})) <= {"num_scenes", "size", "frames_per_clip"} for m in exp.measures)
+@pytest.mark.parametrize("name", SEC4)
+def test_every_run_is_a_condition_on_align_with_its_seed_and_one_schedule(name):
+    """Conditions x seeds on the align profile (where offsets learn), the seed in the profile,
+    one schedule per experiment (cosine over the whole run), validation at its end."""
+    exp, runs = E.EXPERIMENTS[name], E.plan(name)
+    assert [r.name for r in runs] == [f"{c.name}-s{s}" for c in exp.conditions for s in exp.seeds]
+    assert all(r.profile.name == "align" and r.profile.train.seed == r.seed for r in runs)
+    ((total, periods, val_every),) = {(r.profile.train.total_iter, r.profile.train.periods,
+                                       r.profile.train.val_every) for r in runs}
+    assert periods == (total,) and val_every == total == (200 if name == "table1" else E.SEC4_ITERS)
+    assert all(r.profile.train.photometric_weight > 0 for r in runs)  # align's warping loss stays on
+
+
+def test_paired_conditions_differ_only_in_what_they_compare():
+    """A seed-for-seed difference means something only when the two runs differ in the compared
+    field alone (the same seed then gives the same batches)."""
+    assert _differences("fig9") == {"n1": set(), "n5": {"model.alignment.num_offsets"},
+                                    "n15": {"model.alignment.num_offsets"}}
+    fig16 = {c: r.profile.flat() for c, r in zip(("g4-n1", "g4-n5"), E.plan("fig16"))}
+    fig9 = {c: r.profile.flat() for c, r in zip(("n1", "n5"), E.plan("fig9", seeds=[0])[:2])}
+    for g4, g1 in (("g4-n1", "n1"), ("g4-n5", "n5")):
+        assert {k for k, v in fig16[g4].items() if v != fig9[g1][k]} == {"model.deformable_groups"}
+    twins = _differences("table1")  # a DCN on torchvision's op and its decomposition on the grid
+    assert twins["decomposed-g1-k1"] == {KIND, "model.alignment.backend", GRID}
+    assert twins["decomposed-g1-k3"] - twins["dcn-g1-k3"] == {KIND, "model.alignment.backend", GRID, NUM}
+    dcn = E.plan("fig17")[0].profile.flat()
+    table3 = {r.condition: r.profile.flat() for r in E.plan("table3")}
+    changed = {c: {k for k, v in f.items() if v != dcn[k]} for c, f in table3.items() if c.startswith("dcn")}
+    assert changed == {
+        "dcn_lr4x": {"train.lr"}, "dcn_fidelity": {"train.offset_fidelity_weight"},
+        "dcn_fidelity_lr4x": {"train.lr", "train.offset_fidelity_weight"}}
+    assert table3["dcn_lr4x"]["train.lr"] == 4 * dcn["train.lr"]
+
+
+def test_seeds_and_kept_weights_are_what_the_notebooks_need():
+    """A verdict over seeds needs report.MIN_SEEDS of them (fig9, table4); Fig. 6-8, 15, 18, 19
+    load seed 0's models."""
+    from dalign_nb.report import MIN_SEEDS
+
+    ex = E.EXPERIMENTS
+    assert len(ex["fig9"].seeds) >= MIN_SEEDS and ex["table4"].seeds == ex["fig9"].seeds
+    assert all(0 in ex[n].keep_weights for n in ("fig9", "table4", "fig17", "table3"))
+    assert all("masks" in ex[n].measures for n in ("fig17", "table3"))
+    assert all({"offsets_vs_flow", "psnr_real"} <= set(ex[n].measures) for n in SEC4)
 
 
 def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
@@ -150,7 +155,10 @@ def test_offsets_vs_flow_skips_the_zero_offset_psnr_of_flow_guided_alignment():
     res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
     assert res["within_1px"] == 1.0 and res["epe"] == pytest.approx(0.0, abs=1e-5)
     assert res["psnr_zero_offsets"] is None and res["psnr_gain_over_zero"] is None
-    assert math.isfinite(res["psnr"]) and res["psnr_per_scene"]["zero_offsets"] == []
+    assert res["psnr_per_scene"]["zero_offsets"] == []
+    # an untrained EDVR (zero_init_output) returns its bilinear base: the same PSNR, below bicubic
+    assert res["psnr"] == pytest.approx(res["psnr_bilinear_base"], abs=1e-4)
+    assert res["psnr_bilinear_base"] < res["psnr_bicubic"]
 
 
 # --------------------------------------------------------------------------- ROC AUC
@@ -304,16 +312,18 @@ def test_psnr_real_by_hand_on_a_held_out_clip():
     model = EDVR.from_config(profile.model).eval()
     res = E.psnr_real(model, profile, clips=("carphone/shot0",), frames_per_clip=2)
     clip = next(c for c in get_clips("bundled", "test") if c.name == "carphone/shot0")
-    ours, bicubic = [], []
+    ours, bicubic, base = [], [], []
     with torch.no_grad():
         for c in (1, len(clip) - 2):  # the first and last centres with a neighbour on each side
             lq = torch.stack([_frames(clip.lr(i)) for i in (c - 1, c, c + 1)])[None]  # (1, 3, 3, h, w)
             gt = _frames(clip.hr(c))[None].double()
-            for scores, est in ((ours, model(lq)), (bicubic, bicubic_baseline(lq[:, 1]))):
+            bilinear = F.interpolate(lq[:, 1], scale_factor=4, mode="bilinear", align_corners=False)
+            for scores, est in ((ours, model(lq)), (bicubic, bicubic_baseline(lq[:, 1])), (base, bilinear)):
                 scores.append(-10 * math.log10(float(((quantize(est).double() - gt) ** 2).mean())))
     assert res["num_frames"] == 2 and list(res["per_clip"]) == ["carphone/shot0"]
     assert res["psnr"] == pytest.approx(np.mean(ours), abs=1e-9)
     assert res["psnr_bicubic"] == pytest.approx(np.mean(bicubic), abs=1e-9)
+    assert res["psnr_bilinear_base"] == pytest.approx(np.mean(base), abs=1e-9)
     assert res["psnr_gain_over_bicubic"] == pytest.approx(np.mean(ours) - np.mean(bicubic), abs=1e-9)
     with pytest.raises(ValueError, match="no held-out clip"):
         E.psnr_real(model, profile, clips=("nope",))
@@ -359,9 +369,10 @@ def _forward_and_loss(profile) -> float:
     return photometric_warping_loss(x, aux["offsets"], 1, target=cfg.photometric_target, num_offsets=n).item()
 
 
-@pytest.mark.parametrize("name", PLANS)
+@pytest.mark.parametrize("name", SEC4)
 def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys, torch_threads):
-    only = ONLY.get(name, tuple(PLANS[name]))
+    exp = E.EXPERIMENTS[name]
+    only = ONLY.get(name, tuple(c.name for c in exp.conditions))
     names = [f"{c}-s0" for c in only]
     args = ["experiment", name, *_tiny_args(tmp_path), "--only", *names]
     assert main(args) == 0
@@ -370,7 +381,7 @@ def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys
     assert sorted(p.stem for p in folder.glob("*.json")) == sorted(names), out
     for run in names:
         res = json.loads((folder / f"{run}.json").read_text())
-        assert set(res["measures"]) == set(MEASURED[name]) and res["num_params"] > 0
+        assert set(res["measures"]) == set(exp.measures) and res["num_params"] > 0
         assert res["provenance"]["profile"]["name"] == "quick" and res["train"]["iterations"] == 1
         assert res["provenance"]["measure_options"]["offsets_vs_flow"] == {"num_scenes": 1, "size": 32}
         entry = res["train"]["curve"][-1]
@@ -378,9 +389,9 @@ def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys
         assert "overflow" in res["train"]
         gain = res["measures"]["offsets_vs_flow"]["psnr_gain_over_zero"]
         assert (gain is None) == run.startswith("flow_guided")
-        if "masks" in MEASURED[name]:  # None for a condition without masks (table3's n1_lr4x)
+        if "masks" in exp.measures:  # None for a condition without masks (table3's n1_lr4x)
             assert (res["measures"]["masks"] is None) == run.startswith("n1_"), run
-        assert (folder / "weights" / f"{run}.pt").exists() == (0 in KEPT[name])
+        assert (folder / "weights" / f"{run}.pt").exists() == (0 in exp.keep_weights)
     before = {p.name: p.read_bytes() for p in folder.glob("*.json")}
     assert main(args) == 0
     assert capsys.readouterr().out.count("finished, skipped") == len(names)

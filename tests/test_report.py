@@ -56,3 +56,21 @@ def test_correlation_interval_is_fishers_z():
     assert -0.98 < lo < -0.97 and -0.60 < hi < -0.58
     assert report.correlation_interval(1.0, 9) == (1.0, 1.0)
     assert all(math.isnan(v) for v in report.correlation_interval(0.5, 3))
+
+
+def test_one_seed_has_no_spread_whichever_way_it_is_summarised():
+    """summarize, paired and stats give the same answer for one seed: the mean, and NaN spread."""
+    rows = [{"condition": c, "seed": 0, "measures": {"psnr": v}} for c, v in (("a", 30.0), ("b", 29.5))]
+    one = report.summarize(rows, "measures.psnr")["a"]
+    d = report.paired(rows, "measures.psnr", "a", "b")
+    assert (one["n"], one["mean"], one["seeds"], d["n"], d["mean"]) == (1, 30.0, [0], 1, 0.5)
+    assert math.isnan(one["std"]) and math.isnan(d["std"]) and math.isnan(report.stats([30.0])["std"])
+    assert report.mean_sd(one) == "30.00"
+    none = report.paired(rows, "measures.psnr", "a", "c")
+    assert none["n"] == 0 and math.isnan(none["mean"])
+
+
+def test_summarize_is_stats_per_condition():
+    rows = [{"condition": "a", "seed": s, "m": v} for s, v in ((0, 1.0), (1, 2.0), (2, 4.0))]
+    assert report.summarize(rows, "m") == {"a": {**report.stats([1.0, 2.0, 4.0]), "seeds": [0, 1, 2]}}
+    assert report.summarize(rows, "m")["a"]["std"] == pytest.approx(math.sqrt(7 / 3))

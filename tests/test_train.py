@@ -406,7 +406,12 @@ def test_evaluate_passes_flows_only_to_models_that_take_them():
     data = TinyPatches()
     samples = [{**s, "flow": torch.zeros(3, 2, 16, 16)} for s in data.val()]
     res = evaluate(_NoFlowModel(), samples)  # flows present, the model takes none
-    assert res["num_frames"] == 2 and 5 < res["psnr"] < 60
+    ref = []  # the model: the centre frame, each pixel repeated 4 x 4, rounded to 8 bits
+    for s in samples:
+        up = s["lq"][1].repeat_interleave(4, -1).repeat_interleave(4, -2).permute(1, 2, 0).double().numpy()
+        ref.append(peak_signal_noise_ratio(s["gt"].permute(1, 2, 0).double().numpy(),
+                                           np.round(np.clip(up, 0, 1) * 255) / 255, data_range=1.0))
+    assert res["num_frames"] == 2 and res["psnr"] == pytest.approx(np.mean(ref), abs=1e-6)
     flow_guided = EDVR.from_config(dataclasses.replace(tiny_profile().model, alignment="flow_guided"))
     with pytest.raises(ValueError, match="takes flows"):
         evaluate(flow_guided, data.val())
@@ -455,8 +460,9 @@ class TinyPatchesWithFlow(TinyPatches):
 
 
 def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
-    """With lr = 0 the model never changes, so the logged losses of two runs differ exactly by
-    the weighted warping loss: present for the first ``photometric_until`` iterations, then 0."""
+    """With lr = 0 the model never changes, so the logged losses of two runs differ by the
+    weighted warping loss: present for the first ``photometric_until`` iterations, then 0 up to
+    float rounding (the two runs' sums are not bit for bit the same; the term is above 1e-3)."""
     logged = {}
     for weight in (0.0, 0.5):
         p = tiny_profile(4, log_every=1, lr=0.0, photometric_weight=weight, photometric_until=2,
@@ -469,7 +475,7 @@ def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
     diff = [a - b for a, b in zip(logged[0.5], logged[0.0])]
     assert [t["photometric"] for t in terms[:2]] == pytest.approx(diff[:2], rel=1e-5)
     assert min(diff[:2]) > 1e-3  # the random frames differ: the loss is far above sqrt(eps)
-    assert diff[2:] == [0.0, 0.0]
+    assert diff[2:] == pytest.approx([0.0, 0.0], abs=1e-6)
     with pytest.raises(ValueError, match="photometric_levels"):
         tiny_profile(1, photometric_weight=1.0, photometric_levels=("l4",))
 

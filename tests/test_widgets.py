@@ -12,16 +12,14 @@ from PIL import Image
 
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.data import SceneConfig, synthetic_clips
+from dalign_nb.metrics import bilinear_base
 from dalign_nb.models.edvr import build_edvr
 from dalign_nb.widgets import (
     AlignedFeatureViewer,
-    ClipFrames,
     DCNPlayground,
-    ModelOutputs,
     OffsetViewer,
     analyse_offsets,
     clip_frames,
-    forward_backward_occlusion,
     model_outputs,
 )
 
@@ -52,44 +50,6 @@ def constant_offset_model():
 @pytest.fixture(scope="module")
 def viewer(scene):
     return OffsetViewer(constant_offset_model(), scene, pixel=(13, 7))
-
-
-def test_forward_backward_occlusion_by_hand():
-    fw = torch.zeros(1, 2, 6, 8)
-    fw[:, 0] = 2.0  # everything moves 2 px right
-    consistent = forward_backward_occlusion(fw, -fw)[0]
-    # p + (2, 0) leaves the frame in the last two columns; elsewhere the flows cancel exactly
-    assert consistent[:, :6].sum() == 0 and consistent[:, 6:].all()
-    # a backward flow that does not come back: |w_f + w_b|^2 = 16 > 0.01 * (4 + 4) + 0.5
-    assert forward_backward_occlusion(fw, fw)[0].all()
-    # a small disagreement stays under the bound: |0.5|^2 = 0.25 < 0.01 * (4 + 2.25) + 0.5
-    nudged = -fw + torch.tensor([0.5, 0.0]).view(1, 2, 1, 1)
-    assert forward_backward_occlusion(fw, nudged)[0, :, :6].sum() == 0
-
-
-def test_analyse_offsets_by_hand():
-    """Constant offsets against a constant flow: distances, order and diversity by hand."""
-    t, h, w = 3, 8, 8
-    offsets = torch.tensor([[0.0, 0.0], [2.0, 0.0], [1.0, 3.0]])  # (N, 2) as (dy, dx)
-    off = offsets.view(1, 1, 3, 2, 1, 1).expand(t, 1, 3, 2, h, w).clone()
-    masks = torch.rand(t, 1, 3, h, w)
-    flow = torch.zeros(t, 2, h, w)
-    flow[:, 0], flow[:, 1] = 1.0, 2.0  # (u, v): dx = 1, dy = 2
-    occ = torch.zeros(t, h, w, dtype=torch.bool)
-    occ[:, 0] = True
-    frames = ClipFrames("hand", 1, torch.zeros(t, 3, h, w), flow + 0.5, flow, occ, True)
-    outputs = ModelOutputs("decomposed", 1, 3, None, {"l1": off}, {"l1": masks}, {}, [], torch.zeros(3), 0.0)
-    a = analyse_offsets(outputs, frames, 2, "l1", 0)
-    # l1 distances |dx - 1| + |dy - 2|: (0, 0) -> 3, (2, 0) -> 1, (1, 3) -> 3
-    torch.testing.assert_close(a.distance[:, 4, 4], torch.tensor([3.0, 1.0, 3.0]))
-    assert a.order.tolist() == [1, 0, 2]  # stable: offset 0 before offset 2 at equal distance
-    torch.testing.assert_close(a.mean_distance, torch.tensor([1.0, 3.0, 3.0]))
-    # diversity: mean (1, 1); squared deviations 2, 2, 4 -> sqrt(8 / 3)
-    torch.testing.assert_close(a.diversity, torch.full((h, w), (8 / 3) ** 0.5))
-    torch.testing.assert_close(a.flow, flow[2])  # the exact flow is the reference
-    torch.testing.assert_close(a.flow_est, flow[2] + 0.5)
-    assert a.occlusion[0].all() and not a.occlusion[1:].any() and a.scale == 1
-    torch.testing.assert_close(a.masks, masks[2, 0])
 
 
 def test_sampling_positions_and_distances(viewer, scene):
@@ -185,14 +145,17 @@ def test_static_picture_in_the_mime_bundle(viewer):
 def test_model_outputs_of_every_kind(scene, kind, groups, num_offsets):
     torch.manual_seed(0)
     align = AlignmentConfig(kind=kind, num_offsets=num_offsets if kind == "decomposed" else 1)
-    model = build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3)
+    model = build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3, zero_init_output=True)
     frames = clip_frames(scene, 3)
     out = model_outputs(model, frames)
     assert (out.deform_groups, out.num_offsets) == (groups, num_offsets)
     for level, side in (("l3", 8), ("l2", 16), ("l1", 32), ("cascade", 32)):
         assert out.offsets[level].shape == (3, groups, num_offsets, 2, side, side)
         assert out.aligned[level].shape == (3, 16, side, side)
-    assert out.output.shape == (3, 128, 128)
+        if kind != "flow_guided":  # zero-initialised offset branches
+            assert float(out.offsets[level].abs().max()) == 0.0
+    # an untrained EDVR (zero_init_output) returns its bilinear base
+    torch.testing.assert_close(out.output, bilinear_base(frames.lr[1]).clamp(0, 1), atol=1e-6, rtol=0)
     if kind == "flow_guided":  # zero-initialised residual: the offsets are the exact flow itself
         a = analyse_offsets(out, frames, 0, "l1", 1)
         assert float(a.distance.max()) < 1e-5 and float(a.diversity.max()) < 1e-5
@@ -232,7 +195,11 @@ def test_aligned_feature_viewer(scene):
     viewer.select(channel=6)
     assert not np.array_equal(before, viewer.panels["model1"].pixels)
     viewer.select(mean=True, level="l3")
-    assert viewer.maps("N = 1")["aligned"].shape == (8, 8)
+    with torch.no_grad():
+        l3 = models["N = 1"].extract(frames.lr)[2]  # (T, C, 8, 8)
+    maps = viewer.maps("N = 1")
+    torch.testing.assert_close(maps["nbr"], l3[viewer.controls["frame"].value].abs().mean(0))
+    torch.testing.assert_close(maps["ref"], l3[1].abs().mean(0))
     assert "correlation" in viewer.readout.value
 
 
@@ -241,6 +208,7 @@ def test_playground_matches_the_libraries():
     rng = np.random.default_rng(0)
     pg.offsets[:] = np.round(rng.uniform(-2.5, 2.5, (9, 2)), 2)  # some samples fall outside the image
     pg.masks[:] = np.round(rng.uniform(0, 1, 9), 2)
+    tap0 = (float(pg.offsets[0, 0]), float(pg.offsets[0, 1]), float(pg.masks[0]))
     by_hand = pg.contributions().sum()
     ops_y, tv_y = pg.library_outputs()
     assert abs(by_hand - ops_y) < 1e-10 and abs(by_hand - tv_y) < 1e-10
@@ -249,9 +217,13 @@ def test_playground_matches_the_libraries():
     pg.select(dy=1.0, dx=-2.0, mask=1.0)
     value, terms = pg.sample(*pg.positions()[4])
     assert value == pytest.approx(float(pg.x[5, 2])) and sum(t[2] for t in terms) == pytest.approx(1.0)
-    # choosing a tap shows its own offset again
+    # choosing a tap shows its own offset and mask again: tap 0 kept what it was given while
+    # tap 4 moved, and tap 4 kept (1, -2)
     pg.select(tap=0)
-    assert (pg.controls["dy"].value, pg.controls["dx"].value) == tuple(pg.offsets[0])
+    c = pg.controls
+    assert (c["dy"].value, c["dx"].value, c["mask"].value) == pytest.approx(tap0, abs=1e-9)
+    pg.select(tap=4)
+    assert (c["dy"].value, c["dx"].value, c["mask"].value) == pytest.approx((1.0, -2.0, 1.0), abs=1e-9)
 
 
 def test_benchmark_shape():
@@ -266,3 +238,15 @@ def test_benchmark_shape():
     times = _time_interactions(viewer, 1)
     assert set(times) == {"click", "offset slider", "level", "neighbour"}
     assert all(len(v) == 2 and 0 < v[1] <= time.process_time() - start for v in times.values())
+
+
+def test_the_decomposition_on_the_kernel_grid_samples_from_the_grid(scene):
+    """A decomposed model on the kernel grid (Table 1) with zero offsets: the viewer's arrows start
+    and end on the 3 x 3 grid around the pixel, as a DCN's."""
+    torch.manual_seed(0)
+    align = AlignmentConfig(kind="decomposed", num_offsets=9, kernel_size=3, grid=True, modulated=False)
+    model = build_edvr("tiny", alignment=align, deformable_groups=1, num_frame=3)
+    starts, ends = OffsetViewer(model, scene, pixel=(10, 20)).sampling_positions()
+    grid = np.array([(10 + dy, 20 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=float)
+    np.testing.assert_allclose(starts, grid)
+    np.testing.assert_allclose(ends, grid, atol=1e-6)  # zero-initialised offset branch

@@ -1,0 +1,255 @@
+"""The catalogue of experiments: one named experiment per table or figure of the paper.
+
+An ``Experiment`` is a list of conditions (a run name and the profile fields it changes, by
+their dotted names) times a list of seeds; every (condition, seed) is a ``Run`` with its
+complete profile (``plan``). What was cut from the paper's grids to fit the CPU budget is said
+in each description.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+from dalign_nb.config import Profile, get_profile, with_overrides
+
+__all__ = ["EXPERIMENTS", "Condition", "Experiment", "Run", "experiment", "plan"]
+
+
+class Condition(NamedTuple):
+    """A run name and the profile fields it changes, as dotted paths
+    (``{"model.alignment.kind": "flow"}``); ``profile`` names the profile it starts from
+    (None: the experiment's)."""
+
+    name: str
+    overrides: dict = {}
+    profile: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    """Conditions x seeds, the measurements taken after training, the weights kept.
+
+    ``options``: keyword arguments per measurement; ``keep_weights``: seeds whose trained
+    weights are kept (fp16 state dicts) in ``data/results/<experiment>/weights/``.
+    """
+
+    name: str
+    description: str
+    conditions: tuple[Condition, ...]
+    profile: str = "standard"
+    seeds: tuple[int, ...] = (0, 1, 2)
+    measures: tuple[str, ...] = ("offsets_vs_flow",)
+    options: dict = dataclasses.field(default_factory=dict)
+    keep_weights: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of an experiment: ``<condition>-s<seed>`` and its complete profile."""
+
+    experiment: Experiment
+    condition: str
+    seed: int
+    profile: Profile
+
+    @property
+    def name(self) -> str:
+        return f"{self.condition}-s{self.seed}"
+
+
+FLOW = {"model.alignment.kind": "flow"}  # G = N = 1: one learned flow warps the features (Sec. 4.1)
+
+# The small-scale setting in which a G = N = 1 model learns flow-like offsets (issue 8; see
+# config.align): residual offsets across the PCD pyramid and a photometric warping loss.
+ALIGNING_PROFILE = "align"
+SR_ONLY = {"train.photometric_weight": 0.0}  # the SR loss alone: the paper's training signal
+EDVR_PCD = {"model.residual_offsets": False}  # EDVR's own PCD: offset features, not offsets, go up
+# Alignment, round 2 (config.align2): warp-then-estimate + the census term + smoothness
+ROUND2_PROFILE = "align2"
+RGB_TERM = {"train.photometric_penalty": "rgb", "train.smoothness_weight": 0.0}  # align's warping term
+NO_WTE = {"model.warp_then_estimate": False}  # EDVR's estimate from unwarped features (residual kept)
+
+# Shrinks any profile to a model and a run that finish in seconds (tests, smoke runs).
+TINY = {"model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruct_block": 1,
+        "data.patch_size": 8, "data.batch_size": 2, "data.num_scenes": 2, "data.val_clips": 1,
+        "data.val_frames": 1, "train.total_iter": 12, "train.log_every": 2, "train.ckpt_every": 2,
+        "train.val_every": 10**6}  # validation at the end only
+
+# Sec. 4 at small scale (issue 9): every condition on the align profile, where offsets learn.
+MEAN_TARGET = {"train.photometric_target": "mean"}  # the warping loss on each group's mean offset:
+# the N offsets' spread (offset diversity, Sec. 4.2) is left to the SR loss
+SCENES = {"num_scenes": 8, "size": 256}  # held-out synthetic scenes of the offset measurements
+SEC4_OPTIONS = {"offsets_vs_flow": SCENES, "diversity": SCENES, "masks": SCENES,
+                "psnr_real": {"frames_per_clip": 4}}
+SEC4_MEASURES = ("offsets_vs_flow", "diversity", "psnr_real")
+FIDELITY = {"train.offset_fidelity_weight": 1.0, "train.offset_fidelity_threshold": 10.0}  # lambda, t
+# as released (losses.py); against the exact flows of the synthetic training scenes
+LR_4X = {"train.lr": 4e-3}  # 4 x align's 1e-3: meant to provoke offset overflow (Sec. 4.3)
+# Sec. 4's schedule: align's model and data for 600 iterations (cosine over 600) instead of 3000,
+# validation at the end: the whole sweep has to fit a few CPU-hours (issue 9's budget). A named cut:
+# at 600 iterations a G = N = 1 model's offsets have learned part of the motion (fig5 runs 3000).
+SEC4_ITERS = 600
+SEC4_SCHEDULE = {"train.total_iter": SEC4_ITERS, "train.periods": (SEC4_ITERS,),
+                 "train.val_every": SEC4_ITERS, "train.ckpt_every": 100}
+# table1's twins: 200 iterations, the loss logged at every one (how the two drift apart)
+TWIN_SCHEDULE = {"train.total_iter": 200, "train.periods": (200,), "train.val_every": 200,
+                 "train.ckpt_every": 100, "train.log_every": 1}
+
+
+def dcn(groups: int, kernel_size: int, modulated: bool = False) -> dict:
+    """Deformable alignment (Eq. 1; DCNv2, Eq. 7, when ``modulated``), G groups, k x k kernel."""
+    return {"model.alignment.kind": "dcn", "model.alignment.kernel_size": kernel_size,
+            "model.alignment.modulated": modulated, "model.deformable_groups": groups}
+
+
+def decomposed(groups: int, num_offsets: int) -> dict:
+    """The decomposition (Sec. 3.3, Remark 1): N warps per group then a 1x1 conv, no masks."""
+    return {"model.alignment.kind": "decomposed", "model.alignment.num_offsets": num_offsets,
+            "model.alignment.modulated": False, "model.deformable_groups": groups}
+
+
+def dcn_reference(groups: int, kernel_size: int) -> dict:
+    """``dcn`` (no masks) computed by torchvision's ``deform_conv2d``, the reference op."""
+    return {**dcn(groups, kernel_size), "model.alignment.backend": "torchvision"}
+
+
+def decomposed_on_grid(groups: int, kernel_size: int) -> dict:
+    """The k x k DCN written as Eq. 3: k*k warps starting on the kernel grid, a k x k offset
+    branch, a 1x1 conv (``AlignmentConfig.grid``); parameter for parameter ``dcn``'s."""
+    return {**decomposed(groups, kernel_size ** 2), "model.alignment.kernel_size": kernel_size,
+            "model.alignment.grid": True}
+
+
+FLOW_GUIDED = {"model.alignment.kind": "flow_guided", "model.alignment.kernel_size": 3,
+               "model.alignment.modulated": True, "model.deformable_groups": 1,
+               "model.residual_offsets": False}  # its offsets are the flow plus a bounded residue
+
+
+def _sec4(name: str, description: str, conditions, schedule=SEC4_SCHEDULE, **kw) -> Experiment:
+    conditions = tuple(Condition(c, {**schedule, **o}, ALIGNING_PROFILE) for c, o in conditions)
+    return Experiment(name, description, conditions, **{"measures": SEC4_MEASURES,
+                                                        "options": SEC4_OPTIONS, **kw})
+
+
+# What was cut from the paper's grids to fit the CPU budget is said in each description; runs
+# that would be the same model, seed and training as another experiment's are not repeated:
+# table4's feature warping is fig9's n1 (FlowAlignment is DecomposedAlignment with G = N = 1),
+# table3's DCN without the loss is fig17's dcnv2-k3, fig16's G = 1 row is fig9's seed 0.
+SEC4 = (
+    _sec4("table1",
+          "Table 1: DCN (Eq. 1, no masks as Sec. 4.1-4.2, computed by torchvision's deform_conv2d) "
+          "beside the decomposition (Sec. 3.3, Eq. 3: k x k warps starting on the kernel grid, then "
+          "a 1x1 conv), G = 1, k in {1, 3}, trained side by side for 200 iterations with the loss "
+          "logged at every one. With the same seed the two start from the same weights and see "
+          "the same batches: they differ by float rounding only, and the curve shows how that "
+          "rounding grows. Cut from the paper's grid: G = 8 (the small model's 32 channels would "
+          "allow it) and the full schedule. Warping loss on each group's mean offset.",
+          [(f"{kind}-g1-k{k}", {**(dcn_reference(1, k) if kind == "dcn" else decomposed_on_grid(1, k)),
+                                **MEAN_TARGET})
+           for k in (1, 3) for kind in ("dcn", "decomposed")],
+          schedule=TWIN_SCHEDULE, seeds=(0,)),
+    _sec4("fig9",
+          "Fig. 6-9: G = 1, N in {1, 5, 15} offsets (the decomposition, no masks; the paper's "
+          "N = 3, 9, 25 cut), 3 seeds, 600 iterations: PSNR, offset diversity (pixelwise standard "
+          "deviation of the offsets, Sec. 4.2) and where it concentrates (occluded vs visible "
+          "pixels, ROC AUC), offsets against the exact flow. Warping loss on the mean offset. "
+          "Seed 0's weights kept (Fig. 6-8 look at N = 1 and 15). n1 is also table4's feature "
+          "warping and fig16's G = 1, N = 1.",
+          [(f"n{n}", {**decomposed(1, n), **MEAN_TARGET}) for n in (1, 5, 15)],
+          keep_weights=(0,)),
+    _sec4("fig16",
+          "Fig. 16 (A.4): G = 4, N in {1, 5} (the decomposition, no masks), one seed, 600 "
+          "iterations; the G = 1 row is fig9's n1, n5 seed 0. A cut of the paper's G in {1, 2, 4, "
+          "8} x N in {1, 3, 5, 9, 15}. PSNR and, with num_params, PSNR gain per million "
+          "parameters over N = 1. Warping loss on each group's mean offset.",
+          [(f"g4-n{n}", {**decomposed(4, n), **MEAN_TARGET}) for n in (1, 5)],
+          seeds=(0,)),
+    _sec4("table4",
+          "Table 4 (A.3, Fig. 15): image warping (kind image: one learned flow, G = N = 1, warps "
+          "the LR frame, whose features are then extracted), 3 seeds, 600 iterations, against "
+          "feature warping, which is fig9's n1 (one learned flow warps the features then a 1x1 "
+          "conv: the same model, seeds and training, not run twice). Seed 0's weights kept.",
+          [("image_warping", {"model.alignment.kind": "image"})],
+          measures=("offsets_vs_flow", "psnr_real"), keep_weights=(0,)),
+    _sec4("fig17",
+          "Fig. 17-18 (A.5): DCNv2 (modulated, Eq. 7), G = 1, k = 3 (N = 9; the paper's k = 5 cut), "
+          "one seed, 600 iterations: per offset the mean mask against the mean distance to the "
+          "exact flow, their Pearson r; masks on occluded vs visible pixels. Warping loss on the "
+          "mean offset. Also table3's DCN without the offset-fidelity loss. Weights kept.",
+          [("dcnv2-k3", {**dcn(1, 3, modulated=True), **MEAN_TARGET})],
+          measures=(*SEC4_MEASURES, "masks"), keep_weights=(0,), seeds=(0,)),
+    _sec4("table3",
+          "Table 3, Fig. 10, 19 (Sec. 3.4, 4.3): DCNv2 (G = 1, k = 3) at 4x the learning rate to "
+          "provoke offset overflow, with and without the offset-fidelity loss (lambda = 1, t = 10 "
+          "as released, against the exact flows of the training scenes), the loss at the normal "
+          "rate, and flow-guided alignment; the DCN at the normal rate without the loss is "
+          "fig17's dcnv2-k3. n1_lr4x: fig9's flow-based N = 1 model at 4x the rate, whether the "
+          "4x rate alone breaks training. One seed, 600 iterations; the training curve keeps each level's "
+          "mean and max |offset| and the overflow events. Warping loss on the mean offset. "
+          "Weights kept.",
+          [("dcn_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **LR_4X}),
+           ("dcn_fidelity_lr4x", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY, **LR_4X}),
+           ("dcn_fidelity", {**dcn(1, 3, modulated=True), **MEAN_TARGET, **FIDELITY}),
+           ("flow_guided", {**FLOW_GUIDED, **MEAN_TARGET}),
+           ("n1_lr4x", {**decomposed(1, 1), **MEAN_TARGET, **LR_4X})],
+          measures=(*SEC4_MEASURES, "masks"), keep_weights=(0,), seeds=(0,)),
+)
+
+EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
+    Experiment(
+        "fig5",
+        "Fig. 5: offsets of a G = N = 1 model (finest PCD level) against the exact flow of "
+        "held-out synthetic scenes: share within 1 px, end-point error, histogram; PSNR against "
+        "bicubic and against the same model with its offsets held at zero.",
+        conditions=(Condition("aligning", FLOW, ALIGNING_PROFILE),
+                    Condition("sr_only", {**FLOW, **SR_ONLY}, ALIGNING_PROFILE),
+                    Condition("warmup_then_sr", {**FLOW, "train.photometric_until": 1000},
+                              ALIGNING_PROFILE),
+                    Condition("edvr_sr_only", {**FLOW, **SR_ONLY, **EDVR_PCD}, ALIGNING_PROFILE),
+                    # Alignment, round 2 (config.align2): the setting, each of its parts alone,
+                    # and its model trained with the SR loss alone
+                    Condition("round2", FLOW, ROUND2_PROFILE),
+                    Condition("round2_wte_only", {**FLOW, **RGB_TERM}, ROUND2_PROFILE),
+                    Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE),
+                    Condition("round2_sr_only", {**FLOW, **SR_ONLY, "train.smoothness_weight": 0.0},
+                              ROUND2_PROFILE)),
+        options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
+        keep_weights=(0,),
+    ),
+    Experiment(
+        "tiny",
+        "The runner's own check: fig5's measurement on a tiny G = N = 1 model trained for 12 "
+        "iterations (seconds). Not evidence of anything.",
+        conditions=(Condition("flow", {**FLOW, **TINY}),),
+        profile="quick",
+        seeds=(0, 1),
+        options={"offsets_vs_flow": {"num_scenes": 1, "size": 64}},
+        keep_weights=(0,),
+    ),
+    *SEC4,
+)}
+
+
+def plan(name: str, *, profile: str | None = None, seeds=None, overrides: dict | None = None) -> list[Run]:
+    """The runs of experiment ``name``: each condition's profile (or ``profile`` for all), its
+    overrides, then ``overrides`` (for all), with ``train.seed`` set to each seed."""
+    exp = experiment(name)
+    overrides = dict(overrides or {})
+    runs = []
+    for cond in (Condition(*c) for c in exp.conditions):
+        base = get_profile(profile or cond.profile or exp.profile)
+        merged = {**cond.overrides, **overrides}
+        if "train.total_iter" in overrides and "train.periods" not in overrides:
+            merged.pop("train.periods", None)  # a condition's schedule yields to a new length
+        for seed in exp.seeds if seeds is None else seeds:
+            p = with_overrides(base, {**merged, "train.seed": seed})
+            runs.append(Run(exp, cond.name, int(seed), p))
+    return runs
+
+
+def experiment(name: str) -> Experiment:
+    """The experiment called ``name``; an unknown name is refused with the list of names."""
+    if name not in EXPERIMENTS:
+        raise ValueError(f"no experiment {name!r}; experiments: {sorted(EXPERIMENTS)}")
+    return EXPERIMENTS[name]
