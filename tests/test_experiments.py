@@ -328,3 +328,33 @@ def test_load_results_of_a_sweep_not_yet_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="experiment fig9"):
         E.load_results("fig9", tmp_path)
     assert E.load_results("fig9", tmp_path, missing_ok=True) == []
+
+
+# --------------------------------------------------------------------------- the second measure set
+
+
+def test_motion_sets_of_an_untrained_model_score_the_share_of_slow_pixels_and_dis_beside_it():
+    """An untrained EDVR's offsets are all zero, so its end-point error is |flow|: its share
+    within 1 px is the share of visible pixels moving less than 1 px, computed here by hand;
+    DIS, on real footage under a global motion, finds nearly all of it."""
+    from dalign_nb.experiments.measures import held_out_scenes, motion_sets
+    from dalign_nb.models import EDVR
+
+    profile = get_profile("align2").with_overrides({"model.num_feat": 8, "model.num_extract_block": 1,
+                                                    "model.num_reconstruct_block": 1})
+    torch.manual_seed(0)
+    model = EDVR.from_config(profile.model)
+    out = motion_sets(model, profile, num_scenes=1, size=64, scene_seeds=(1,))
+
+    def slow_share(clips):
+        c = clips[0].lq.shape[0] // 2
+        mags = [clip.flow[k].norm(dim=0)[~clip.occlusion[k]] for clip in clips
+                for k in range(clip.lq.shape[0]) if k != c]
+        return float((torch.cat(mags) < 1).float().mean())
+
+    assert out["within_1px_fig5"] == pytest.approx(slow_share(held_out_scenes(profile, 1, 64, 0)))
+    assert out["within_1px_other_seeds"] == pytest.approx(slow_share(held_out_scenes(profile, 1, 64, 1)))
+    assert out["within_1px_fig5"] < 0.3  # the scenes move 2-6 px per frame
+    assert out["dis_within_1px_real_global"] > 0.9
+    assert out["by_seed"]["1"] == out["other_seeds"]
+    assert E.MEASURES["motion_sets"].applies(profile) and not E.MEASURES["motion_sets"].applies(get_profile("align"))

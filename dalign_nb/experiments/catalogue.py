@@ -214,6 +214,7 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE),
                     Condition("round2_sr_only", {**FLOW, **SR_ONLY, "train.smoothness_weight": 0.0},
                               ROUND2_PROFILE)),
+        measures=("offsets_vs_flow", "motion_sets"),
         options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
         keep_weights=(0,),
     ),

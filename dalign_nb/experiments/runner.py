@@ -84,6 +84,12 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _applicable(run: Run) -> list[str]:
+    """The experiment's measurements that apply to this run's model (``Measure.applies``): a
+    finished run missing only others is done."""
+    return [m for m in run.experiment.measures if MEASURES[m].applies(run.profile)]
+
+
 def run_state(run: Run, paths: Paths) -> str:
     """"done"; "measure" (some measurement missing); "stale" (results of a shorter schedule,
     say: resume and measure again); "resume at N"; "pending"."""
@@ -91,7 +97,7 @@ def run_state(run: Run, paths: Paths) -> str:
     if res is not None:
         if _changes(run.profile, res["provenance"]["profile"])[1]:
             return "stale"
-        return "done" if set(run.experiment.measures) <= set(res["measures"]) else "measure"
+        return "done" if set(_applicable(run)) <= set(res["measures"]) else "measure"
     history = read_json(paths.run_dir(run) / "history.json")
     return f"resume at {history['iteration']}" if history else "pending"
 
@@ -211,7 +217,8 @@ def _headline(result: dict) -> str:
 def _run_one(run: Run, paths: Paths, *, device, stop_at, remeasure, progress, command, options=None) -> str:
     """Train (or resume) and measure one run; returns how it ended."""
     old = None if remeasure or run_state(run, paths) == "stale" else read_result(paths.result(run))
-    todo = [m for m in run.experiment.measures if old is None or m not in old["measures"]]
+    todo = [m for m in run.experiment.measures
+            if old is None or (m not in old["measures"] and m in _applicable(run))]
     if not todo:
         return "skipped"
     res, sittings = _train(run, paths, device, stop_at, progress)
