@@ -79,7 +79,8 @@ def test_fig5_plan_is_eight_conditions_times_three_seeds_of_a_single_flow():
                        "round2_sr_only": (False, 0, True, True, "census", False)}
     # every run of one seed trains the same data order and schedule: only the named fields differ
     s0 = {r.condition: r.profile for r in runs if r.profile.train.seed == 0}
-    assert {(p.train.total_iter, p.data.batch_size, p.data.patch_size) for p in s0.values()} == {(3000, 4, 32)}
+    schedules = {(p.train.total_iter, p.data.batch_size, p.data.patch_size) for p in s0.values()}
+    assert schedules == {(3000, 4, 32)}
     quick = E.plan("fig5", profile="quick", seeds=[5], overrides={"train.total_iter": 3})
     assert [(r.name, r.profile.name, r.profile.train.total_iter) for r in quick] == \
         [(f"{c}-s5", "quick", 3) for c in conditions]
@@ -357,4 +358,5 @@ def test_motion_sets_of_an_untrained_model_score_the_share_of_slow_pixels_and_di
     assert out["within_1px_fig5"] < 0.3  # the scenes move 2-6 px per frame
     assert out["dis_within_1px_real_global"] > 0.9
     assert out["by_seed"]["1"] == out["other_seeds"]
-    assert E.MEASURES["motion_sets"].applies(profile) and not E.MEASURES["motion_sets"].applies(get_profile("align"))
+    applies = E.MEASURES["motion_sets"].applies
+    assert applies(profile) and not applies(get_profile("align"))
