@@ -350,11 +350,21 @@ PRESETS: dict[str, EDVRConfig] = {
 }
 
 
+def replace_preset(presets: dict, preset: str, **changes):
+    """``presets[preset]`` (a config) with ``changes`` applied (``dataclasses.replace``)."""
+    if preset not in presets:
+        raise ValueError(f"preset must be one of {tuple(presets)}, got {preset!r}")
+    return dataclasses.replace(presets[preset], **changes)
+
+
+def config_kwargs(config) -> dict:
+    """A config's fields as the keyword arguments of its model (``from_config``)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
 def edvr_config(preset: str = "edvr-m", **changes) -> EDVRConfig:
     """A preset's ``EDVRConfig`` with ``changes`` applied (``dataclasses.replace``)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    return dataclasses.replace(PRESETS[preset], **changes)
+    return replace_preset(PRESETS, preset, **changes)
 
 
 def build_edvr(preset: str = "edvr-m", **changes) -> EDVR:
@@ -421,7 +431,7 @@ class EDVR(nn.Module):
 
     @classmethod
     def from_config(cls, config: EDVRConfig) -> EDVR:
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+        return cls(**config_kwargs(config))
 
     def extract(self, frames: Tensor) -> list[Tensor]:
         """Feature pyramid of frames ``(M, C_in, H, W)``: [L1 (M, C, h, w), L2 (h/2), L3 (h/4)]."""
