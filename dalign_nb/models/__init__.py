@@ -3,6 +3,14 @@ TDAN-like and flow-based networks; ``build_model`` makes any of them from its co
 
 from torch import nn
 
+from .checkpoint import (
+    CHECKPOINT_ENV,
+    CheckpointError,
+    checkpoint_from_env,
+    describe_edvr,
+    edvr_from_checkpoint,
+    infer_edvr_config,
+)
 from .edvr import (
     EDVR,
     LEVELS,
@@ -30,11 +38,13 @@ def build_model(config) -> nn.Module:
 
 
 __all__ = [
+    "CHECKPOINT_ENV",
     "EDVR",
     "FLOWNET_PRESETS",
     "MODELS",
     "TDAN",
     "TDAN_PRESETS",
+    "CheckpointError",
     "EDVRConfig",
     "FlowNet",
     "FlowNetConfig",
@@ -45,9 +55,13 @@ __all__ = [
     "build_flownet",
     "build_model",
     "build_tdan",
+    "checkpoint_from_env",
+    "describe_edvr",
     "edvr_config",
+    "edvr_from_checkpoint",
     "flow_pyramid",
     "flownet_config",
+    "infer_edvr_config",
     "load_basicsr_checkpoint",
     "read_basicsr_state_dict",
     "tdan_config",
