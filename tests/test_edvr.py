@@ -7,18 +7,13 @@ Where BasicSR is installed (``pip install --no-deps basicsr==1.4.2 ...``), its r
 ``python tests/test_edvr.py``.
 """
 
-import importlib
-import importlib.util
 import json
-import logging
-import os
-import sys
-import types
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from basicsr_arch import load_basicsr_edvr_arch, require_basicsr_edvr
 
 from dalign_nb.alignment import ALIGNMENT_KINDS, AlignmentConfig
 from dalign_nb.models import (
@@ -41,50 +36,9 @@ BASICSR_SIZES = {"edvr-m": dict(num_feat=64, num_reconstruct_block=10),
                  "edvr-l": dict(num_feat=128, num_reconstruct_block=40)}
 
 
-def _load_basicsr_edvr_arch():
-    """BasicSR's ``archs/edvr_arch.py`` without running ``basicsr/__init__.py``.
-
-    The package's ``__init__`` imports its data pipeline, which fails on current
-    torchvision; the arch modules need only ``basicsr.ops.dcn``, a logger and a registry,
-    so the parent packages are stubbed. Returns (module, None) or (None, reason).
-    """
-    if "basicsr.archs.edvr_arch" in sys.modules:
-        return sys.modules["basicsr.archs.edvr_arch"], None
-    spec = importlib.util.find_spec("basicsr")
-    if spec is None or not spec.submodule_search_locations:
-        return None, "basicsr is not installed"
-    root = Path(list(spec.submodule_search_locations)[0])
-
-    def package(name, path):
-        module = types.ModuleType(name)
-        module.__path__ = [str(path)]
-        sys.modules[name] = module
-        return module
-
-    package("basicsr", root)
-    package("basicsr.archs", root / "archs")
-    package("basicsr.utils", root / "utils").get_root_logger = lambda *a, **k: logging.getLogger("basicsr")
-    registry = types.ModuleType("basicsr.utils.registry")
-    registry.ARCH_REGISTRY = types.SimpleNamespace(register=lambda *a, **k: (lambda obj: obj))
-    sys.modules["basicsr.utils.registry"] = registry
-    try:
-        return importlib.import_module("basicsr.archs.edvr_arch"), None
-    except Exception as error:  # report why, the test skips
-        for name in [n for n in sys.modules if n == "basicsr" or n.startswith("basicsr.")]:
-            del sys.modules[name]
-        return None, f"basicsr's edvr_arch cannot be imported: {error!r}"
-
-
 @pytest.fixture(scope="module")
 def basicsr_edvr():
-    module, reason = _load_basicsr_edvr_arch()
-    if module is None:  # under CI=true a missing BasicSR is a failure, as a missing browser is
-        message = (f"BasicSR interoperability tests: {reason}; install it with `pip install --no-deps "
-                   f"basicsr==1.4.2 addict yapf lmdb pyyaml future` (`make test` does)")
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    return module
+    return require_basicsr_edvr()
 
 
 def _shapes(model):
@@ -297,7 +251,7 @@ def test_bad_input_and_checkpoint(tmp_path):
 
 def _write_frozen_list():
     """Regenerate ``tests/data/basicsr_edvr_params.json`` from BasicSR (one parameter a line)."""
-    module, reason = _load_basicsr_edvr_arch()
+    module, reason = load_basicsr_edvr_arch()
     if module is None:
         raise SystemExit(reason)
     lines = ['{"source": "state_dict() of basicsr==1.4.2 basicsr.archs.edvr_arch.EDVR(**kwargs)",',

@@ -1,5 +1,16 @@
-"""Video super-resolution models of Sec. 4 (EDVR with pluggable alignment)."""
+"""Video super-resolution models of Sec. 4: EDVR with pluggable alignment, and Table 2's
+TDAN-like and flow-based networks; ``build_model`` makes any of them from its config."""
 
+from torch import nn
+
+from .checkpoint import (
+    CHECKPOINT_ENV,
+    CheckpointError,
+    checkpoint_from_env,
+    describe_edvr,
+    edvr_from_checkpoint,
+    infer_edvr_config,
+)
 from .edvr import (
     EDVR,
     LEVELS,
@@ -11,17 +22,49 @@ from .edvr import (
     load_basicsr_checkpoint,
     read_basicsr_state_dict,
 )
+from .flownet import FLOWNET_PRESETS, FlowNet, FlowNetConfig, build_flownet, flownet_config
 from .modes import evaluating
+from .tdan import TDAN, TDAN_PRESETS, TDANConfig, build_tdan, tdan_config
+
+MODELS = {EDVRConfig: EDVR, TDANConfig: TDAN, FlowNetConfig: FlowNet}  # config type -> model class
+
+
+def build_model(config) -> nn.Module:
+    """The model a config describes: ``EDVR``, ``TDAN`` or ``FlowNet`` ``.from_config(config)``."""
+    cls = MODELS.get(type(config))
+    if cls is None:
+        names = ", ".join(c.__name__ for c in MODELS)
+        raise ValueError(f"config must be one of {names}, got {type(config).__name__}")
+    return cls.from_config(config)
+
 
 __all__ = [
+    "CHECKPOINT_ENV",
     "EDVR",
+    "FLOWNET_PRESETS",
+    "MODELS",
+    "TDAN",
+    "TDAN_PRESETS",
+    "CheckpointError",
     "EDVRConfig",
+    "FlowNet",
+    "FlowNetConfig",
     "LEVELS",
     "PRESETS",
+    "TDANConfig",
     "build_edvr",
+    "build_flownet",
+    "build_model",
+    "build_tdan",
+    "checkpoint_from_env",
+    "describe_edvr",
     "edvr_config",
+    "edvr_from_checkpoint",
     "evaluating",
     "flow_pyramid",
+    "flownet_config",
+    "infer_edvr_config",
     "load_basicsr_checkpoint",
     "read_basicsr_state_dict",
+    "tdan_config",
 ]

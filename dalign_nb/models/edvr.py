@@ -350,11 +350,21 @@ PRESETS: dict[str, EDVRConfig] = {
 }
 
 
+def replace_preset(presets: dict, preset: str, **changes):
+    """``presets[preset]`` (a config) with ``changes`` applied (``dataclasses.replace``)."""
+    if preset not in presets:
+        raise ValueError(f"preset must be one of {tuple(presets)}, got {preset!r}")
+    return dataclasses.replace(presets[preset], **changes)
+
+
+def config_kwargs(config) -> dict:
+    """A config's fields as the keyword arguments of its model (``from_config``)."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
 def edvr_config(preset: str = "edvr-m", **changes) -> EDVRConfig:
     """A preset's ``EDVRConfig`` with ``changes`` applied (``dataclasses.replace``)."""
-    if preset not in PRESETS:
-        raise ValueError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
-    return dataclasses.replace(PRESETS[preset], **changes)
+    return replace_preset(PRESETS, preset, **changes)
 
 
 def build_edvr(preset: str = "edvr-m", **changes) -> EDVR:
@@ -421,7 +431,7 @@ class EDVR(nn.Module):
 
     @classmethod
     def from_config(cls, config: EDVRConfig) -> EDVR:
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(config)})
+        return cls(**config_kwargs(config))
 
     def extract(self, frames: Tensor) -> list[Tensor]:
         """Feature pyramid of frames ``(M, C_in, H, W)``: [L1 (M, C, h, w), L2 (h/2), L3 (h/4)]."""
@@ -531,13 +541,32 @@ def _aux(records: list[dict[str, Aligned]], aligned: Tensor) -> dict:
     }
 
 
+def _unreadable(path: str | Path, error: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in one line."""
+    if "Weights only load failed" in str(error):
+        return ("it holds Python objects besides tensors and plain containers, which "
+                "torch.load(weights_only=True) refuses (a BasicSR checkpoint holds only tensors)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith((b"PK", b"\x80")):  # torch.save's zip archive (or legacy pickle), cut short or damaged
+        return f"a damaged or truncated torch.save file ({type(error).__name__})"
+    return f"not a file written by torch.save ({type(error).__name__})"
+
+
 def read_basicsr_state_dict(path: str | Path, param_key: str = "params") -> dict[str, Tensor]:
     """A BasicSR checkpoint's state dict: ``{"params": sd}``, ``{"params_ema": sd}`` or a bare sd.
 
     Loaded with ``weights_only=True``; ``param_key`` is preferred when both keys are
-    present; a ``module.`` prefix (from DataParallel / DDP) is stripped.
+    present; a ``module.`` prefix (from DataParallel / DDP) is stripped. A missing file raises
+    ``FileNotFoundError``, a file ``torch.load`` cannot read (not a PyTorch file, truncated,
+    holding more than tensors and plain containers) a one-line ``ValueError`` naming it.
     """
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and weights-only errors alike: say which file and why
+        raise ValueError(f"{path}: not a readable PyTorch checkpoint: {_unreadable(path, error)}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a dict checkpoint, got {type(ckpt).__name__}")
     for key in (param_key, "params", "params_ema"):
