@@ -162,8 +162,12 @@ def test_overview_says_when_both_table3_runs_collapse():
     claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
     both = [_run("table3", "dcn_lr4x", 0, 24.77), _run("table3", "dcn_fidelity_lr4x", 0, 24.78)]
     assert _overview(table3=both)[claim]["verdict"] == ("not reproduced at this scale: both runs collapse "
-                                                        "to the bilinear base")
+                                                        "to the bilinear base, with and without the loss")
     one = [_run("table3", "dcn_lr4x", 0, 24.77), _run("table3", "dcn_fidelity_lr4x", 0, 25.90)]
     row = _overview(table3=one)[claim]
     assert (row["ours"], row["seeds"]) == ("+1.130 dB", 1)
-    assert row["verdict"] == "inconclusive: 1 seed(s), a spread needs 3"
+    assert row["verdict"] == ("the loss prevents the collapse (in kind); PSNR: inconclusive: 1 seed(s), "
+                              "a spread needs 3")
+    neither = [_run("table3", "dcn_lr4x", 0, 25.90), _run("table3", "dcn_fidelity_lr4x", 0, 24.78)]
+    only = "not reproduced at this scale: only the run with the loss collapses"
+    assert _overview(table3=neither)[claim]["verdict"] == only
