@@ -297,6 +297,31 @@ class AlignmentConfig:
             return self.kernel_size ** 2
         return self.num_offsets if self.kind == "decomposed" else 1
 
+    @property
+    def has_masks(self) -> bool:
+        """Whether the module predicts modulation masks (DCNv2, Eq. 7): ``modulated`` kinds with
+        an offset branch of BasicSR's ``o1, o2, mask`` split; "flow" and "image" have none."""
+        return self.modulated and self.kind in ("dcn", "decomposed", "flow_guided")
+
+    @property
+    def kernel_grid_size(self) -> int | None:
+        """k when the offsets start on the k x k kernel grid ``p_k`` (Eq. 1: the module samples at
+        ``p + p_k + dp_k``): "dcn", "flow_guided" and "decomposed" with ``grid``; else None
+        (samples at ``p + dp_n``, Remark 1)."""
+        on_grid = self.kind in ("dcn", "flow_guided") or (self.kind == "decomposed" and self.grid)
+        return self.kernel_size if on_grid else None
+
+    def num_groups(self, deformable_groups: int) -> int:
+        """G, the deformable groups the module uses in a model of ``deformable_groups``: the
+        model's for "dcn", "decomposed", "flow_guided"; 1 for "flow" and "image" (G = N = 1)."""
+        return deformable_groups if self.kind in ("dcn", "decomposed", "flow_guided") else 1
+
+    def channel_split(self, deformable_groups: int) -> tuple[int, int]:
+        """``(offset channels 2*G*N, mask channels G*N or 0)`` of the offset branch ``conv_offset``,
+        offsets first (BasicSR's ``o1, o2, mask = chunk(3)``)."""
+        gn = self.num_groups(deformable_groups) * self.offsets_per_group
+        return 2 * gn, gn if self.has_masks else 0
+
     def __post_init__(self):
         if self.grid and (self.kind != "decomposed" or self.num_offsets != self.kernel_size ** 2):
             raise ValueError(f"grid=True is for kind='decomposed' with num_offsets = kernel_size**2, "

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from .flow import estimate_flow
 from .metrics import offset_diversity, offset_flow_distance
 from .models.edvr import LEVELS, flow_pyramid
+from .models.modes import evaluating
 from .ops import flow_warp
 
 __all__ = [
@@ -133,16 +134,11 @@ def clip_frames(clip, num_frame: int, centre: int | None = None) -> ClipFrames:
 
 
 def offset_layout(model: nn.Module) -> tuple[str, int, int, int | None]:
-    """``(kind, G, N, k)`` of an EDVR's alignment: groups, offsets per group, kernel size or None.
-
-    DCN and flow-guided: N = k*k taps of a k x k grid; decomposed: N = ``num_offsets``, no
-    grid; flow and image alignment: G = N = 1.
-    """
-    cfg = model.config
-    a = cfg.alignment
-    groups = cfg.deformable_groups if a.kind in ("dcn", "flow_guided", "decomposed") else 1
-    grid = a.kernel_size if a.kind in ("dcn", "flow_guided") else None
-    return a.kind, groups, a.offsets_per_group, grid
+    """``(kind, G, N, k)`` of an EDVR's alignment: groups, offsets per group, and the kernel grid's
+    size k when the offsets start on it (DCN, flow-guided, the decomposition with ``grid``), else
+    None (``AlignmentConfig.kernel_grid_size``)."""
+    a = model.config.alignment
+    return a.kind, a.num_groups(model.config.deformable_groups), a.offsets_per_group, a.kernel_grid_size
 
 
 @dataclass(frozen=True)
@@ -167,7 +163,8 @@ class ModelOutputs:
 
 
 def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
-    """Run ``model`` once on ``frames`` (eval mode, no gradients) and keep what the viewers show."""
+    """Run ``model`` once on ``frames`` (eval mode, then the mode it had; no gradients) and keep
+    what the viewers show."""
     kind, g, n, k = offset_layout(model)
     if model.hr_in:
         raise ValueError("the viewers need a model with LR input (hr_in=False)")
@@ -175,8 +172,7 @@ def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
         raise ValueError(f"the model takes {model.num_frame} frames, the clip window has {len(frames.lr)}")
     device = next(model.parameters()).device
     start = time.perf_counter()
-    model.eval()
-    with torch.no_grad():
+    with evaluating(model), torch.no_grad():
         x = frames.lr[None].to(device)  # (1, T, 3, h, w)
         kw = {"flows": frames.flow[None].to(device)} if kind == "flow_guided" else {}
         out, aux = model(x, return_aux=True, **kw)

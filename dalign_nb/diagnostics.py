@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from .data.synthetic import synthetic_scene
+from .models.modes import evaluating
 
 __all__ = ["capture_offsets", "descent_towards_flow", "offset_errors", "offset_gradients", "pixel_classes"]
 
@@ -122,12 +123,8 @@ def offset_errors(model: nn.Module, clips, level: str = "l1") -> dict[str, np.nd
     the flow's direction: negative falls short), ``across`` (|component across it|),
     ``flow`` (|flow|), and the ``pixel_classes`` of the centre frame.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         return _offset_errors(model, clips, level)
-    finally:
-        model.train(was_training)
 
 
 def _offset_errors(model: nn.Module, clips, level: str) -> dict[str, np.ndarray]:

@@ -62,6 +62,7 @@ from torch import nn
 
 from dalign_nb.config import RESUMABLE, Profile, get_profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips, validation_samples
+from dalign_nb.io import atomic_write
 from dalign_nb.metrics import (
     bicubic_baseline,
     bilinear_base,
@@ -72,7 +73,7 @@ from dalign_nb.metrics import (
     psnr,
     quantize,
 )
-from dalign_nb.training.checkpoint import atomic_write
+from dalign_nb.models.modes import evaluating
 
 __all__ = [
     "EXPERIMENTS",
@@ -442,16 +443,6 @@ def _held_out_scenes(profile: Profile, num_scenes: int, size: int, scene_seed: i
     return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config)
 
 
-@contextlib.contextmanager
-def _evaluating(model: nn.Module):
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
 def _run_on(model: nn.Module, profile: Profile, clip, device):
     """The model on a held-out scene: ``(lq (1, T, 3, h, w), flow kwargs, output (1, 3, H, W), aux)``."""
     lq = clip.lq[None].to(device)  # (1, T, 3, h, w)
@@ -506,7 +497,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     pixels = {k - c: [] for k in range(t) if k != c}  # neighbour -> [(l2, l1, |flow|, |offset|)]
     scores = {"model": [], "zero_offsets": [], "bicubic": [], "bilinear_base": []}
     occluded = []
-    with _evaluating(model):
+    with evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
             lq, kw, out, aux = _run_on(model, profile, clip, device)
             gt = clip.gt[c][None]  # (1, 3, H, W)
@@ -598,7 +589,7 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
     device = device or next(model.parameters()).device
     per_group = profile.model.alignment.offsets_per_group
     div, within, occluded, closest, missed = [], [], [], [], []
-    with _evaluating(model):
+    with evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
             _, _, _, aux = _run_on(model, profile, clip, device)
             for _, f, o, _, valid in _neighbours(clip, aux, level):
@@ -647,7 +638,7 @@ def masks(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: int 
     device = device or next(model.parameters()).device
     mask_sum = dist_sum = None
     count, per_pixel, occluded, values = 0, [], [], []
-    with _evaluating(model):
+    with evaluating(model):
         for clip in _held_out_scenes(profile, num_scenes, size, scene_seed):
             _, _, _, aux = _run_on(model, profile, clip, device)
             for _, f, o, m, valid in _neighbours(clip, aux, level):
@@ -711,12 +702,6 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
                                                "frames_per_clip": frames_per_clip}}
 
 
-def _has_masks(profile: Profile) -> bool:
-    """Whether the profile's alignment predicts modulation masks (DCNv2, Eq. 7)."""
-    a = profile.model.alignment
-    return a.modulated and a.kind in ("dcn", "decomposed", "flow_guided")
-
-
 class Measure(NamedTuple):
     fn: Callable[..., dict]  # (model, profile, *, device, **options) -> dict
     headline: tuple[str, ...]  # keys printed when a run finishes
@@ -727,7 +712,7 @@ MEASURES: dict[str, Measure] = {
     "offsets_vs_flow": Measure(offsets_vs_flow, ("within_1px", "epe", "mean_flow", "psnr",
                                                  "psnr_gain_over_zero")),
     "diversity": Measure(diversity, ("diversity", "diversity_auc_occlusion")),
-    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), _has_masks),
+    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), lambda p: p.model.alignment.has_masks),
     "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
 }
 

@@ -418,9 +418,9 @@ class OffsetViewer(_View):
     def sampling_positions(self) -> tuple[np.ndarray, np.ndarray]:
         """The selected pixel's N sampling positions, ``(starts, ends)`` (N, 2) as (y, x) in LR px.
 
-        A DCN samples at ``p + p_k + dp_k`` (its kernel grid ``p_k``, Eq. 1), the other kinds at
-        ``p + dp_n``; at level l a level pixel covers ``2^(l-1)`` LR pixels, and the arrows start
-        at its centre.
+        A DCN, and the decomposition on the kernel grid, samples at ``p + p_k + dp_k`` (its kernel
+        grid ``p_k``, Eq. 1; ``AlignmentConfig.kernel_grid_size``), the other kinds at ``p + dp_n``;
+        at level l a level pixel covers ``2^(l-1)`` LR pixels, and the arrows start at its centre.
         """
         a = self.analysis()
         s = a.scale

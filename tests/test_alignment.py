@@ -297,3 +297,23 @@ def test_grid_needs_the_decomposition_with_k_squared_offsets():
         AlignmentConfig("dcn", kernel_size=3, grid=True)
     module = build_alignment(AlignmentConfig("decomposed", num_offsets=9, grid=True), 8)
     assert "grid_offsets" not in module.state_dict()
+
+
+@pytest.mark.parametrize("kind, modulated, grid", [
+    ("dcn", True, False), ("dcn", False, False), ("decomposed", True, False), ("decomposed", False, True),
+    ("flow", True, False), ("image", False, False), ("flow_guided", True, False)])
+def test_config_facts_match_the_module_it_builds(kind, modulated, grid):
+    """has_masks, the kernel grid, G, N and the offset branch's channel split, read from the config,
+    against what the built module returns for two groups."""
+    num_offsets = 9 if grid else 4
+    config = AlignmentConfig(kind=kind, modulated=modulated, num_offsets=num_offsets, grid=grid)
+    m = build_alignment(config, num_feat=8, deform_groups=2)
+    out = m.align(torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6), torch.zeros(1, 2, 6, 6),
+                  torch.rand(1, 3, 6, 6), torch.nn.Conv2d(3, 8, 3, 1, 1))
+    g, n = config.num_groups(2), config.offsets_per_group
+    assert out.offset.shape[1] == 2 * g * n and config.has_masks == (out.mask is not None)
+    offsets, masks = config.channel_split(2)
+    assert (offsets, masks) == (2 * g * n, g * n if config.has_masks else 0)
+    assert m.conv_offset.out_channels == offsets + masks
+    expected_grid = 3 if kind in ("dcn", "flow_guided") or grid else None
+    assert config.kernel_grid_size == expected_grid

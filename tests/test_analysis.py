@@ -65,3 +65,16 @@ def test_analyse_offsets_by_hand():
     torch.testing.assert_close(a.flow_est, flow[2] + 0.5)
     assert a.occlusion[0].all() and not a.occlusion[1:].any() and a.scale == 1
     torch.testing.assert_close(a.masks, masks[2, 0])
+
+
+def test_offset_layout_of_the_decomposition_on_the_kernel_grid_is_the_dcn_s():
+    """Table 1's twins sample at the same positions p + p_k + dp_k: the layout says so for both."""
+    from dalign_nb.alignment import AlignmentConfig
+    from dalign_nb.analysis import offset_layout
+    from dalign_nb.models.edvr import build_edvr
+
+    layouts = {}
+    for kind, extra in (("dcn", {}), ("decomposed", {"num_offsets": 9, "grid": True})):
+        align = AlignmentConfig(kind=kind, kernel_size=3, modulated=False, **extra)
+        layouts[kind] = offset_layout(build_edvr("tiny", alignment=align, deformable_groups=2, num_frame=3))
+    assert layouts == {"dcn": ("dcn", 2, 9, 3), "decomposed": ("decomposed", 2, 9, 3)}

@@ -95,8 +95,10 @@ class _FakeEDVR(nn.Module):
         self.w = nn.Parameter(torch.zeros(()))
         flows = torch.from_numpy(np.asarray(clip.flows)).permute(0, 3, 1, 2).flip(1)  # (T, 2, h, w), (dy, dx)
         self.offsets = flows if exact else torch.zeros_like(flows)
+        self.modes = []  # self.training at each forward pass
 
     def forward(self, x, return_aux=False):
+        self.modes.append(self.training)
         return x[:, 1], {"offsets": {"l1": self.offsets[None]}}
 
 
@@ -105,7 +107,7 @@ def test_offset_errors_of_the_exact_flow_and_of_zero_offsets():
                      scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
     training = _FakeEDVR(clip, exact=True).train()
     exact = D.offset_errors(training, [clip])
-    assert training.training  # evaluated in eval mode, handed back as it came
+    assert training.modes == [False] and training.training  # evaluated in eval mode, handed back as it came
     zero = D.offset_errors(_FakeEDVR(clip, exact=False), [clip])
     visible = sum(int((~np.asarray(clip.occlusion[k])).sum()) for k in (0, 2))
     assert {len(v) for v in exact.values()} == {visible}

@@ -225,3 +225,15 @@ def test_benchmark_shape():
     times = _time_interactions(viewer, 1)
     assert set(times) == {"click", "offset slider", "level", "neighbour"}
     assert all(len(v) == 2 and 0 < v[1] <= time.process_time() - start for v in times.values())
+
+
+def test_the_decomposition_on_the_kernel_grid_samples_from_the_grid(scene):
+    """A decomposed model on the kernel grid (Table 1) with zero offsets: the viewer's arrows start
+    and end on the 3 x 3 grid around the pixel, as a DCN's."""
+    torch.manual_seed(0)
+    align = AlignmentConfig(kind="decomposed", num_offsets=9, kernel_size=3, grid=True, modulated=False)
+    model = build_edvr("tiny", alignment=align, deformable_groups=1, num_frame=3)
+    starts, ends = OffsetViewer(model, scene, pixel=(10, 20)).sampling_positions()
+    grid = np.array([(10 + dy, 20 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=float)
+    np.testing.assert_allclose(starts, grid)
+    np.testing.assert_allclose(ends, grid, atol=1e-6)  # zero-initialised offset branch

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..training.checkpoint import atomic_write
+from ..io import atomic_write
 from .degrade import bi_degrade
 
 __all__ = [

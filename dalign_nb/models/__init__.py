@@ -11,6 +11,7 @@ from .edvr import (
     load_basicsr_checkpoint,
     read_basicsr_state_dict,
 )
+from .modes import evaluating
 
 __all__ = [
     "EDVR",
@@ -19,6 +20,7 @@ __all__ = [
     "PRESETS",
     "build_edvr",
     "edvr_config",
+    "evaluating",
     "flow_pyramid",
     "load_basicsr_checkpoint",
     "read_basicsr_state_dict",

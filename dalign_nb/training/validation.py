@@ -13,6 +13,7 @@ from torch import nn
 
 from ..data import PatchDataset, SceneConfig, get_clips, validation_samples
 from ..metrics import bicubic_baseline, bilinear_base, psnr, quantize
+from ..models.modes import evaluating
 
 __all__ = ["build_data", "evaluate", "needs_flow", "takes_flows"]
 
@@ -56,18 +57,18 @@ def evaluate(model: nn.Module, samples, device=None) -> dict:
     that ``takes_flows``, ``"flow"`` ``(T, 2, h, w)``; the centre frame is super-resolved.
     """
     device = device or next(model.parameters()).device
-    was_training, flows = model.training, takes_flows(model)
+    flows = takes_flows(model)
     if flows and any("flow" not in s for s in samples):
         raise ValueError("this model takes flows, but some validation samples have none")
-    model.eval()
     ours, bic, base = [], [], []
-    for s in samples:
-        lq, gt = s["lq"].to(device)[None], s["gt"].to(device)[None].float()  # (1, T, 3, h, w), (1, 3, H, W)
-        out = model(lq, flows=s["flow"].to(device)[None]) if flows else model(lq)
-        ours.append(psnr(quantize(out.float()), gt))
-        centre = lq[:, lq.shape[1] // 2].float()  # (1, 3, h, w)
-        bic.append(psnr(quantize(bicubic_baseline(centre)), gt))
-        base.append(psnr(quantize(bilinear_base(centre)), gt))
-    model.train(was_training)
+    with evaluating(model):
+        for s in samples:
+            lq = s["lq"].to(device)[None]  # (1, T, 3, h, w)
+            gt = s["gt"].to(device)[None].float()  # (1, 3, H, W)
+            out = model(lq, flows=s["flow"].to(device)[None]) if flows else model(lq)
+            ours.append(psnr(quantize(out.float()), gt))
+            centre = lq[:, lq.shape[1] // 2].float()  # (1, 3, h, w)
+            bic.append(psnr(quantize(bicubic_baseline(centre)), gt))
+            base.append(psnr(quantize(bilinear_base(centre)), gt))
     return {"psnr": float(np.mean(ours)), "psnr_bicubic": float(np.mean(bic)),
             "psnr_bilinear_base": float(np.mean(base)), "num_frames": len(ours)}
