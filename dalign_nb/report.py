@@ -29,6 +29,9 @@ import math
 
 import numpy as np
 
+from . import paper
+from .metrics import pearson_r
+
 MIN_SEEDS = 3  # a verdict on a difference rests on 3 seeds (issue: mean and spread)
 
 # Student's t, two-sided 95 %, by degrees of freedom (1-10); beyond 10, 2.2 is close enough.
@@ -174,6 +177,36 @@ def correlation_interval(r: float, n: int, z: float = 1.96) -> tuple[float, floa
     return math.tanh(math.atanh(r) - h), math.tanh(math.atanh(r) + h)
 
 
+def _get(result: dict, key: str):
+    """The value at a dotted ``key`` of a result dict: ``"measures.offsets_vs_flow.psnr"``."""
+    for part in key.split("."):
+        result = result[part]
+    return result
+
+
+def summarize(results: list[dict], key: str) -> dict[str, dict]:
+    """Per condition, ``stats`` of a dotted ``key`` over its seeds (the standard deviation of one
+    seed is NaN: no spread) and the ``seeds``:
+    ``summarize(load_results("fig5"), "measures.offsets_vs_flow.within_1px")``."""
+    by_condition: dict[str, list] = {}
+    for r in results:
+        by_condition.setdefault(r["condition"], []).append((r["seed"], _get(r, key)))
+    return {cond: {**stats(v for _, v in pairs), "seeds": [s for s, _ in pairs]}
+            for cond, pairs in by_condition.items()}
+
+
+def paired(results: list[dict], key: str, condition: str, baseline: str) -> dict:
+    """Seed for seed, ``condition`` minus ``baseline`` of a dotted ``key`` over the seeds both
+    have (same initial weights and batches; only the conditions' fields differ): ``stats`` of the
+    differences (NaN spread with one seed, NaN mean with none) and the ``seeds``.
+    ``paired(load_results("fig5"), "measures.offsets_vs_flow.psnr", "aligning", "sr_only")``."""
+    by = {(r["condition"], r["seed"]): _get(r, key) for r in results}
+    seeds = sorted(s for c, s in by if c == condition and (baseline, s) in by)
+    if not seeds:
+        return {"mean": math.nan, "std": math.nan, "n": 0, "values": [], "seeds": []}
+    return {**stats(by[condition, s] - by[baseline, s] for s in seeds), "seeds": seeds}
+
+
 # ------------------------------------------------------------------ the overview (notebook 09)
 
 COLLAPSE_DB = 0.05  # dB: a run whose PSNR is this close to EDVR's bilinear base has learned nothing
@@ -216,8 +249,6 @@ def _not_run(claim: str, theirs: str) -> dict:
 
 def _per_seed_r(fig9: list[dict], conditions=("n1", "n5", "n15")) -> list[float]:
     """Fig. 9's Pearson r of PSNR against diversity, one r per seed over ``conditions``."""
-    from .metrics import pearson_r
-
     runs = {(r["condition"], r["seed"]): r["measures"] for r in fig9}
     out = []
     for seed in sorted({s for _, s in runs}):
@@ -234,15 +265,13 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     above). ``results``: experiment name -> its result dicts (``experiments.load_results``);
     a missing experiment gives a "not run" row. ``bilinear_psnr``: EDVR's bilinear base on the
     held-out scenes, for results that do not record it (``collapsed``)."""
-    from . import experiments, paper
-
     R = {name: results.get(name, []) for name in
          ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3")}
     rows = []
 
     claim = "Fig. 5: G = N = 1 offsets within 1 px of the flow"
     theirs = f"> {100 * paper.FIG5_SHARE_WITHIN_1PX:.0f} % (PWC-Net flow)"
-    w = experiments.summarize(R["fig5"], "measures.offsets_vs_flow.within_1px").get("aligning")
+    w = summarize(R["fig5"], "measures.offsets_vs_flow.within_1px").get("aligning")
     rows.append(_row(claim, theirs, f"{mean_sd(w, 1, percent=True)} (exact flow)", w["n"],
                      level_verdict(w, paper.FIG5_SHARE_WITHIN_1PX)) if w else _not_run(claim, theirs))
 
@@ -250,7 +279,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     for k in (1, 3):
         claim = f"Table 1: decomposition - DCN, G = 1, k = {k}"
         theirs = f"{paper.difference(paper.TABLE1_REDS4, 'decomposition', 'DCN', (1, k)):+.3f} dB"
-        d = experiments.paired([dict(r, condition=r["condition"].replace(f"-g1-k{k}", "")) for r in t1
+        d = paired([dict(r, condition=r["condition"].replace(f"-g1-k{k}", "")) for r in t1
                                 if r["condition"].endswith(f"-g1-k{k}")],
                                "measures.offsets_vs_flow.psnr", "decomposed", "dcn")
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
@@ -262,7 +291,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                                ("n15", "n1", f"rises to the {paper.FIG9_PSNR_PLATEAU} dB plateau"),
                                ("n15", "n5", f"saturates (at about {paper.FIG9_PSNR_PLATEAU} dB)")):
         claim = f"Fig. 9: PSNR, N = {cond[1:]} - N = {base[1:]} (G = 1)"
-        d = steps[cond, base] = experiments.paired(fig9, "measures.offsets_vs_flow.psnr", cond, base)
+        d = steps[cond, base] = paired(fig9, "measures.offsets_vs_flow.psnr", cond, base)
         if not d["n"]:
             rows.append(_not_run(claim, theirs))
             continue
@@ -271,7 +300,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict))
 
     claim = "Fig. 9: diversity rises with N, N = 15 - N = 5 (N = 1 has none by definition)"
-    d = experiments.paired(fig9, "measures.diversity.diversity", "n15", "n5")
+    d = paired(fig9, "measures.diversity.diversity", "n15", "n5")
     rows.append(_row(claim, "rises, then saturates", f"{mean_sd(d, 3, signed=True)} px", d["n"],
                      difference_verdict(d, +1)) if d["n"] else _not_run(claim, "rises, then saturates"))
 
@@ -284,7 +313,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     for key, what in (("diversity_auc_occlusion", "occlusion"), ("diversity_auc_mean_offset_error",
                                                                   "the mean offset's misses")):
         claim = f"Fig. 6: diversity larger where a flow fails (ROC AUC for {what}, N = 15)"
-        auc = experiments.summarize(fig9, f"measures.diversity.{key}").get("n15")
+        auc = summarize(fig9, f"measures.diversity.{key}").get("n15")
         theirs = "shown, not measured (> 0.5)"
         rows.append(_row(claim, theirs, mean_sd(auc, 3), auc["n"], level_verdict(auc, 0.5))
                     if auc else _not_run(claim, theirs))
@@ -293,14 +322,14 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     theirs = f"up to +{paper.A4_G_GAIN_MAX} dB over G"
     g41 = [dict(r, condition="g4") for r in R["fig16"] if r["condition"] == "g4-n1"]
     g11 = [dict(r, condition="g1") for r in fig9 if r["condition"] == "n1"]
-    d = experiments.paired(g41 + g11, "measures.offsets_vs_flow.psnr", "g4", "g1")
+    d = paired(g41 + g11, "measures.offsets_vs_flow.psnr", "g4", "g1")
     rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
                 if d["n"] else _not_run(claim, theirs))
 
     claim = "Table 4: feature - image warping"
     theirs = f"{paper.difference(paper.TABLE4_REDS4, 'feature warping', 'image warping'):+.3f} dB"
     feature = [dict(r, condition="feature_warping") for r in fig9 if r["condition"] == "n1"]
-    d = experiments.paired(R["table4"] + feature, "measures.offsets_vs_flow.psnr", "feature_warping",
+    d = paired(R["table4"] + feature, "measures.offsets_vs_flow.psnr", "feature_warping",
                            "image_warping")
     rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
                 if d["n"] else _not_run(claim, theirs))
@@ -317,7 +346,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                             "REDS4")
     theirs = f"{gain:+.2f} dB (REDS4, after overflow)"
     pair = [r for r in R["table3"] if r["condition"] in ("dcn_fidelity_lr4x", "dcn_lr4x")]
-    d = experiments.paired(pair, "measures.offsets_vs_flow.psnr", "dcn_fidelity_lr4x", "dcn_lr4x")
+    d = paired(pair, "measures.offsets_vs_flow.psnr", "dcn_fidelity_lr4x", "dcn_lr4x")
     if d["n"]:
         down = {r["condition"] for r in pair if collapsed(r, bilinear_psnr)}
         verdict = fidelity_verdict(d, "dcn_lr4x" in down, "dcn_fidelity_lr4x" in down)
