@@ -323,8 +323,14 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     g41 = [dict(r, condition="g4") for r in R["fig16"] if r["condition"] == "g4-n1"]
     g11 = [dict(r, condition="g1") for r in fig9 if r["condition"] == "n1"]
     d = paired(g41 + g11, "measures.offsets_vs_flow.psnr", "g4", "g1")
-    rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
-                if d["n"] else _not_run(claim, theirs))
+    if d["n"]:  # against the G = 1 mean over all its seeds, not only the seeds G = 4 has
+        g1 = summarize(g11, "measures.offsets_vs_flow.psnr")["g1"]
+        g4 = summarize(g41, "measures.offsets_vs_flow.psnr")["g4"]
+        ours = (f"{g4['mean'] - g1['mean']:+.3f} dB against the G = 1 mean of {g1['n']} seeds "
+                f"(seed for seed: {mean_sd(d, 3, signed=True)} dB)")
+        rows.append(_row(claim, theirs, ours, d["n"], difference_verdict(d, +1)))
+    else:
+        rows.append(_not_run(claim, theirs))
 
     claim = "Table 4: feature - image warping"
     theirs = f"{paper.difference(paper.TABLE4_REDS4, 'feature warping', 'image warping'):+.3f} dB"
