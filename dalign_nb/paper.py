@@ -32,6 +32,25 @@ FIG5_SHARE_WITHIN_1PX = 0.80  # "over 80% of the estimations" (G = N = 1 offsets
 FIG9_PSNR_PLATEAU = 30.23  # PSNR saturates at about 30.23 dB as N grows (G = 1)
 FIG9_PEARSON_R = 0.9418  # PSNR vs offset diversity, six data points
 SEC42_G1_N1_TO_N5_GAIN = 0.25  # dB, "with only 84K more parameters" (A.4)
+A4_N1_TO_N5_EXTRA_PARAMS = 84_000  # the parameters that N 1 -> 5 costs at G = 1 (A.4)
+A4_G_GAIN_MAX = 0.19  # dB, "the PSNR improves with G, with up to 0.19 dB" (A.4, Fig. 16 left)
+A4_PLATEAU = 30.3  # dB, "the performance fluctuates at about 30.3 dB" up to G = 64, N = 25 (A.4)
+# Fig. 16 right (A.2): PSNR gain over N = 1 per million parameters, at N = 5 and N = 25.
+A2_GAIN_PER_M_PARAMS = {5: 2.89, 25: 0.42}
+SEC43_OVERFLOW_ITER = 300_000  # Fig. 10(a): without the loss, the training loss rises at about 300K
+
+
+def difference(table: dict, better: str, worse: str, column=None) -> float:
+    """A difference the paper states between two rows of one of its tables (``better`` - ``worse``),
+    e.g. ``difference(TABLE4_REDS4, "feature warping", "image warping")`` = +0.837 dB."""
+    a, b = table[better], table[worse]
+    return (a[column] - b[column]) if column is not None else a - b
+
+
+def table2_gain(model: str) -> float:
+    """Table 2: PSNR of the largest N minus N = 1 for one model (+0.227 TDAN, +0.182 flow-based)."""
+    row = TABLE2_VIMEO90K_T[model]
+    return row[max(row)] - row[1]
 
 
 def format_table(rows: list[list], headers: list[str]) -> str:

@@ -9,7 +9,15 @@ once:
   excludes zero on the paper's side, *contradicted* when it excludes zero on the other side,
   and *inconclusive (within noise)* otherwise; with fewer than ``MIN_SEEDS`` seeds there is no
   spread and the verdict says so instead of guessing;
-* a **level** (a share, a correlation) is compared with a threshold by the same interval.
+* a **level** (a share, a correlation) is compared with a threshold by the same interval;
+* between *reproduced* and *inconclusive* sits **a trend, not shown**: the difference has the
+  paper's sign on every seed, but its interval still includes zero;
+* a **plateau** (PSNR saturates as N grows) needs a *flat* difference, its interval inside
+  ``± PLATEAU_TOLERANCE``; a later step that is only smaller than the earlier one is
+  *diminishing returns, plateau not established*;
+* a **correlation** over three points or fewer is *weak* whatever its value (three points that
+  rise together give r near 1), and never *reproduced*;
+* one seed is always *inconclusive*: there is no spread to judge a difference against.
 
 With 3 seeds the 95 % interval is mean ± 2.48 sample standard deviations (t = 4.30 at 2
 degrees of freedom, divided by sqrt 3): a difference must be large against its spread.
@@ -20,6 +28,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from . import paper
+from .metrics import pearson_r
 
 MIN_SEEDS = 3  # a verdict on a difference rests on 3 seeds (issue: mean and spread)
 
@@ -69,7 +80,64 @@ def difference_verdict(d: dict, expected_sign: int = 1, min_seeds: int = MIN_SEE
         return "reproduced"
     if expected_sign * hi < 0 and expected_sign * lo < 0:
         return "not reproduced at this scale (the opposite, beyond noise)"
+    if _every_seed(d, expected_sign):
+        return TREND
     return "inconclusive (within noise)"
+
+
+TREND = "a trend, not shown (the paper's sign on every seed; the 95 % interval includes zero)"
+
+# A difference within ± 0.05 dB is "flat": the paper's own equivalent models (DCN and its
+# decomposition, Table 1) differ by up to 0.041 dB.
+PLATEAU_TOLERANCE = 0.05
+
+
+def _every_seed(d: dict, sign: int) -> bool:
+    values = d.get("values") or []
+    return len(values) == d["n"] and all(sign * v > 0 for v in values)
+
+
+def interval(d: dict) -> tuple[float, float]:
+    """The 95 % interval ``(lo, hi)`` of the mean of ``d`` (``stats``, ``paired``); NaN for one value."""
+    h = half_width(d["std"], d["n"])
+    return d["mean"] - h, d["mean"] + h
+
+
+def plateau_verdict(later: dict, earlier: dict, tolerance: float = PLATEAU_TOLERANCE,
+                    min_seeds: int = MIN_SEEDS) -> str:
+    """The verdict on "the gain saturates" (Fig. 9, A.4) from two seed-for-seed steps: ``earlier``
+    (e.g. N = 5 - N = 1) and ``later`` (N = 15 - N = 5). A plateau is shown only by a flat
+    ``later`` step, its 95 % interval within ``± tolerance``; a positive ``later`` step smaller
+    than ``earlier`` is diminishing returns, not a plateau."""
+    if later["n"] < min_seeds:
+        return f"inconclusive: {later['n']} seed(s), a spread needs {min_seeds}"
+    lo, hi = interval(later)
+    if -tolerance <= lo and hi <= tolerance:
+        return f"reproduced: flat within ± {tolerance:g}"
+    rising = lo > 0 or _every_seed(later, +1)
+    if rising and later["mean"] < earlier["mean"]:
+        return ("diminishing returns, plateau not established (the later step is smaller, "
+                + ("and still positive beyond noise)" if lo > 0 else "positive on every seed, not flat)"))
+    if lo > 0:
+        return "not reproduced at this scale: still rising as fast as before"
+    if hi < 0:
+        return "not reproduced at this scale: falls beyond noise"
+    return f"inconclusive (within noise): not flat within ± {tolerance:g}"
+
+
+WEAK_POINTS = 3  # a Pearson r over this many points or fewer is weak evidence whatever its value
+
+
+def correlation_verdict(r: dict, points: int, expected_sign: int = 1, min_seeds: int = MIN_SEEDS) -> str:
+    """The verdict on a Pearson r (``stats`` of one r per seed, or of a single r) that the paper
+    puts on the side ``expected_sign`` of zero, each r computed from ``points`` points. Over
+    ``WEAK_POINTS`` points or fewer it is *weak*: two quantities that both rise over three
+    points give r near 1, and no interval for r exists (``correlation_interval``)."""
+    base = level_verdict(r, 0.0, above=expected_sign > 0, min_seeds=min_seeds)
+    if points > WEAK_POINTS:
+        return base
+    side = {"reproduced": "its interval over the seeds lies on the paper's side"}.get(base, base)
+    return f"weak: r from {points} points per seed; {side}"
 
 
 def level_verdict(s: dict, threshold: float, above: bool = True, min_seeds: int = MIN_SEEDS) -> str:
@@ -77,8 +145,8 @@ def level_verdict(s: dict, threshold: float, above: bool = True, min_seeds: int 
     below) ``threshold``."""
     if s["n"] < min_seeds:
         side = s["mean"] > threshold if above else s["mean"] < threshold
-        return (f"{'on' if side else 'off'} the paper's side with {s['n']} seed(s); "
-                f"inconclusive without {min_seeds}")
+        return (f"inconclusive: {s['n']} seed(s), a spread needs {min_seeds} "
+                f"({'on' if side else 'off'} the paper's side)")
     h = half_width(s["std"], s["n"])
     lo, hi = s["mean"] - h, s["mean"] + h
     sign = 1 if above else -1
@@ -137,3 +205,162 @@ def paired(results: list[dict], key: str, condition: str, baseline: str) -> dict
     if not seeds:
         return {"mean": math.nan, "std": math.nan, "n": 0, "values": [], "seeds": []}
     return {**stats(by[condition, s] - by[baseline, s] for s in seeds), "seeds": seeds}
+
+
+# ------------------------------------------------------------------ the overview (notebook 09)
+
+COLLAPSE_DB = 0.05  # dB: a run whose PSNR is this close to EDVR's bilinear base has learned nothing
+
+
+def collapsed(result: dict, bilinear_psnr: float | None = None) -> bool:
+    """Whether a run ended at EDVR's bilinear base (what an untrained EDVR outputs): its PSNR on
+    the held-out scenes within ``COLLAPSE_DB`` of the base's, which the measure records
+    (``psnr_bilinear_base``) or, for results measured before it did, ``bilinear_psnr`` gives."""
+    m = result["measures"]["offsets_vs_flow"]
+    base = m.get("psnr_bilinear_base", bilinear_psnr)
+    if base is None:
+        raise ValueError(f"{result.get('run', 'a run')} records no bilinear base PSNR: pass bilinear_psnr")
+    return abs(m["psnr"] - base) < COLLAPSE_DB
+
+
+def fidelity_verdict(d: dict, without_collapsed: bool, with_collapsed: bool) -> str:
+    """Sec. 4.3, Table 3: without the offset-fidelity loss the training diverges (offsets overflow,
+    EDVR degrades), with it it does not, and PSNR is higher. ``d``: with - without (``paired``);
+    ``without_collapsed`` / ``with_collapsed``: whether each run ended at the bilinear base
+    (``collapsed``). The loss is credited only where the run without it collapses and the run
+    with it does not."""
+    if without_collapsed and with_collapsed:
+        return ("not reproduced at this scale: both runs collapse to the bilinear base, "
+                "with and without the loss")
+    if with_collapsed:
+        return "not reproduced at this scale: only the run with the loss collapses"
+    if without_collapsed:
+        return f"the loss prevents the collapse (in kind); PSNR: {difference_verdict(d, +1)}"
+    return f"no run collapses; PSNR: {difference_verdict(d, +1)}"
+
+
+def _row(claim: str, theirs: str, ours: str, seeds, verdict: str) -> dict:
+    return {"claim": claim, "paper": theirs, "ours": ours, "seeds": seeds, "verdict": verdict}
+
+
+def _not_run(claim: str, theirs: str) -> dict:
+    return _row(claim, theirs, "not run", 0, "")
+
+
+def _per_seed_r(fig9: list[dict], conditions=("n1", "n5", "n15")) -> list[float]:
+    """Fig. 9's Pearson r of PSNR against diversity, one r per seed over ``conditions``."""
+    runs = {(r["condition"], r["seed"]): r["measures"] for r in fig9}
+    out = []
+    for seed in sorted({s for _, s in runs}):
+        if all((c, seed) in runs for c in conditions):
+            pts = [(runs[c, seed]["diversity"]["diversity"], runs[c, seed]["offsets_vs_flow"]["psnr"])
+                   for c in conditions]
+            out.append(pearson_r(*zip(*pts)))
+    return out
+
+
+def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None) -> list[dict]:
+    """Every number the paper states beside ours, one row per claim: ``claim``, ``paper`` (from
+    ``dalign_nb.paper``), ``ours`` (mean ± sd over seeds), ``seeds`` and ``verdict`` (by the rules
+    above). ``results``: experiment name -> its result dicts (``experiments.load_results``);
+    a missing experiment gives a "not run" row. ``bilinear_psnr``: EDVR's bilinear base on the
+    held-out scenes, for results that do not record it (``collapsed``)."""
+    R = {name: results.get(name, []) for name in
+         ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3")}
+    rows = []
+
+    claim = "Fig. 5: G = N = 1 offsets within 1 px of the flow"
+    theirs = f"> {100 * paper.FIG5_SHARE_WITHIN_1PX:.0f} % (PWC-Net flow)"
+    w = summarize(R["fig5"], "measures.offsets_vs_flow.within_1px").get("aligning")
+    rows.append(_row(claim, theirs, f"{mean_sd(w, 1, percent=True)} (exact flow)", w["n"],
+                     level_verdict(w, paper.FIG5_SHARE_WITHIN_1PX)) if w else _not_run(claim, theirs))
+
+    t1 = R["table1"]
+    for k in (1, 3):
+        claim = f"Table 1: decomposition - DCN, G = 1, k = {k}"
+        theirs = f"{paper.difference(paper.TABLE1_REDS4, 'decomposition', 'DCN', (1, k)):+.3f} dB"
+        d = paired([dict(r, condition=r["condition"].replace(f"-g1-k{k}", "")) for r in t1
+                                if r["condition"].endswith(f"-g1-k{k}")],
+                               "measures.offsets_vs_flow.psnr", "decomposed", "dcn")
+        rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
+                    if d["n"] else _not_run(claim, theirs))
+
+    fig9 = R["fig9"]
+    steps = {}
+    for cond, base, theirs in (("n5", "n1", f"+{paper.SEC42_G1_N1_TO_N5_GAIN} dB (A.4)"),
+                               ("n15", "n1", f"rises to the {paper.FIG9_PSNR_PLATEAU} dB plateau"),
+                               ("n15", "n5", f"saturates (at about {paper.FIG9_PSNR_PLATEAU} dB)")):
+        claim = f"Fig. 9: PSNR, N = {cond[1:]} - N = {base[1:]} (G = 1)"
+        d = steps[cond, base] = paired(fig9, "measures.offsets_vs_flow.psnr", cond, base)
+        if not d["n"]:
+            rows.append(_not_run(claim, theirs))
+            continue
+        verdict = (plateau_verdict(d, steps["n5", "n1"]) if (cond, base) == ("n15", "n5")
+                   else difference_verdict(d, +1))
+        rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict))
+
+    claim = "Fig. 9: diversity rises with N, N = 15 - N = 5 (N = 1 has none by definition)"
+    d = paired(fig9, "measures.diversity.diversity", "n15", "n5")
+    rows.append(_row(claim, "rises, then saturates", f"{mean_sd(d, 3, signed=True)} px", d["n"],
+                     difference_verdict(d, +1)) if d["n"] else _not_run(claim, "rises, then saturates"))
+
+    claim = "Fig. 9: Pearson r of PSNR and diversity"
+    theirs = f"{paper.FIG9_PEARSON_R} (six values of N)"
+    rs = _per_seed_r(fig9)
+    rows.append(_row(claim, theirs, f"{mean_sd(stats(rs))} (per seed, 3 values of N)", len(rs),
+                     correlation_verdict(stats(rs), 3)) if rs else _not_run(claim, theirs))
+
+    for key, what in (("diversity_auc_occlusion", "occlusion"), ("diversity_auc_mean_offset_error",
+                                                                  "the mean offset's misses")):
+        claim = f"Fig. 6: diversity larger where a flow fails (ROC AUC for {what}, N = 15)"
+        auc = summarize(fig9, f"measures.diversity.{key}").get("n15")
+        theirs = "shown, not measured (> 0.5)"
+        rows.append(_row(claim, theirs, mean_sd(auc, 3), auc["n"], level_verdict(auc, 0.5))
+                    if auc else _not_run(claim, theirs))
+
+    claim = "Fig. 16: PSNR, G = 4 - G = 1 (N = 1)"
+    theirs = f"up to +{paper.A4_G_GAIN_MAX} dB over G"
+    g41 = [dict(r, condition="g4") for r in R["fig16"] if r["condition"] == "g4-n1"]
+    g11 = [dict(r, condition="g1") for r in fig9 if r["condition"] == "n1"]
+    d = paired(g41 + g11, "measures.offsets_vs_flow.psnr", "g4", "g1")
+    if d["n"]:  # against the G = 1 mean over all its seeds, not only the seeds G = 4 has
+        g1 = summarize(g11, "measures.offsets_vs_flow.psnr")["g1"]
+        g4 = summarize(g41, "measures.offsets_vs_flow.psnr")["g4"]
+        ours = (f"{g4['mean'] - g1['mean']:+.3f} dB against the G = 1 mean of {g1['n']} seeds "
+                f"(seed for seed: {mean_sd(d, 3, signed=True)} dB)")
+        rows.append(_row(claim, theirs, ours, d["n"], difference_verdict(d, +1)))
+    else:
+        rows.append(_not_run(claim, theirs))
+
+    claim = "Table 4: feature - image warping"
+    theirs = f"{paper.difference(paper.TABLE4_REDS4, 'feature warping', 'image warping'):+.3f} dB"
+    feature = [dict(r, condition="feature_warping") for r in fig9 if r["condition"] == "n1"]
+    d = paired(R["table4"] + feature, "measures.offsets_vs_flow.psnr", "feature_warping",
+                           "image_warping")
+    rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
+                if d["n"] else _not_run(claim, theirs))
+
+    claim = "Fig. 17: mean mask against distance to the flow, per offset (N = 9)"
+    theirs = "r < 0 (far offsets get small masks)"
+    mr = [r["measures"]["masks"]["pearson_r"] for r in R["fig17"] if "masks" in r["measures"]]
+    rows.append(_row(claim, theirs, f"r = {mean_sd(stats(mr))}", len(mr),
+                     level_verdict(stats(mr), 0.0, above=paper.A5_MASK_VS_DISTANCE_SIGN > 0))
+                if mr else _not_run(claim, theirs))
+
+    claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
+    gain = paper.difference(paper.TABLE3, "with offset-fidelity loss", "without offset-fidelity loss",
+                            "REDS4")
+    theirs = f"{gain:+.2f} dB (REDS4, after overflow)"
+    pair = [r for r in R["table3"] if r["condition"] in ("dcn_fidelity_lr4x", "dcn_lr4x")]
+    d = paired(pair, "measures.offsets_vs_flow.psnr", "dcn_fidelity_lr4x", "dcn_lr4x")
+    if d["n"]:
+        down = {r["condition"] for r in pair if collapsed(r, bilinear_psnr)}
+        verdict = fidelity_verdict(d, "dcn_lr4x" in down, "dcn_fidelity_lr4x" in down)
+        rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict))
+    else:
+        rows.append(_not_run(claim, theirs))
+
+    gains = " / ".join(f"+{paper.table2_gain(m):.2f}" for m in paper.TABLE2_VIMEO90K_T)
+    rows.append(_row("Table 2: TDAN / a TOFlow-like network, largest N - N = 1", f"{gains} dB (Vimeo-90K-T)",
+                     "not run (other models)", 0, ""))
+    return rows

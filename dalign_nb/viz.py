@@ -180,7 +180,7 @@ def show_crops(panels: dict, gt, corner: tuple[int, int], size: int, suptitle=No
 
     y0, x0 = corner
     items = list(panels.items()) + [("ground truth", gt)]
-    fig, axes = plt.subplots(1, len(items), figsize=(width * len(items), width + 0.6), layout="constrained")
+    fig, axes = plt.subplots(1, len(items), figsize=(width * len(items), width + 1.2), layout="constrained")
     for ax, (name, img) in zip(axes, items):
         title = name if img is gt else f"{name}\n{psnr(img[None], gt[None]):.2f} dB"
         ax.imshow(_np(img[:, y0:y0 + size, x0:x0 + size].permute(1, 2, 0)).clip(0, 1))

@@ -15,6 +15,12 @@
 # %% [markdown]
 # # 01 · The deformable-convolution equation
 #
+# > **What this notebook shows.** Eq. 1 of the paper (Sec. 3.1) taken apart: the sampling grid,
+# > bilinear sampling and its derivative, DCNv2's mask (Eq. 7) and deformable groups.
+# > **Main results**: Eq. 1 computed by hand for one pixel equals `dalign_nb.ops` and
+# > torchvision's `deform_conv2d` to float rounding (asserted in section 3, the difference
+# > printed there); a mask of ones gives DCNv1, a one-hot mask a single warp (section 4).
+#
 # In this notebook we will take Eq. 1 of *Understanding Deformable Alignment in Video
 # Super-Resolution* (Chan et al., AAAI 2021, Sec. 3.1) apart, one symbol at a time:
 #

@@ -15,6 +15,12 @@
 # %% [markdown]
 # # 02 · A DCN is N spatial warps plus a 1x1 convolution
 #
+# > **What this notebook shows.** Sec. 3.3's decomposition (Eq. 3, Remarks 1-2): a DCN is $N$
+# > spatial warps followed by a 1x1 convolution, proved numerically in float64.
+# > **Main results**: outputs and every gradient of the decomposition equal the literal Eq. 1
+# > loops and torchvision in every configuration tried, DCNv1 and DCNv2, $G > 1$, borders and
+# > large offsets (asserted in section 2 to $10^{-10}$; the largest differences are printed there).
+#
 # In this notebook we will prove, numerically and to the last digit float64 allows, the
 # central observation of Sec. 3.3 of *Understanding Deformable Alignment in Video
 # Super-Resolution* (Chan et al., AAAI 2021). Writing $x_k(\mathbf{p}) = x(\mathbf{p} +

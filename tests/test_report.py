@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from dalign_nb import report
+from dalign_nb import paper, report
 
 
 def test_half_width_is_students_t_interval():
@@ -35,7 +35,8 @@ def test_level_verdict_against_a_threshold():
     assert report.level_verdict(report.stats([0.85, 0.83, 0.87]), 0.8) == "reproduced"
     assert report.level_verdict(report.stats([0.7, 0.9, 0.8]), 0.8) == "inconclusive (within noise)"
     assert report.level_verdict(report.stats([0.1, 0.12, 0.08]), 0.5, above=False) == "reproduced"
-    assert report.level_verdict(report.stats([0.9]), 0.8).startswith("on the paper's side with 1 seed")
+    assert report.level_verdict(report.stats([0.9]), 0.8) == ("inconclusive: 1 seed(s), a spread needs 3 "
+                                                             "(on the paper's side)")
 
 
 def test_mean_sd_formats(capsys):
@@ -74,3 +75,117 @@ def test_summarize_is_stats_per_condition():
     rows = [{"condition": "a", "seed": s, "m": v} for s, v in ((0, 1.0), (1, 2.0), (2, 4.0))]
     assert report.summarize(rows, "m") == {"a": {**report.stats([1.0, 2.0, 4.0]), "seeds": [0, 1, 2]}}
     assert report.summarize(rows, "m")["a"]["std"] == pytest.approx(math.sqrt(7 / 3))
+
+
+@pytest.mark.parametrize("values, sign, verdict", [
+    ([0.05, 0.30, 0.02], 1, report.TREND),  # every seed positive; mean 0.123, half width 0.38
+    ([-0.05, -0.30, -0.02], -1, report.TREND),  # the paper's sign is negative here
+    ([0.05, 0.30, -0.02], 1, "inconclusive (within noise)"),  # one seed against it
+    ([0.05, 0.30, 0.02], -1, "inconclusive (within noise)"),  # every seed against the paper, within noise
+])
+def test_a_difference_on_every_seed_within_noise_is_a_trend_not_shown(values, sign, verdict):
+    assert report.difference_verdict(report.stats(values), sign) == verdict
+
+
+N5_MINUS_N1 = report.stats([0.30, 0.35, 0.40])
+
+
+@pytest.mark.parametrize("later, earlier, verdict", [
+    ([0.01, -0.01, 0.0], N5_MINUS_N1, "reproduced: flat within ± 0.05"),  # interval ±0.025
+    # notebook 06's case: positive on every seed, interval [-0.01, +0.19]: smaller, not flat
+    ([0.123, 0.047, 0.104], N5_MINUS_N1, "diminishing returns, plateau not established (the later step is "
+                                         "smaller, positive on every seed, not flat)"),
+    ([0.10, 0.11, 0.12], N5_MINUS_N1, "diminishing returns, plateau not established (the later step is "
+                                      "smaller, and still positive beyond noise)"),
+    ([0.40, 0.45, 0.42], N5_MINUS_N1, "not reproduced at this scale: still rising as fast as before"),
+    ([-0.20, -0.25, -0.22], N5_MINUS_N1, "not reproduced at this scale: falls beyond noise"),
+    ([0.04, -0.03, 0.01], N5_MINUS_N1, "inconclusive (within noise): not flat within ± 0.05"),  # ±0.09
+    ([0.01, 0.0], N5_MINUS_N1, "inconclusive: 2 seed(s), a spread needs 3"),
+])
+def test_a_plateau_needs_a_flat_difference_not_a_smaller_one(later, earlier, verdict):
+    assert report.plateau_verdict(report.stats(later), earlier) == verdict
+
+
+def test_a_correlation_over_three_points_is_weak_whatever_its_value():
+    high = report.stats([0.99, 0.84, 0.99])  # notebook 06's three r per seed
+    assert report.correlation_verdict(high, points=9) == "reproduced"
+    weak = report.correlation_verdict(high, points=3)
+    assert weak.startswith("weak: r from 3 points") and "reproduced" not in weak
+    assert report.correlation_verdict(report.stats([-0.9, -0.8, -0.95]), points=3).endswith(
+        "not reproduced at this scale")
+    one = report.correlation_verdict(report.stats([0.9]), points=3)
+    assert one.startswith("weak: r from 3 points per seed; inconclusive: 1 seed(s)")
+
+
+def test_collapsed_is_within_a_twentieth_of_a_db_of_the_bilinear_base():
+    run = {"run": "x", "measures": {"offsets_vs_flow": {"psnr": 24.80}}}
+    assert report.collapsed(run, bilinear_psnr=24.773)  # 0.027 dB above
+    assert not report.collapsed(run, bilinear_psnr=24.70)  # 0.10 dB above
+    recorded = {"measures": {"offsets_vs_flow": {"psnr": 24.80, "psnr_bilinear_base": 24.50}}}
+    assert not report.collapsed(recorded, bilinear_psnr=24.80)  # the measure's own base wins
+    with pytest.raises(ValueError, match="bilinear"):
+        report.collapsed(run)
+
+
+def _run(experiment, condition, seed, psnr, **measures):
+    m = {"offsets_vs_flow": {"psnr": psnr, "within_1px": measures.pop("within_1px", 0.5)}}
+    m.update(measures)
+    return {"experiment": experiment, "run": f"{condition}-s{seed}", "condition": condition, "seed": seed,
+            "measures": m}
+
+
+def _fig9(n5_gain, n15_gain, diversity=(0.0, 0.4, 0.9)):
+    runs = []
+    for seed, base in enumerate((26.6, 26.3, 26.8)):
+        steps = (("n1", 0.0), ("n5", n5_gain[seed]), ("n15", n15_gain[seed]))
+        for (cond, gain), div in zip(steps, diversity):
+            runs.append(_run("fig9", cond, seed, base + gain, diversity={
+                "diversity": div + 0.1 * seed * (cond != "n1"), "diversity_auc_occlusion": 0.37,
+                "diversity_auc_mean_offset_error": 0.45}))
+    return runs
+
+
+def _overview(**results):
+    return {row["claim"]: row for row in report.overview(results, bilinear_psnr=24.77)}
+
+
+def test_overview_verdicts_follow_our_numbers():
+    rows = _overview(fig9=_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)))
+    n5 = rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]
+    assert (n5["ours"], n5["seeds"], n5["verdict"]) == ("+0.350 ± 0.050 dB", 3, "reproduced")
+    plateau = rows["Fig. 9: PSNR, N = 15 - N = 5 (G = 1)"]  # +0.10, +0.09, +0.10: smaller, not flat
+    assert plateau["verdict"].startswith("diminishing returns, plateau not established")
+    assert rows["Fig. 9: Pearson r of PSNR and diversity"]["verdict"].startswith("weak")
+    assert rows["Fig. 5: G = N = 1 offsets within 1 px of the flow"]["ours"] == "not run"
+    # the same runs with N = 5 below N = 1 on every seed, and a flat step from 5 to 15
+    rows = _overview(fig9=_fig9((-0.30, -0.35, -0.40), (-0.30, -0.34, -0.41)))
+    assert rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"] == (
+        "not reproduced at this scale (the opposite, beyond noise)")
+    assert rows["Fig. 9: PSNR, N = 15 - N = 5 (G = 1)"]["verdict"] == "reproduced: flat within ± 0.05"
+
+
+def test_overview_verdicts_follow_the_papers_numbers(monkeypatch):
+    fig5 = [_run("fig5", "aligning", s, 27.5, within_1px=w) for s, w in enumerate((0.45, 0.47, 0.43))]
+    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow"]
+    assert (row["paper"], row["verdict"]) == ("> 80 % (PWC-Net flow)", "not reproduced at this scale")
+    monkeypatch.setattr(paper, "FIG5_SHARE_WITHIN_1PX", 0.40)
+    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow"]
+    assert (row["paper"], row["verdict"]) == ("> 40 % (PWC-Net flow)", "reproduced")
+    monkeypatch.setitem(paper.TABLE4_REDS4, "image warping", 30.1)
+    row = _overview()["Table 4: feature - image warping"]
+    assert (row["paper"], row["ours"], row["verdict"]) == ("-0.108 dB", "not run", "")
+
+
+def test_overview_says_when_both_table3_runs_collapse():
+    claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
+    both = [_run("table3", "dcn_lr4x", 0, 24.77), _run("table3", "dcn_fidelity_lr4x", 0, 24.78)]
+    assert _overview(table3=both)[claim]["verdict"] == ("not reproduced at this scale: both runs collapse "
+                                                        "to the bilinear base, with and without the loss")
+    one = [_run("table3", "dcn_lr4x", 0, 24.77), _run("table3", "dcn_fidelity_lr4x", 0, 25.90)]
+    row = _overview(table3=one)[claim]
+    assert (row["ours"], row["seeds"]) == ("+1.130 dB", 1)
+    assert row["verdict"] == ("the loss prevents the collapse (in kind); PSNR: inconclusive: 1 seed(s), "
+                              "a spread needs 3")
+    neither = [_run("table3", "dcn_lr4x", 0, 25.90), _run("table3", "dcn_fidelity_lr4x", 0, 24.78)]
+    only = "not reproduced at this scale: only the run with the loss collapses"
+    assert _overview(table3=neither)[claim]["verdict"] == only
