@@ -57,7 +57,7 @@ def _with_centre(offsets: dict) -> dict:
 
 
 def fit_offset_field(reference: Tensor, neighbour: Tensor, *, coarse_to_fine: bool = True,
-                     steps: int = 150, lr: float = 0.05, penalty: str = "census",
+                     steps: int = 150, lr: float = 0.05, penalty: str = "rgb",
                      smoothness_weight: float = 0.1) -> FittedField:
     """Fit one offset per pixel that warps ``neighbour`` onto ``reference`` (both ``(1, 3, h, w)``
     in [0, 1], h and w multiples of 4), ``steps`` Adam steps per level searched."""

@@ -79,6 +79,52 @@ torch.manual_seed(SEED)
 print(f"profile {PROFILE} on {DEVICE}")
 
 # %% [markdown]
+# ## A first look: one offset field finds a known shift
+#
+# Before any network: one free offset per pixel (a $G = N = 1$ field, (dy, dx)), moved by
+# gradient descent so that a neighbour frame sampled at $\mathbf{p} + \Delta\mathbf{p}(\mathbf{p})$
+# reproduces the reference (`dalign_nb.offset_fit`: the photometric warping term of section 1,
+# plus edge-aware smoothness). The neighbour is a crop of a real held-out LR frame moved by a known
+# shift, so the right answer is that shift at every pixel. Searched at full resolution from zero,
+# the field creeps, and unevenly: bilinear sampling tells an offset where to go only within about
+# a pixel of the answer, so only where the texture is coarse does the gradient reach that far
+# (after as many steps, the printout says how much of the frame it found). Searched **coarse to fine** -- at a quarter of the resolution first, where the shift
+# is a pixel, then refined at half and full resolution from the coarser answer -- it finds it. That
+# is the idea behind *warp-then-estimate* (section 1), which the PCD pyramid adopts in round 2.
+
+# %%
+from dalign_nb.offset_fit import fit_offset_field
+
+frame = data.validation_clips("bundled", max_frames=11)[0].lq[10][None]  # (1, 3, h, w): bikes, held out
+SHIFT = (0, 4)  # (dy, dx) in LR pixels: the neighbour is the reference moved 4 px to the right
+y0, x0, size = 2, 40, 64
+reference = frame[..., y0:y0 + size, x0:x0 + size]
+neighbour = frame[..., y0 - SHIFT[0]:y0 - SHIFT[0] + size, x0 - SHIFT[1]:x0 - SHIFT[1] + size]
+fits = {"one level, from zero": fit_offset_field(reference, neighbour, coarse_to_fine=False, steps=450),
+        "coarse to fine": fit_offset_field(reference, neighbour, coarse_to_fine=True, steps=150)}
+inner = (slice(None), slice(6, -6), slice(6, -6))  # away from the borders, whose content left the frame
+shares = {}
+for name, fit in fits.items():
+    off = fit.offsets[0][inner]  # (2, h', w') as (dy, dx)
+    shares[name] = float((((off[0] - SHIFT[0]) ** 2 + (off[1] - SHIFT[1]) ** 2).sqrt() < 1).float().mean())
+    print(f"{name:22s} within 1 px of the shift on {100 * shares[name]:.0f} % of the pixels, "
+          f"mean offset ({off[0].mean():+.2f}, {off[1].mean():+.2f}) px, {len(fit.losses)} steps")
+
+fig, axes = plt.subplots(1, 5, figsize=(15, 3.2), layout="constrained")
+for ax, (title, img) in zip(axes, (("reference", reference), ("neighbour\n(moved 4 px right)", neighbour))):
+    ax.imshow(img[0].permute(1, 2, 0).clamp(0, 1))
+    ax.set(title=title, xticks=[], yticks=[])
+for ax, (name, fit) in zip(axes[2:4], fits.items()):
+    ax.imshow(flow.flow_to_color(fit.offsets[0].flip(0).permute(1, 2, 0), 5.0))
+    ax.set(title=f"{name}:\n{100 * shares[name]:.0f} % within 1 px", xticks=[], yticks=[])
+for name, fit in fits.items():
+    axes[4].plot(fit.losses, label=name)
+axes[4].set(title="warping + smoothness loss", xlabel="Adam step", yscale="log")
+axes[4].legend(fontsize=8)
+plt.show()
+assert shares["coarse to fine"] > shares["one level, from zero"] + 0.3
+
+# %% [markdown]
 # ## 1. How EDVR predicts offsets, and what we changed
 #
 # Eq. 2 aligns the neighbour's feature $F_{t+i}$ to the reference $F_t$ with a deformable

@@ -6,6 +6,7 @@ basicsr==1.4.2 addict yapf lmdb pyyaml future``). Without it those tests skip, a
 """
 
 import importlib
+import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -36,6 +37,8 @@ def load_basicsr_edvr_arch():
     def package(name, path):
         module = types.ModuleType(name)
         module.__path__ = [str(path)]
+        module.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+        module.__spec__.submodule_search_locations = [str(path)]  # find_spec still finds the files
         sys.modules[name] = module
         return module
 
@@ -62,3 +65,14 @@ def require_basicsr_edvr():
             pytest.fail(message)
         pytest.skip(message)
     return module
+
+
+def require_basicsr_root() -> Path:
+    """The folder of the installed ``basicsr`` package; skips without it, fails under ``CI=true``."""
+    spec = importlib.util.find_spec("basicsr")
+    if spec is None or not spec.submodule_search_locations:
+        message = f"basicsr is not installed; install it with {INSTALL}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return Path(list(spec.submodule_search_locations)[0])

@@ -24,6 +24,7 @@ import importlib.util
 import cv2
 import numpy as np
 import pytest
+from basicsr_arch import require_basicsr_root
 
 from dalign_nb.data import bd_degrade, imresize
 
@@ -46,10 +47,7 @@ def hand_downscale_x4(img: np.ndarray) -> np.ndarray:
 def basicsr_imresize():
     """BasicSR's ``imresize``, loaded from its file (the package's ``__init__`` fails on current
     torchvision; this module needs only math, numpy and torch)."""
-    spec = importlib.util.find_spec("basicsr")
-    if spec is None or not spec.submodule_search_locations:
-        pytest.skip("basicsr is not installed")
-    path = f"{list(spec.submodule_search_locations)[0]}/utils/matlab_functions.py"
+    path = require_basicsr_root() / "utils" / "matlab_functions.py"  # fails under CI=true without it
     module_spec = importlib.util.spec_from_file_location("basicsr_matlab_functions", path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
