@@ -108,6 +108,13 @@ print(f"profile {profile.name} on {DEVICE}: {profile.description}")
 # model's offsets learn the motion: `standard`'s model with one flow per neighbour
 # (G = N = 1), 3 frames, 4 x 32² patches, and two departures from the paper, both named —
 # residual offsets across the PCD pyramid and a self-supervised photometric warping loss.
+# `align2` ("Alignment, round 2"; notebook 05 measures it) adds three more, named too:
+# **warp-then-estimate** (each finer PCD level predicts its offsets from the neighbour already
+# warped by the coarser level's offsets, as the flow networks SPyNet and PWC-Net estimate a
+# residual; `model.warp_then_estimate`), the warping term on **census transforms** instead of
+# colours (UnFlow's soft census: local brightness order, blind to brightness changes and flat
+# matches; `train.photometric_penalty`) and an **edge-aware smoothness** term on the offsets
+# (`train.smoothness_weight`). The table's last column says what shapes each profile's offsets.
 #
 # One deviation is ours: `quick` and `standard` set `model.zero_init_output`, which starts
 # EDVR's last convolution at zero so that the untrained model is exactly its bilinear base
@@ -118,9 +125,11 @@ print(f"profile {profile.name} on {DEVICE}: {profile.description}")
 
 # %%
 rows = []
-for name in ("quick", "standard", "align", "paper"):
+for name in ("quick", "standard", "align", "align2", "paper"):
     p = get_profile(name)
-    signal = "SR loss" + (" + photometric" if p.train.photometric_weight > 0 else "")
+    signal = "SR loss" + (f" + warping ({p.train.photometric_penalty})" if p.train.photometric_weight > 0 else "")
+    signal += " + smoothness" if p.train.smoothness_weight > 0 else ""
+    signal += ", warp-then-estimate" if p.model.warp_then_estimate else ""
     rows.append([name, p.model.num_feat, p.model.num_frame, p.model.alignment.kind, p.model.deformable_groups,
                  p.model.num_reconstruct_block, p.model.with_tsa, p.data.source,
                  f"{p.data.batch_size} x {p.data.patch_size}^2", f"{p.train.lr:g}", p.train.total_iter,
@@ -447,7 +456,7 @@ viz.show_crops(panels, gt, corner, size, suptitle=f"held-out synthetic scene: th
 plt.show()
 
 # %% [markdown]
-# ## 10. The `standard`, `align` and `paper` profiles
+# ## 10. The `standard`, `align`, `align2` and `paper` profiles
 #
 # The same code runs at every scale; only the profile changes. From a shell at the top of
 # the repository:
@@ -457,9 +466,16 @@ plt.show()
 # python -m dalign_nb train --profile standard --alignment dcn
 # python -m dalign_nb train --profile standard --alignment decomposed --num-offsets 1
 #
-# # the models of section 8 and notebook 05: the experiment fig5 (4 conditions x 3 seeds,
-# # about 50 minutes per run on one CPU core; --jobs K runs K at once, --device cuda on a GPU)
+# # the models of section 8 and notebook 05: the experiment fig5 (its align and align2
+# # conditions x 3 seeds, 50-90 minutes per run on one core of a 2-core CPU; --jobs K runs K
+# # at once, --device cuda on a GPU)
 # python -m dalign_nb experiment fig5 --jobs 2
+# python -m dalign_nb experiment fig5 --only round2-s0 round2-s1 --jobs 2
+#
+# # on a CPU with native bfloat16 (AVX512-BF16 or AMX), bfloat16 autocast and channels-last
+# # weights are an option (python -m dalign_nb.bench train --precision times both ways);
+# # elsewhere the run stays float32 and its history says why
+# python -m dalign_nb train --profile align2 --set train.cpu_amp=True --set train.channels_last=True
 #
 # # the paper (Sec. A.1): EDVR-M on REDS (data/REDS/train_sharp, train_sharp_bicubic/X4),
 # # 4 GPUs with DDP; first without TSA, then with TSA initialised from it
@@ -498,8 +514,8 @@ print(dataclasses.asdict(get_profile("paper").train))
 #   and the model relies on them (about 1 dB); with the SR loss alone they stay at zero — and
 #   that model scores about 0.1 dB higher on both seeds run, so at this scale the network
 #   makes up for missing alignment;
-# - seen the commands that run the `standard`, `align` and `paper` profiles and the `fig5`
-#   experiment.
+# - seen the commands that run the `standard`, `align`, `align2` and `paper` profiles and the
+#   `fig5` experiment.
 #
 # Notebook 05 looks at the `align` models' offsets against the exact and the estimated flow
 # (Fig. 4-5 of the paper).

@@ -70,7 +70,7 @@ def test_cosine_restart_matches_basicsr_formula():
 
 
 def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
-    assert set(PROFILES) == {"quick", "standard", "align", "paper"}
+    assert set(PROFILES) == {"quick", "standard", "align", "align2", "paper"}
     for name in PROFILES:
         p = get_profile(name)
         assert p.name == name and p.description
@@ -84,6 +84,11 @@ def test_profiles_are_complete_and_paper_follows_basicsr(monkeypatch):
     align = get_profile("align")  # the two departures that make alignment learn (issue 8)
     assert align.model.residual_offsets and align.train.photometric_weight > 0
     assert align.data.val_source == "synthetic" and align.model.alignment.kind == "flow"
+    round2 = get_profile("align2")  # align plus three named departures, and nothing else changed
+    changed = {k for k, v in round2.flat().items() if v != align.flat()[k]} - {"name", "description"}
+    assert changed == {"model.warp_then_estimate", "train.photometric_penalty", "train.smoothness_weight"}
+    assert round2.model.warp_then_estimate and round2.train.photometric_penalty == "census"
+    assert not (round2.train.cpu_amp or round2.train.channels_last)  # float32 until shown over 3 seeds
     monkeypatch.setenv("DALIGN_PROFILE", "standard")
     assert profile_name() == "standard" and get_profile().name == "standard"
     monkeypatch.setenv("DALIGN_PROFILE", "huge")
