@@ -401,3 +401,41 @@ def test_warp_then_estimate_is_refused_where_it_cannot_apply():
         EDVRConfig(alignment=AlignmentConfig(kind="flow"), warp_then_estimate=True)
     with pytest.raises(ValueError, match="residual_offsets"):
         EDVR(num_feat=8, num_frame=3, warp_then_estimate=True)
+
+
+# --------------------------------------------------------------------------- one random stream per module
+
+
+def _built(seed: int, per_module: bool, **alignment) -> dict:
+    torch.manual_seed(seed)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=2,
+                 alignment=AlignmentConfig(**alignment), seed_per_module=per_module)
+    return model.state_dict()
+
+
+def _alignment_modules(name: str) -> bool:
+    return name.startswith(("pcd_align.dcn_pack.", "pcd_align.cas_dcnpack."))
+
+
+def test_seed_per_module_makes_n1_and_n15_share_every_weight_outside_the_alignment():
+    """fig9's pair: with one stream per module the two models of one seed start equal in every
+    weight they share; with BasicSR's single stream the larger alignment shifts what comes after."""
+    n1 = _built(0, True, kind="decomposed", num_offsets=1, modulated=False)
+    n15 = _built(0, True, kind="decomposed", num_offsets=15, modulated=False)
+    shared = [k for k in n1 if not _alignment_modules(k)]
+    assert len(shared) > 50 and all(torch.equal(n1[k], n15[k]) for k in shared)
+    assert n1["pcd_align.dcn_pack.l1.weight"].shape != n15["pcd_align.dcn_pack.l1.weight"].shape
+    g1 = _built(0, False, kind="decomposed", num_offsets=1, modulated=False)
+    g15 = _built(0, False, kind="decomposed", num_offsets=15, modulated=False)
+    assert not all(torch.equal(g1[k], g15[k]) for k in shared)  # e.g. the TSA fusion differs
+    other = _built(1, True, kind="decomposed", num_offsets=1, modulated=False)
+    assert not torch.equal(other["fusion.feat_fusion.weight"], n1["fusion.feat_fusion.weight"])
+
+
+def test_seed_per_module_keeps_table1_twins_identical():
+    """A k x k DCN and its decomposition on the kernel grid still start from the same weights."""
+    dcn = _built(3, True, kind="dcn", kernel_size=3, modulated=False)
+    grid = _built(3, True, kind="decomposed", num_offsets=9, kernel_size=3, grid=True, modulated=False)
+    assert dcn.keys() == grid.keys()
+    for k in dcn:
+        torch.testing.assert_close(dcn[k].reshape(grid[k].shape), grid[k], rtol=0, atol=0)

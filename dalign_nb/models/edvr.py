@@ -28,6 +28,7 @@ refine the already aligned L1 feature.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,19 @@ __all__ = [
 ]
 
 LEVELS = ("l3", "l2", "l1", "cascade")
+
+
+def made(stream: int | None, name: str, build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()`` drawing its random initial weights from its own stream, seeded by
+    ``(stream, name)`` (``EDVRConfig.seed_per_module``); with ``stream`` None, from the global
+    stream as usual. Two models built from one seed then share the initial weights of every
+    module they share, whatever the other modules draw (fig9's N = 1 and N = 15, table4's
+    feature and image warping differ only in their alignment modules)."""
+    if stream is None:
+        return build()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed((stream * 1_000_003 + zlib.crc32(name.encode())) % 2 ** 63)
+        return build()
 
 
 def _lrelu(x: Tensor) -> Tensor:
@@ -129,7 +143,7 @@ class PCDAlignment(nn.Module):
 
     def __init__(self, num_feat: int = 64, deformable_groups: int = 8,
                  alignment: AlignmentConfig | str = "dcn", residual_offsets: bool = False,
-                 warp_then_estimate: bool = False):
+                 warp_then_estimate: bool = False, stream: int | None = None):
         super().__init__()
         if warp_then_estimate and not residual_offsets:
             raise ValueError("warp_then_estimate warps by the coarser level's offsets passed up as a "
@@ -138,18 +152,24 @@ class PCDAlignment(nn.Module):
         self.alignment = AlignmentConfig(kind=alignment) if isinstance(alignment, str) else alignment
         self.offset_conv1, self.offset_conv2 = nn.ModuleDict(), nn.ModuleDict()
         self.offset_conv3, self.dcn_pack, self.feat_conv = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
+        c, g = num_feat, deformable_groups
+
+        def aligner():
+            return build_alignment(self.alignment, c, g)
+
         for i in (3, 2, 1):
             level = f"l{i}"
-            self.offset_conv1[level] = _conv(num_feat * 2, num_feat)
-            self.offset_conv2[level] = _conv(num_feat if i == 3 else num_feat * 2, num_feat)
+            self.offset_conv1[level] = made(stream, f"offset_conv1.{level}", lambda: _conv(c * 2, c))
+            self.offset_conv2[level] = made(stream, f"offset_conv2.{level}",
+                                            lambda: _conv(c if i == 3 else c * 2, c))
             if i < 3:
-                self.offset_conv3[level] = _conv(num_feat, num_feat)
-            self.dcn_pack[level] = build_alignment(self.alignment, num_feat, deformable_groups)
+                self.offset_conv3[level] = made(stream, f"offset_conv3.{level}", lambda: _conv(c, c))
+            self.dcn_pack[level] = made(stream, f"dcn_pack.{level}", aligner)
             if i < 3:
-                self.feat_conv[level] = _conv(num_feat * 2, num_feat)
-        self.cas_offset_conv1 = _conv(num_feat * 2, num_feat)
-        self.cas_offset_conv2 = _conv(num_feat, num_feat)
-        self.cas_dcnpack = build_alignment(self.alignment, num_feat, deformable_groups)
+                self.feat_conv[level] = made(stream, f"feat_conv.{level}", lambda: _conv(c * 2, c))
+        self.cas_offset_conv1 = made(stream, "cas_offset_conv1", lambda: _conv(c * 2, c))
+        self.cas_offset_conv2 = made(stream, "cas_offset_conv2", lambda: _conv(c, c))
+        self.cas_dcnpack = made(stream, "cas_dcnpack", aligner)
 
     def _cascade_flow(self, l1: Aligned) -> Tensor | None:
         if self.alignment.kind == "flow_guided":  # the L1 feature is already aligned: no base flow
@@ -300,6 +320,13 @@ class EDVRConfig:
     ``warp_then_estimate`` is ours too (EDVR: False; needs ``residual_offsets``): each finer
     level's offset branch sees the neighbour warped by the coarser level's offsets, as
     SPyNet and PWC-Net estimate residual flows (see ``PCDAlignment``). It adds no parameter.
+
+    ``seed_per_module`` (default False: one global stream, as BasicSR): each module draws its
+    initial weights from its own random stream, seeded by the global seed (``torch.manual_seed``
+    before building) and the module's name (``made``). Models of one seed then start from the
+    same weights in every module they share, so that a comparison of two alignments differs in
+    the alignment alone, not in the TSA or reconstruction weights that a larger alignment
+    module would otherwise shift.
     """
 
     num_in_ch: int = 3
@@ -317,6 +344,7 @@ class EDVRConfig:
     zero_init_output: bool = False
     residual_offsets: bool = False
     warp_then_estimate: bool = False
+    seed_per_module: bool = False
 
     def __post_init__(self):
         if isinstance(self.alignment, str):
@@ -387,7 +415,7 @@ class EDVR(nn.Module):
                  center_frame_idx: int | None = None, hr_in: bool = False, with_predeblur: bool = False,
                  with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn",
                  zero_init_output: bool = False, residual_offsets: bool = False,
-                 warp_then_estimate: bool = False):
+                 warp_then_estimate: bool = False, seed_per_module: bool = False):
         super().__init__()
         self.config = EDVRConfig(
             num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_frame=num_frame,
@@ -395,7 +423,7 @@ class EDVR(nn.Module):
             num_reconstruct_block=num_reconstruct_block, center_frame_idx=center_frame_idx, hr_in=hr_in,
             with_predeblur=with_predeblur, with_tsa=with_tsa, alignment=alignment,
             zero_init_output=zero_init_output, residual_offsets=residual_offsets,
-            warp_then_estimate=warp_then_estimate)
+            warp_then_estimate=warp_then_estimate, seed_per_module=seed_per_module)
         if hr_in and not with_predeblur:
             raise ValueError("hr_in=True needs with_predeblur=True (its strided convs bring HR input to LR)")
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -404,27 +432,31 @@ class EDVR(nn.Module):
         self.num_frame, self.hr_in = num_frame, hr_in
         self.with_predeblur, self.with_tsa = with_predeblur, with_tsa
 
+        s, c = (torch.initial_seed() if seed_per_module else None), num_feat
         if with_predeblur:
-            self.predeblur = PredeblurModule(num_in_ch, num_feat, hr_in)
-            self.conv_1x1 = _conv(num_feat, num_feat, 1)
+            self.predeblur = made(s, "predeblur", lambda: PredeblurModule(num_in_ch, c, hr_in))
+            self.conv_1x1 = made(s, "conv_1x1", lambda: _conv(c, c, 1))
         else:
-            self.conv_first = _conv(num_in_ch, num_feat)
-        self.feature_extraction = _blocks(num_extract_block, num_feat)
-        self.conv_l2_1, self.conv_l2_2 = _conv(num_feat, num_feat, 3, 2), _conv(num_feat, num_feat)
-        self.conv_l3_1, self.conv_l3_2 = _conv(num_feat, num_feat, 3, 2), _conv(num_feat, num_feat)
+            self.conv_first = made(s, "conv_first", lambda: _conv(num_in_ch, c))
+        self.feature_extraction = made(s, "feature_extraction", lambda: _blocks(num_extract_block, c))
+        self.conv_l2_1 = made(s, "conv_l2_1", lambda: _conv(c, c, 3, 2))
+        self.conv_l2_2 = made(s, "conv_l2_2", lambda: _conv(c, c))
+        self.conv_l3_1 = made(s, "conv_l3_1", lambda: _conv(c, c, 3, 2))
+        self.conv_l3_2 = made(s, "conv_l3_2", lambda: _conv(c, c))
 
-        self.pcd_align = PCDAlignment(num_feat, deformable_groups, self.config.alignment,
-                                      residual_offsets, warp_then_estimate)
+        self.pcd_align = PCDAlignment(c, deformable_groups, self.config.alignment,
+                                      residual_offsets, warp_then_estimate,
+                                      None if s is None else s + 1)  # its modules: streams of their own
         if with_tsa:
-            self.fusion = TSAFusion(num_feat, num_frame, self.center_frame_idx)
+            self.fusion = made(s, "fusion", lambda: TSAFusion(c, num_frame, self.center_frame_idx))
         else:
-            self.fusion = _conv(num_frame * num_feat, num_feat, 1)
+            self.fusion = made(s, "fusion", lambda: _conv(num_frame * c, c, 1))
 
-        self.reconstruction = _blocks(num_reconstruct_block, num_feat)
-        self.upconv1 = _conv(num_feat, num_feat * 4)
-        self.upconv2 = _conv(num_feat, 64 * 4)  # BasicSR fixes 64 channels after the first x2
-        self.conv_hr = _conv(64, 64)
-        self.conv_last = _conv(64, num_out_ch)
+        self.reconstruction = made(s, "reconstruction", lambda: _blocks(num_reconstruct_block, c))
+        self.upconv1 = made(s, "upconv1", lambda: _conv(c, c * 4))
+        self.upconv2 = made(s, "upconv2", lambda: _conv(c, 64 * 4))  # BasicSR fixes 64 channels after x2
+        self.conv_hr = made(s, "conv_hr", lambda: _conv(64, 64))
+        self.conv_last = made(s, "conv_last", lambda: _conv(64, num_out_ch))
         if zero_init_output:  # the untrained model is its bilinear base (see EDVRConfig)
             nn.init.zeros_(self.conv_last.weight)
             nn.init.zeros_(self.conv_last.bias)
