@@ -19,8 +19,9 @@ __all__ = ["EXPERIMENTS", "Condition", "Experiment", "Run", "experiment", "plan"
 
 class Condition(NamedTuple):
     """A run name and the profile fields it changes, as dotted paths
-    (``{"model.alignment.kind": "flow"}``); ``profile`` names the profile it starts from
-    (None: the experiment's)."""
+    (``{"model.alignment.kind": "flow"}``; ``"model"`` replaces the whole model config, as
+    table2's TDAN and FlowNet conditions do, ``config.with_overrides``); ``profile`` names the
+    profile it starts from (None: the experiment's)."""
 
     name: str
     overrides: dict = {}
