@@ -360,7 +360,11 @@ def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups:
 
 def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
     """Every alignment module's offset branch ``conv_offset`` and how many of its leading output
-    channels are offsets (the rest, the last third with masks, BasicSR's ``o1, o2, mask``)."""
+    channels are offsets (the rest, the last third with masks, BasicSR's ``o1, o2, mask``); a
+    model whose offsets come from elsewhere names its branches itself, ``model.offset_branches()``
+    (``models.FlowNet``: the last convolution of every SPyNet level)."""
+    if callable(getattr(model, "offset_branches", None)):
+        return model.offset_branches()
     out = []
     for m in model.modules():
         conv = getattr(m, "conv_offset", None)
@@ -380,10 +384,11 @@ def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
 def zero_offsets(model: nn.Module):
     """Inside the block, every alignment module of ``model`` samples its input at zero offsets.
 
-    The offset rows of each offset branch's weight and bias (``conv_offset``) are set to zero
-    and restored, bit for bit, on leaving; modulation masks are kept. The model then fuses
-    unaligned neighbours (a DCN becomes a plain convolution): comparing its PSNR with the
-    trained model's says whether alignment is used at all.
+    The offset rows of each offset branch's weight and bias (``conv_offset``, or the model's
+    ``offset_branches()``) are set to zero and restored, bit for bit, on leaving; modulation
+    masks are kept. The model then fuses unaligned neighbours (a DCN becomes a plain
+    convolution; a flow network warps by zero flow): comparing its PSNR with the trained
+    model's says whether alignment is used at all.
     """
     saved = []
     with torch.no_grad():

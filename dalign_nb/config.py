@@ -13,8 +13,14 @@ Four profiles, each a complete ``Profile`` of frozen dataclasses (one per concer
 * ``paper`` -- EDVR-M with the paper's schedule (Sec. A.1, BasicSR's
   ``train_EDVR_M_x4_SR_REDS_600k.yml``) on REDS, on GPUs.
 
-The model is described by the model's own config, ``EDVRConfig`` (with its
-``AlignmentConfig``), and built one way: ``EDVR.from_config(profile.model)``.
+The model is described by the model's own config -- ``EDVRConfig`` (with its
+``AlignmentConfig``), or Table 2's ``TDANConfig`` / ``FlowNetConfig`` -- and built one way:
+``models.build_model(profile.model)``. The config's type is a field like the others under the
+name ``model.type`` (``models.MODEL_TYPES``: "edvr", "tdan", "flownet"): ``flat()`` lists it
+first among the model's fields, ``to_dict()`` stores it in ``model["type"]`` and ``from_dict``
+rebuilds that type (a dict without it, written before TDAN and FlowNet existed, is EDVR's).
+Every model config says N, the offsets per group, as ``offsets_per_group``, and which
+``aux["offsets"]`` levels it has as ``offset_levels``.
 
 ``DALIGN_PROFILE`` is the only environment variable the project reads for it
 (``profile_name()``); change fields by their dotted names with ``with_overrides`` (what
@@ -24,6 +30,11 @@ nested configs)::
     p = get_profile("quick")
     p = p.with_overrides({"train.total_iter": 50, "model.alignment.kind": "decomposed"})
     p = p.replace(train={"total_iter": 50}, model={"alignment": {"kind": "decomposed", "num_offsets": 1}})
+    p = p.with_overrides({"model": tdan_config("small", num_offsets=9), "model.num_feat": 16})
+
+Another model is one override: ``"model"`` with a whole config (what experiments use), or
+``"model.type"`` with a type name (that type's default config, as ``--set model.type=tdan``);
+the other ``model.*`` fields then apply to it.
 
 Resuming a run with a changed profile (``dalign_nb.train``): only the fields in
 ``RESUMABLE`` may change -- the learning-rate schedule (the new one applies from the restored
@@ -37,10 +48,12 @@ from __future__ import annotations
 import ast
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.models import MODEL_TYPES, ModelConfig, model_type
 from dalign_nb.models.edvr import EDVRConfig
 
 __all__ = [
@@ -163,9 +176,10 @@ class TrainConfig:
                              f"{self.total_iter}")
         if self.loss_reduction not in ("mean", "sum"):
             raise ValueError(f"loss_reduction must be 'mean' or 'sum', got {self.loss_reduction!r}")
-        if not set(self.photometric_levels) <= {"l1", "l2", "l3"} or not self.photometric_levels:
-            raise ValueError(f"photometric_levels must be a non-empty subset of ('l1', 'l2', 'l3'), "
-                             f"got {self.photometric_levels!r}")
+        if not self.photometric_levels or not all(
+                isinstance(lvl, str) and re.fullmatch(r"l[1-9]", lvl) for lvl in self.photometric_levels):
+            raise ValueError(f"photometric_levels must be a non-empty tuple of pyramid levels 'l1', 'l2', "
+                             f"... (the model's, Profile checks which), got {self.photometric_levels!r}")
         if self.photometric_target not in ("each", "mean"):
             raise ValueError(f"photometric_target must be 'each' or 'mean', got {self.photometric_target!r}")
         if self.photometric_penalty not in ("rgb", "census"):
@@ -199,7 +213,10 @@ def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
     conditions and notebooks. An unknown name is refused, naming it. A changed
     ``train.total_iter`` brings a single-period schedule (``train.periods``) along unless
     ``train.periods`` is given too."""
-    overrides, fields = dict(overrides), profile.flat()
+    overrides = dict(overrides)
+    model = _switch_model(profile.model, overrides)
+    fields = {**{k: v for k, v in profile.flat().items() if not k.startswith("model.")},
+              **_flat(model, "model.")}
     unknown = [key for key in overrides if key not in fields]
     if unknown:
         raise ValueError(f"the profile has no field {unknown[0]!r}; fields: "
@@ -214,12 +231,33 @@ def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
         for part in path:
             inner = inner.setdefault(part, {})
         inner[last] = value
+    if "model" in nested or model is not profile.model:
+        nested["model"] = _replace(model, nested.get("model", {}))
     return profile.replace(**nested) if nested else profile
 
 
+def _switch_model(model: ModelConfig, overrides: dict) -> ModelConfig:
+    """The model config the ``model.*`` overrides apply to, taking the keys that change the
+    model's type out of ``overrides``: ``"model"`` (a whole model config) or ``"model.type"`` (a
+    name in ``models.MODEL_TYPES``: that type's default config, unless the model is of it)."""
+    whole, name = overrides.pop("model", None), overrides.pop("model.type", None)
+    if whole is not None:
+        if type(whole) not in MODEL_TYPES.values():
+            raise ValueError(f"the override 'model' must be a model config "
+                             f"({', '.join(c.__name__ for c in MODEL_TYPES.values())}), got {whole!r}")
+        model = whole
+    if name is None or name == model_type(model):
+        return model
+    if whole is not None or name not in MODEL_TYPES:
+        raise ValueError(f"model.type must be one of {sorted(MODEL_TYPES)}"
+                         f"{' and agree with the model override' if whole is not None else ''}, got {name!r}")
+    return MODEL_TYPES[name]()
+
+
 def _flat(obj, prefix: str = "") -> dict:
-    """A config as ``{"train.lr": 4e-4, "model.alignment.kind": "dcn", ...}``."""
-    out = {}
+    """A config as ``{"train.lr": 4e-4, "model.type": "edvr", "model.alignment.kind": "dcn", ...}``;
+    a model config's fields start with its type (``models.model_type``)."""
+    out = {f"{prefix}type": model_type(obj)} if type(obj) in MODEL_TYPES.values() else {}
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
         if dataclasses.is_dataclass(value):
@@ -236,22 +274,45 @@ def _build(cls, d: dict):
                   else tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+def _build_model(d: dict) -> ModelConfig:
+    """A model config from ``Profile.to_dict``'s ``model``: the type its ``"type"`` names (none:
+    EDVR, as profiles were stored before Table 2's models)."""
+    d = dict(d)
+    name = d.pop("type", "edvr")
+    if name not in MODEL_TYPES:
+        raise ValueError(f"model.type must be one of {sorted(MODEL_TYPES)}, got {name!r}")
+    return _build(MODEL_TYPES[name], d)
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A complete training configuration: the model (``EDVRConfig``), data and optimisation."""
+    """A complete training configuration: the model (``EDVRConfig``, ``TDANConfig`` or
+    ``FlowNetConfig``), data and optimisation."""
 
     name: str
     description: str
-    model: EDVRConfig = field(default_factory=EDVRConfig)
+    model: ModelConfig = field(default_factory=EDVRConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
-        if self.train.tsa_iter > 0 and not self.model.with_tsa:
+        if type(self.model) not in MODEL_TYPES.values():
+            raise ValueError(f"model must be one of {', '.join(c.__name__ for c in MODEL_TYPES.values())}, "
+                             f"got {type(self.model).__name__}")
+        if self.train.tsa_iter > 0 and not getattr(self.model, "with_tsa", False):
             raise ValueError(f"train.tsa_iter = {self.train.tsa_iter} trains only the TSA fusion "
                              "first, but model.with_tsa is False: set train.tsa_iter=0")
         if self.data.batch_size < 1 or self.data.patch_size < 1:
             raise ValueError("data.batch_size and data.patch_size must be >= 1")
+        self._check_offset_levels()
+
+    def _check_offset_levels(self) -> None:
+        """The warping and smoothness terms act on levels of ``aux["offsets"]`` the model has."""
+        t, levels = self.train, self.model.offset_levels
+        missing = [lvl for lvl in t.photometric_levels if lvl not in levels]
+        if missing and (t.photometric_weight > 0 or t.smoothness_weight > 0):
+            raise ValueError(f"train.photometric_levels {missing} are not offset levels of the model "
+                             f"({model_type(self.model)}: {levels}); set train.photometric_levels")
 
     def replace(self, **changes) -> Profile:
         """``replace(train={"total_iter": 10}, model={"alignment": {"kind": "flow"}})``: nested
@@ -259,10 +320,14 @@ class Profile:
         return _replace(self, changes)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """Nested plain dicts (``history.json``, results); ``model["type"]`` names the model config."""
+        d = dataclasses.asdict(self)
+        d["model"] = {"type": model_type(self.model), **d["model"]}
+        return d
 
     def flat(self) -> dict:
-        """Every field under its dotted path, e.g. ``"model.alignment.kind"``."""
+        """Every field under its dotted path, e.g. ``"model.alignment.kind"``; ``"model.type"``
+        names the model config's type."""
         return _flat(self)
 
     def with_overrides(self, overrides: dict[str, Any]) -> Profile:
@@ -275,8 +340,9 @@ class Profile:
         order, the objective: another run), and those in ``RESUMABLE`` it may (the schedule,
         logging, validation); ``description`` is not compared."""
         mine, theirs = self.flat(), saved.flat()
-        diff = sorted(k for k in mine.keys() | theirs.keys()
-                      if k != "description" and mine.get(k) != theirs.get(k))
+        diff = sorted((k for k in mine.keys() | theirs.keys()
+                       if k != "description" and mine.get(k) != theirs.get(k)),
+                      key=lambda k: (k != "model.type", k))  # another model type: said first
         return [k for k in diff if k not in RESUMABLE], [k for k in diff if k in RESUMABLE]
 
     def resume_conflicts(self, saved: Profile) -> list[str]:
@@ -285,7 +351,7 @@ class Profile:
 
     @classmethod
     def from_dict(cls, d: dict) -> Profile:
-        return cls(name=d["name"], description=d["description"], model=_build(EDVRConfig, d["model"]),
+        return cls(name=d["name"], description=d["description"], model=_build_model(d["model"]),
                    data=_build(DataConfig, d["data"]), train=_build(TrainConfig, d["train"]))
 
 

@@ -73,7 +73,8 @@ from dalign_nb.losses import (
     photometric_warping_loss,
     smoothness_loss,
 )
-from dalign_nb.models.edvr import EDVR, set_fusion_only
+from dalign_nb.models import EDVRConfig, build_model, model_type
+from dalign_nb.models.edvr import set_fusion_only
 from dalign_nb.training.checkpoint import (
     load_checkpoint,
     rng_state,
@@ -129,8 +130,11 @@ class TrainResult:
 
 
 def run_dir(profile: Profile, tag: str | None = None) -> Path:
-    """``runs/<profile>-<alignment kind>[-tag]`` at the top of the repository."""
-    name = f"{profile.name}-{profile.model.alignment.kind}" + (f"-{tag}" if tag else "")
+    """``runs/<profile>-<alignment kind of EDVR, else the model type>[-tag]`` at the top of the
+    repository."""
+    m = profile.model
+    kind = m.alignment.kind if isinstance(m, EDVRConfig) else model_type(m)
+    name = f"{profile.name}-{kind}" + (f"-{tag}" if tag else "")
     return ROOT / "runs" / name
 
 
@@ -175,7 +179,7 @@ class _Run:
         self.dist = Dist.setup()
         self.device = pick_device(self.dist, device)
         _seed_everything(self.cfg.seed)  # model initialisation
-        self.model = (model if model is not None else EDVR.from_config(profile.model)).to(self.device)
+        self.model = (model if model is not None else build_model(profile.model)).to(self.device)
         self.history = _new_history(profile, self.dist.world, self.device)
         if train_set is None:  # first: a missing dataset is the one thing to say
             train_set, built_val = build_data(profile)
@@ -193,7 +197,7 @@ class _Run:
         self.aux, self.flows = _takes_aux(self.model), takes_flows(self.model)
         if self.cfg.photometric_weight > 0 and not self.aux:
             raise ValueError("photometric_weight > 0 needs a model that returns its offsets "
-                             "(forward(..., return_aux=True), as EDVR)")
+                             "(forward(..., return_aux=True), as EDVR, TDAN and FlowNet)")
         self.progress = progress and self.dist.main
         self.loss_sum, self.count, self.consistent = torch.zeros((), device=self.device), 0, True
         self.term_sums: dict[str, Tensor] = {}  # each term of the loss, summed since the last log
@@ -303,7 +307,7 @@ class _Run:
     def _self_supervised(self, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
         """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""
         cfg = self.cfg
-        kw = {"target": cfg.photometric_target, "num_offsets": self.p.model.alignment.offsets_per_group}
+        kw = {"target": cfg.photometric_target, "num_offsets": self.p.model.offsets_per_group}
         center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
         terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
             lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty, **kw)}
@@ -373,7 +377,8 @@ class _Run:
 def train(profile: Profile | str | None = None, out_dir=None, *, model: nn.Module | None = None,
           train_set=None, val_set=None, resume: bool = True, stop_at: int | None = None,
           device=None, progress: bool = True) -> TrainResult:
-    """Train ``model`` (default: ``EDVR.from_config(profile.model)``) as ``profile`` says.
+    """Train ``model`` (default: ``models.build_model(profile.model)``: EDVR, TDAN or FlowNet) as
+    ``profile`` says.
 
     profile: a ``Profile``, a profile name, or None for ``DALIGN_PROFILE`` (default quick).
     out_dir: run folder for ``checkpoint.pt``, ``history.json`` and ``model.pt`` (default

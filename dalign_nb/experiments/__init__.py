@@ -29,7 +29,9 @@ Run it from a shell (``python -m dalign_nb experiment --help``)::
 The measurements: ``offsets_vs_flow`` (Fig. 5), ``diversity`` (Sec. 4.2, Fig. 6, 9),
 ``masks`` (A.5, Fig. 17) on held-out synthetic scenes with exact flow and occlusion, and
 ``psnr_real`` on the real held-out clips. The experiments of Sec. 4 (``table1``, ``fig9``,
-``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align`` profile, where offsets learn.
+``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align`` profile, where offsets learn;
+so does ``table2``, with Table 2's TDAN-like and flow-based networks in place of EDVR (a
+condition may replace the whole model config: ``{"model": tdan_config("small", num_offsets=9)}``).
 
 Running it again skips finished runs and resumes interrupted ones exactly from their
 checkpoints (Ctrl-C stops after the current iteration and keeps them), so a sweep may span
@@ -71,7 +73,10 @@ from .catalogue import (
     SEC4_OPTIONS,
     SEC4_SCHEDULE,
     SR_ONLY,
+    TABLE2,
     TINY,
+    TINY_MODEL,
+    TINY_RUN,
     TWIN_SCHEDULE,
     Condition,
     Experiment,
@@ -82,6 +87,7 @@ from .catalogue import (
     decomposed_on_grid,
     experiment,
     plan,
+    table2_model,
 )
 from .cli import main
 from .files import RESULTS_DIR, ROOT, RUNS_DIR, DamagedResultError, ExperimentError, read_result
@@ -109,7 +115,10 @@ __all__ = [
     "SEC4_OPTIONS",
     "SEC4_SCHEDULE",
     "SR_ONLY",
+    "TABLE2",
     "TINY",
+    "TINY_MODEL",
+    "TINY_RUN",
     "TWIN_SCHEDULE",
     "Condition",
     "DamagedResultError",
@@ -136,6 +145,7 @@ __all__ = [
     "roc_auc",
     "run_experiment",
     "summarize",
+    "table2_model",
     "with_overrides",
     "zero_offsets",
 ]

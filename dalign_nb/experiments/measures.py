@@ -5,6 +5,13 @@ on held-out synthetic scenes with exact flow and occlusion (``held_out_scenes``)
 ``psnr_real`` on the real held-out clips, ``motion_sets`` (Fig. 5's share on more scenes, DIS
 beside it). ``MEASURES`` names them for the experiments, with the
 keys printed when a run finishes and which models they apply to.
+
+Every measure takes any of the models a profile can hold (``models.build_model``: EDVR, TDAN,
+FlowNet), through what each returns alike: ``aux["offsets"][level]`` ``(B, T, 2*G*N, h, w)``
+at the levels it has (``offset_levels``; TDAN has ``"l1"`` only), N from the config's
+``offsets_per_group``, flows passed only to a model whose config ``takes_flows``. The held-out
+scenes' flows start at the middle frame, so the model's reference frame must be it
+(``center_frame_idx`` = ``num_frame // 2``, every config's default).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from dalign_nb.metrics import (
     quantize,
     roc_auc,
 )
+from dalign_nb.models import model_type
 from dalign_nb.models.modes import evaluating
 from dalign_nb.training.validation import evaluate
 
@@ -66,8 +74,17 @@ def held_out_scenes(profile: Profile, num_scenes: int, size: int, scene_seed: in
     return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config)
 
 
+def _check_centre(model: nn.Module, num_frame: int) -> None:
+    """Refuse a model whose reference frame is not the middle one, where the scenes' flows start."""
+    centre = getattr(model, "center_frame_idx", num_frame // 2)
+    if centre != num_frame // 2:
+        raise ValueError(f"the measures compare the model's output and offsets with the middle frame "
+                         f"{num_frame // 2} of {num_frame}; the model's center_frame_idx is {centre}")
+
+
 def _run_on(model: nn.Module, profile: Profile, clip, device):
     """The model on a held-out scene: ``(lq (1, T, 3, h, w), flow kwargs, output (1, 3, H, W), aux)``."""
+    _check_centre(model, clip.lq.shape[0])
     lq = clip.lq[None].to(device)  # (1, T, 3, h, w)
     kw = {"flows": clip.flow[None].to(device)} if profile.model.takes_flows else {}
     out, aux = model(lq, return_aux=True, **kw)
@@ -80,6 +97,9 @@ def _neighbours(clip, aux: dict, level: str):
     visible: the centre frame's content is not occluded in that neighbour."""
     t = clip.lq.shape[0]
     c = t // 2
+    if level not in aux["offsets"]:
+        raise ValueError(f"level must be one of the model's offset levels {tuple(aux['offsets'])}, "
+                         f"got {level!r}")
     off = aux["offsets"][level][0].float().cpu()  # (T, 2*G*N, h, w)
     masks = aux.get("masks", {}).get(level)
     masks = None if masks is None else masks[0].float().cpu()  # (T, G*N, h, w)
@@ -187,7 +207,7 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
     ``threshold`` px of the exact flow, as ``offsets_vs_flow``.
     """
     device = device or next(model.parameters()).device
-    per_group = profile.model.alignment.offsets_per_group
+    per_group = profile.model.offsets_per_group
     div, within, occluded, closest, missed = [], [], [], [], []
     with evaluating(model):
         for clip in held_out_scenes(profile, num_scenes, size, scene_seed):
@@ -196,7 +216,7 @@ def diversity(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size: 
                 groups, rest = divmod(o.shape[1], 2 * per_group)
                 if rest or not groups:
                     raise ValueError(f"{o.shape[1]} offset channels are not 2*G*N with the profile's "
-                                     f"N = {per_group} ({profile.model.alignment.kind})")
+                                     f"N = {per_group} ({model_type(profile.model)})")
                 div.append(offset_diversity(o)[0, 0].flatten().numpy())  # (h*w,)
                 within.append(offset_diversity(o, groups)[0].mean(0).flatten().numpy())
                 occluded.append((~valid).flatten().numpy())
@@ -284,6 +304,7 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
         if unknown:
             raise ValueError(f"no held-out clip {sorted(unknown)}; clips: {names}")
         found = [c for c in found if c.name in clips]
+    _check_centre(model, profile.model.num_frame)
     per_clip, ours, bic, base = {}, [], [], []
     for clip in found:
         samples = validation_samples([clip], profile.model.num_frame, frames_per_clip,
@@ -368,7 +389,7 @@ MEASURES: dict[str, Measure] = {
     "offsets_vs_flow": Measure(offsets_vs_flow, ("within_1px", "epe", "mean_flow", "psnr",
                                                  "psnr_gain_over_zero")),
     "diversity": Measure(diversity, ("diversity", "diversity_auc_occlusion")),
-    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), lambda p: p.model.alignment.has_masks),
+    "masks": Measure(masks, ("pearson_r", "mask_auc_occlusion"), lambda p: p.model.has_masks),
     "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
     # round 2's second measure set; fig5's align runs predate it and keep no checkpoints to measure
     "motion_sets": Measure(motion_sets, ("within_1px_other_seeds", "within_1px_real_global",

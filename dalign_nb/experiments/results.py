@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from dalign_nb.config import Profile
-from dalign_nb.models.edvr import EDVR
+from dalign_nb.models import build_model
 from dalign_nb.report import paired, summarize
 
 from .files import RESULTS_DIR, read_result
@@ -34,7 +34,8 @@ def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[
 
 
 def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module:
-    """The model of a run whose weights were kept (``Experiment.keep_weights``), in eval mode."""
+    """The model of a run whose weights were kept (``Experiment.keep_weights``), in eval mode:
+    EDVR, TDAN or FlowNet, as the run's profile says (``models.build_model``)."""
     folder = Path(results_dir or RESULTS_DIR) / name
     result = read_result(folder / f"{run}.json")
     if result is None:
@@ -42,7 +43,7 @@ def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module
                                 f"`python -m dalign_nb experiment {name}`")
     if not result.get("weights"):
         raise FileNotFoundError(f"{name}/{run} kept no weights (Experiment.keep_weights)")
-    model = EDVR.from_config(Profile.from_dict(result["provenance"]["profile"]).model)
+    model = build_model(Profile.from_dict(result["provenance"]["profile"]).model)
     state = torch.load(folder / result["weights"], map_location="cpu", weights_only=True)["params"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()

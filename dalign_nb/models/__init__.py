@@ -27,6 +27,18 @@ from .modes import evaluating
 from .tdan import TDAN, TDAN_PRESETS, TDANConfig, build_tdan, tdan_config
 
 MODELS = {EDVRConfig: EDVR, TDANConfig: TDAN, FlowNetConfig: FlowNet}  # config type -> model class
+# The name a profile records for each config type (``config.Profile.to_dict``'s ``model.type``).
+MODEL_TYPES = {"edvr": EDVRConfig, "tdan": TDANConfig, "flownet": FlowNetConfig}
+ModelConfig = EDVRConfig | TDANConfig | FlowNetConfig
+
+
+def model_type(config) -> str:
+    """The name of a model config's type in ``MODEL_TYPES`` ("edvr", "tdan", "flownet")."""
+    for name, cls in MODEL_TYPES.items():
+        if type(config) is cls:
+            return name
+    raise ValueError(f"config must be one of {', '.join(c.__name__ for c in MODELS)}, "
+                     f"got {type(config).__name__}")
 
 
 def build_model(config) -> nn.Module:
@@ -43,6 +55,7 @@ __all__ = [
     "EDVR",
     "FLOWNET_PRESETS",
     "MODELS",
+    "MODEL_TYPES",
     "TDAN",
     "TDAN_PRESETS",
     "CheckpointError",
@@ -50,6 +63,7 @@ __all__ = [
     "FlowNet",
     "FlowNetConfig",
     "LEVELS",
+    "ModelConfig",
     "PRESETS",
     "TDANConfig",
     "build_edvr",
@@ -65,6 +79,7 @@ __all__ = [
     "flownet_config",
     "infer_edvr_config",
     "load_basicsr_checkpoint",
+    "model_type",
     "read_basicsr_state_dict",
     "tdan_config",
 ]

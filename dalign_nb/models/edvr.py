@@ -367,6 +367,22 @@ class EDVRConfig:
         """
         return self.alignment.kind == "flow_guided"
 
+    @property
+    def offsets_per_group(self) -> int:
+        """N, the offsets per deformable group (``AlignmentConfig.offsets_per_group``); every
+        model config says it so (``TDANConfig``, ``FlowNetConfig``)."""
+        return self.alignment.offsets_per_group
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether its alignment predicts modulation masks (DCNv2, Eq. 7)."""
+        return self.alignment.has_masks
+
+    @property
+    def offset_levels(self) -> tuple[str, ...]:
+        """The keys of ``aux["offsets"]``: the PCD levels, coarse to fine, and the cascade."""
+        return LEVELS
+
 
 # EDVR-M / EDVR-L are the official sizes (BasicSR's EDVR_M / EDVR_L REDS configs);
 # "small" and "tiny" are ours, for CPU training and for tests.

@@ -101,6 +101,16 @@ class FlowNetConfig:
         """It estimates its own flows: it takes none (``EDVRConfig.takes_flows``' rule)."""
         return False
 
+    @property
+    def has_masks(self) -> bool:
+        """Flow warping has no modulation masks."""
+        return False
+
+    @property
+    def offset_levels(self) -> tuple[str, ...]:
+        """The keys of ``aux["offsets"]``: SPyNet's levels, coarse to fine (``"l1"`` the LR size)."""
+        return tuple(f"l{i}" for i in range(self.num_levels, 0, -1))
+
 
 # "toflow" is TOFlow's size (7 frames, 4 SPyNet levels); "small" is ours for CPU training,
 # "tiny" for tests.

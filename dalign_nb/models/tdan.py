@@ -120,6 +120,21 @@ class TDANConfig:
         """TDAN takes no optical flow (``EDVRConfig.takes_flows``' rule)."""
         return False
 
+    @property
+    def offsets_per_group(self) -> int:
+        """N, the offsets per deformable group (``EDVRConfig.offsets_per_group``' meaning)."""
+        return self.num_offsets
+
+    @property
+    def has_masks(self) -> bool:
+        """Whether the deformable convolution predicts modulation masks (DCNv2; TDAN's is DCNv1)."""
+        return self.modulated
+
+    @property
+    def offset_levels(self) -> tuple[str, ...]:
+        """The keys of ``aux["offsets"]``: one level, ``"l1"`` (the LR size)."""
+        return ("l1",)
+
 
 # "tdan" is TDAN's own size; "small" is ours for CPU training, "tiny" for tests.
 TDAN_PRESETS: dict[str, TDANConfig] = {
