@@ -161,7 +161,7 @@ class PCDAlignment(nn.Module):
             level = f"l{i}"
             self.offset_conv1[level] = made(stream, f"offset_conv1.{level}", lambda: _conv(c * 2, c))
             c_in = c if i == 3 else c * 2  # finer levels also take the coarser offset feature
-            self.offset_conv2[level] = made(stream, f"offset_conv2.{level}", lambda: _conv(c_in, c))
+            self.offset_conv2[level] = made(stream, f"offset_conv2.{level}", lambda c_in=c_in: _conv(c_in, c))
             if i < 3:
                 self.offset_conv3[level] = made(stream, f"offset_conv3.{level}", lambda: _conv(c, c))
             self.dcn_pack[level] = made(stream, f"dcn_pack.{level}", aligner)
