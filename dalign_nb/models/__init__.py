@@ -5,6 +5,7 @@ from torch import nn
 
 from .checkpoint import (
     CHECKPOINT_ENV,
+    GET_CHECKPOINT,
     CheckpointError,
     checkpoint_from_env,
     describe_edvr,
@@ -49,6 +50,7 @@ __all__ = [
     "EDVRConfig",
     "FlowNet",
     "FlowNetConfig",
+    "GET_CHECKPOINT",
     "LEVELS",
     "PRESETS",
     "TDANConfig",
