@@ -12,7 +12,12 @@
 * ``analyse_offsets(outputs, frames, t, level, group)``: one neighbour's offsets at one level
   and group beside the flow: l1 distance of each offset to the flow, the offsets sorted by
   it (Fig. 6), the pixelwise diversity (Sec. 4.2), the occlusion at that level;
-* ``offset_layout(model)``: the alignment's kind, G, N and kernel grid.
+* ``offset_layout(model)``: the alignment's kind, G, N and kernel grid;
+* ``offsets_vs_dis(model, clip)``: any EDVR -- the paper's own, loaded from a BasicSR
+  checkpoint (``models.edvr_from_checkpoint``) -- on a few frames of a clip, cut to a small
+  crop (``clip_window``): its offsets at each PCD level beside DIS flow on the same LR frames,
+  per neighbour the mean and the closest offset, Fig. 5's share within 1 px and the mean
+  |flow| (Fig. 1, 4, 5, 11 on the paper's model; ``viz.show_offsets_beside_flow`` draws it).
 """
 
 from __future__ import annotations
@@ -27,25 +32,33 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .flow import estimate_flow
-from .metrics import offset_diversity, offset_flow_distance
+from .metrics import closest_offset, offset_diversity, offset_flow_distance, share_within
 from .models.edvr import LEVELS, flow_pyramid
 from .models.modes import evaluating
 from .ops import flow_warp
+from .paper import format_table
 
 __all__ = [
+    "DEFAULT_CROP",
     "LEVEL_INDEX",
+    "PCD_LEVELS",
     "ClipFrames",
     "ModelOutputs",
     "OffsetAnalysis",
+    "OffsetsVsDIS",
     "analyse_offsets",
     "clip_frames",
+    "clip_window",
     "forward_backward_occlusion",
     "level_occlusion",
     "model_outputs",
     "offset_layout",
+    "offsets_vs_dis",
 ]
 
 LEVEL_INDEX = {"l1": 0, "l2": 1, "l3": 2, "cascade": 0}  # position in [L1, L2, L3]
+PCD_LEVELS = ("l3", "l2", "l1")  # the pyramid's offsets, each relative to the unaligned neighbour
+DEFAULT_CROP = (64, 96)  # LR pixels: EDVR-M on 5 frames in seconds on a CPU core
 
 
 @dataclass(frozen=True)
@@ -253,3 +266,180 @@ def analyse_offsets(outputs: ModelOutputs, frames: ClipFrames, t: int, level: st
     max_flow = max(float(flow.pow(2).sum(0).sqrt().max()), float(torch.quantile(norms.flatten(), 0.99)), 0.5)
     return OffsetAnalysis(off, None if masks is None else masks[t, group], flow, flow_est, flow_exact,
                           occ, distance, order, means[order], diversity, scale, max_flow)
+
+
+def _clip_arrays(clip, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """LR (T, h, w, 3) and HR (T, H, W, 3) frames ``idx`` of a clip of ``dalign_nb.data`` or of a
+    ``ValClip`` (tensors (T, 3, h, w))."""
+    if hasattr(clip, "lq"):
+        return tuple(np.ascontiguousarray(x[idx].permute(0, 2, 3, 1).numpy()) for x in (clip.lq, clip.gt))
+    return np.stack([clip.lr(i) for i in idx]), np.stack([clip.hr(i) for i in idx])
+
+
+def _crop_box(size: tuple[int, int], crop, top_left) -> tuple[int, int, int, int]:
+    """(y0, x0, h, w) in LR pixels: ``crop`` (h, w) at most the frame, rounded down to multiples
+    of 4 (PCD halves the frame twice), its corner ``top_left`` or centred."""
+    big_h, big_w = size
+    h, w = (big_h, big_w) if crop is None else (min(int(crop[0]), big_h), min(int(crop[1]), big_w))
+    h, w = h - h % 4, w - w % 4
+    if h < 4 or w < 4:
+        raise ValueError(f"crop must keep at least 4 x 4 LR pixels of the {big_h} x {big_w} frame, "
+                         f"got {crop}")
+    if top_left is None:
+        return (big_h - h) // 2, (big_w - w) // 2, h, w
+    y0, x0 = top_left
+    if not (0 <= y0 <= big_h - h and 0 <= x0 <= big_w - w):
+        raise ValueError(f"top_left {tuple(top_left)} puts the {h} x {w} crop outside the "
+                         f"{big_h} x {big_w} frame")
+    return y0, x0, h, w
+
+
+def _cut(clip, num_frame: int, centre, crop, top_left):
+    """``clip_window`` and the crop's box (y0, x0, h, w)."""
+    from .data import ArrayClip, video_clips
+
+    if isinstance(clip, (str, Path)):
+        clip = video_clips(clip)[0]
+    n, half = (len(clip.lq) if hasattr(clip, "lq") else len(clip)), num_frame // 2
+    centre = n // 2 if centre is None else centre
+    if not half <= centre < n - half:
+        raise ValueError(f"centre must leave {half} frames on each side in a clip of {n}, got {centre}")
+    lr, hr = _clip_arrays(clip, list(range(centre - half, centre + half + 1)))
+    y0, x0, h, w = _crop_box(lr.shape[1:3], crop, top_left)
+    s = hr.shape[1] // lr.shape[1]  # the SR scale, 4
+    name = (f"{getattr(clip, 'name', 'clip')}, frames {centre - half}-{centre + half}, "
+            f"LR {h}x{w} at ({y0}, {x0})")
+    window = ArrayClip(name, np.ascontiguousarray(hr[:, s * y0:s * (y0 + h), s * x0:s * (x0 + w)]),
+                       np.ascontiguousarray(lr[:, y0:y0 + h, x0:x0 + w]))
+    return window, (y0, x0, h, w)
+
+
+def clip_window(clip, num_frame: int, centre: int | None = None, crop=DEFAULT_CROP, top_left=None):
+    """The ``num_frame`` frames of ``clip`` around ``centre`` (default: its middle), cut to a crop.
+
+    clip: a clip of ``dalign_nb.data`` (``bundled_clips``, ``video_clips``, ...), a ``ValClip``
+    of ``validation_clips``, or a video file's path (its first shot). crop: (h, w) in LR
+    pixels, at most the frame and rounded down to multiples of 4 (None: the whole frame);
+    top_left: its corner (y0, x0) in LR pixels (default: centred). Returns an ``ArrayClip``
+    of ``num_frame`` frames, the requested centre in its middle, HR frames cut to the same box,
+    named after where it came from. An exact flow (synthetic scenes) is not kept.
+    """
+    return _cut(clip, num_frame, centre, crop, top_left)[0]
+
+
+@dataclass(frozen=True)
+class OffsetsVsDIS:
+    """An EDVR's offsets beside DIS flow on one window of a clip (Sec. 4.1, Fig. 1, 4, 5, 11).
+
+    clip: the window the model saw (``clip_window``; ``widgets.OffsetViewer(model, clip)``
+    opens on it); box: its crop (y0, x0, h, w) in LR pixels of the source; frames: its LR
+    frames, DIS flows from the centre frame and occlusion (``clip_frames``); outputs: the
+    forward pass (``model_outputs``). Per level of ``levels``, fields (T, 2, h_l, w_l) in that
+    level's pixels, as flows (u, v) = (dx, dy): ``mean_offset``, each pixel's mean over its G
+    groups and N offsets; ``closest_offset``, the one of them nearest DIS; ``dis``, DIS at
+    that level (``flow_pyramid``). ``rows``: per level and neighbour (``neighbour`` = t -
+    centre) over all pixels: ``mean_dis`` (mean |DIS|), ``mean_offset`` (mean |mean offset|),
+    Fig. 5's share within ``threshold`` px (end-point error) of DIS of the mean offset
+    (``within_mean``), of the closest (``within_closest``) and of zero offsets
+    (``within_zero``: the pixels DIS moves less than that), ``epe_mean``, ``epe_closest``, and
+    ``scale`` (LR pixels per level pixel).
+    """
+
+    clip: object
+    box: tuple[int, int, int, int]
+    frames: ClipFrames
+    outputs: ModelOutputs
+    threshold: float
+    mean_offset: dict
+    closest_offset: dict
+    dis: dict
+    rows: tuple
+
+    def row(self, level: str = "l1", neighbour: int = 1) -> dict:
+        """The row of one level and neighbour (t - centre)."""
+        found = [r for r in self.rows if (r["level"], r["neighbour"]) == (level, neighbour)]
+        if not found:
+            have = sorted({(r["level"], r["neighbour"]) for r in self.rows})
+            raise KeyError(f"no row for level {level!r}, neighbour {neighbour:+d}; rows: {have}")
+        return found[0]
+
+    def table(self) -> str:
+        """``rows`` as a Markdown table, shares in per cent."""
+        within = f"within {self.threshold:g} px of DIS:"
+        headers = ["level", "neighbour", "mean abs(DIS) px", f"{within} mean offset", "closest offset",
+                   "zero offsets", "EPE mean / closest px"]
+        body = [[r["level"], f"t{r['neighbour']:+d}", f"{r['mean_dis']:.2f}",
+                 *(f"{100 * r[k]:.0f} %" for k in ("within_mean", "within_closest", "within_zero")),
+                 f"{r['epe_mean']:.2f} / {r['epe_closest']:.2f}"] for r in self.rows]
+        return format_table(body, headers)
+
+    def figure_data(self, level: str = "l1") -> dict:
+        """The arguments of ``viz.show_offsets_beside_flow`` for ``level``: one row per neighbour."""
+        c = len(self.frames.lr) // 2
+        nb = [t for t in range(len(self.frames.lr)) if t != c]
+        rows = [self.row(level, t - c) for t in nb]
+        title = f"{level} offsets (level pixels, x{rows[0]['scale']} LR) beside DIS flow: {self.clip.name}"
+        return {"reference": self.frames.lr[c], "neighbours": self.frames.lr[nb],
+                "offsets": {"mean offset": self.mean_offset[level][nb],
+                            "closest offset": self.closest_offset[level][nb]},
+                "flow": self.dis[level][nb],
+                "within": {"mean offset": [r["within_mean"] for r in rows],
+                           "closest offset": [r["within_closest"] for r in rows]},
+                "labels": [f"t{t - c:+d}" for t in nb], "threshold": self.threshold, "suptitle": title}
+
+
+def _level_fields(outputs: ModelOutputs, frames: ClipFrames, level: str) -> tuple[Tensor, ...]:
+    """(mean offset, closest offset, its end-point error, DIS) at ``level``: fields (T, 2, h_l, w_l)
+    as flows (u, v), the error (T, h_l, w_l)."""
+    off = outputs.offsets[level].flatten(1, 2)  # (T, G*N, 2, h, w) as (dy, dx)
+    dis = _level_flow(frames.flow_est, level)  # (T, 2, h, w) as (u, v)
+    error, index = closest_offset(off.flatten(1, 2), dis)  # (T, h, w) each, end-point error (Fig. 5)
+    pick = index[:, None, None].expand(-1, 1, 2, -1, -1)  # (T, 1, 2, h, w)
+    closest = off.gather(1, pick)[:, 0].flip(1)  # (T, 2, h, w) as (u, v)
+    return off.mean(1).flip(1), closest, error, dis
+
+
+def _neighbour_row(level: str, neighbour: int, scale: int, mean: Tensor, error: Tensor, dis: Tensor,
+                   threshold: float) -> dict:
+    """One neighbour's numbers at one level from its (2, h, w) fields and (h, w) closest error."""
+    epe_mean, flow_len = (mean - dis).norm(dim=0), dis.norm(dim=0)  # (h, w) each
+    return {"level": level, "neighbour": neighbour, "scale": scale,
+            "mean_dis": float(flow_len.mean()), "mean_offset": float(mean.norm(dim=0).mean()),
+            "within_mean": share_within(epe_mean, threshold),
+            "within_closest": share_within(error, threshold),
+            "within_zero": share_within(flow_len, threshold),
+            "epe_mean": float(epe_mean.mean()), "epe_closest": float(error.mean())}
+
+
+def _bundled_bikes():
+    from .data import bundled_clips
+
+    return next(c for c in bundled_clips("test") if c.name.startswith("bikes"))
+
+
+def offsets_vs_dis(model: nn.Module, clip=None, *, centre: int | None = None, crop=DEFAULT_CROP,
+                   top_left=None, levels=PCD_LEVELS, threshold: float = 1.0) -> OffsetsVsDIS:
+    """An EDVR's offsets at each PCD level beside DIS flow on the same LR frames (Sec. 4.1).
+
+    The paper's Fig. 4 and 11 put a G = N = 1 model's offsets beside PWC-Net flow, Fig. 5
+    counts the pixels within 1 px of it; here any EDVR -- the paper's own EDVR-M / EDVR-L from a
+    BasicSR checkpoint (``models.edvr_from_checkpoint``) -- runs once (no gradients, on its
+    device) on ``model.num_frame`` frames of ``clip`` around ``centre``, cut to ``crop``
+    (``clip_window``; default: the bundled ``bikes`` test shot, its middle, a 64 x 96 LR crop),
+    and its raw offsets Δp_k (without the kernel grid, as the authors' offset-fidelity loss
+    compares them) at each level of ``levels`` are compared with DIS flow (OpenCV, from the
+    centre frame) pooled to that level. With G x N offsets per pixel, the mean over them and
+    the closest to DIS are both reported. Seconds for EDVR-M on the default crop on a CPU core.
+    """
+    unknown = [lv for lv in levels if lv not in LEVELS]
+    if unknown or not levels:
+        raise ValueError(f"levels must be some of {LEVELS}, got {tuple(levels)}")
+    window, box = _cut(_bundled_bikes() if clip is None else clip, model.num_frame, centre, crop, top_left)
+    frames = clip_frames(window, model.num_frame)
+    outputs = model_outputs(model, frames)
+    c, width = len(frames.lr) // 2, frames.lr.shape[-1]
+    fields = {lv: _level_fields(outputs, frames, lv) for lv in levels}
+    rows = tuple(_neighbour_row(lv, t - c, width // mean.shape[-1], mean[t], error[t], dis[t], threshold)
+                 for lv, (mean, _, error, dis) in fields.items() for t in range(len(frames.lr)) if t != c)
+    return OffsetsVsDIS(window, box, frames, outputs, threshold, {lv: f[0] for lv, f in fields.items()},
+                        {lv: f[1] for lv, f in fields.items()}, {lv: f[3] for lv, f in fields.items()}, rows)

@@ -1,8 +1,8 @@
 """Matplotlib figures shared by the notebooks.
 
 Sampling grids and bilinear weights (Eq. 1), grids of maps with a shared colour bar, a
-difference map with its scale, a flow colour-wheel key, and occlusion masks drawn over
-their frame.
+difference map with its scale, a flow colour-wheel key, occlusion masks drawn over their
+frame, and offsets beside a flow in the colour wheel (Fig. 1, 4, 11).
 """
 
 from __future__ import annotations
@@ -137,6 +137,54 @@ def flow_key(ax, max_flow: float, size: int = 101, title="flow key"):
     ax.set_ylabel("v = dy (px)")
     ax.set_title(title, fontsize=9)
     return ax
+
+
+def _mosaic(rows: int, columns: list[str]) -> list[list[str]]:
+    """The reference frame spans the upper rows of the first column, the colour key the lower."""
+    top = max(1, (rows + 1) // 2)
+    total = top + max(1, rows - top)
+    return [["reference" if i < top else "key"] + [f"{c}{i}" if i < rows else "." for c in columns]
+            for i in range(total)]
+
+
+def show_offsets_beside_flow(reference, neighbours, offsets: dict, flow, within: dict | None = None,
+                             labels=None, *, threshold: float = 1.0, flow_name: str = "DIS flow",
+                             max_flow: float | None = None, suptitle=None, size: float = 2.4):
+    """Offsets in the flow colour wheel beside the flow, one row per neighbour (Fig. 1, 4, 11).
+
+    reference (3, h, w): the reference frame, drawn once, the colour key under it;
+    neighbours (R, 3, h, w); offsets {name: (R, 2, h_l, w_l)}: offset fields as flows (u, v)
+    (``(dy, dx).flip``), in pixels of their level; flow (R, 2, h_l, w_l) from the reference to
+    each neighbour; within {name: R shares}: the pixels within ``threshold`` px of the flow
+    (Fig. 5), in the titles; labels: R names ("t-1"). One colour scale for every field
+    (``max_flow``, default the 99th percentile of |flow|, at least 1 px; longer vectors saturate).
+    """
+    flow, rows = _np(flow), len(neighbours)
+    labels = labels or [f"neighbour {i}" for i in range(rows)]
+    norms = np.hypot(flow[:, 0], flow[:, 1])  # (R, h_l, w_l)
+    max_flow = max_flow or max(float(np.quantile(norms, 0.99)), 1.0)
+    last = len(offsets) + 1  # columns: the neighbour frame, each offset field, the flow
+    fig, axes = plt.subplot_mosaic(_mosaic(rows, [f"c{j}_" for j in range(last + 1)]), layout="constrained",
+                                   figsize=(size * (last + 2), size * max(rows, 2) * 0.8))
+    axes["reference"].imshow(_np(reference).transpose(1, 2, 0).clip(0, 1))
+    axes["reference"].set_title("reference frame t", fontsize=9)
+    for i, label in enumerate(labels):
+        axes[f"c0_{i}"].imshow(_np(neighbours[i]).transpose(1, 2, 0).clip(0, 1))
+        axes[f"c0_{i}"].set_title(f"frame {label}", fontsize=9)
+        for j, (name, field) in enumerate(offsets.items(), start=1):
+            axes[f"c{j}_{i}"].imshow(flow_to_color(_np(field[i]).transpose(1, 2, 0), max_flow))
+            share = "" if within is None else f"\n{100 * within[name][i]:.0f} % within {threshold:g} px"
+            axes[f"c{j}_{i}"].set_title(f"{name}, {label}{share}", fontsize=9)
+        axes[f"c{last}_{i}"].imshow(flow_to_color(flow[i].transpose(1, 2, 0), max_flow))
+        axes[f"c{last}_{i}"].set_title(f"{flow_name} t → {label}\nmean |flow| {norms[i].mean():.2f} px",
+                                       fontsize=9)
+    for name, ax in axes.items():
+        if name != "key":
+            ax.set_axis_off()
+    flow_key(axes["key"], max_flow, title=f"colour key (saturates at {max_flow:.1f} px)")
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    return fig
 
 
 def show_occlusion(ax, frame, occluded, colour=(1.0, 0.1, 0.1), title=None):

@@ -35,30 +35,37 @@
 # 3. the **aligned-feature viewer**: features before and after alignment, one offset against
 #    several (Fig. 7);
 # 4. the offset viewer on a real clip, where the flow is estimated;
-# 5. the **DCN playground**: one kernel tap's offset, its bilinear weights and the output of
+# 5. the paper's own model, EDVR-M or EDVR-L trained on REDS, where the reader has BasicSR's
+#    checkpoint: its offsets beside DIS flow (Fig. 1, 4, 5, 11) and in the offset viewer;
+# 6. the **DCN playground**: one kernel tap's offset, its bilinear weights and the output of
 #    Eq. 1;
-# 6. how fast the viewers redraw.
+# 7. how fast the viewers redraw.
 #
 # The viewers are live in JupyterLab (`make lab`): click, drag the sliders. Where widgets
 # cannot run (a code host, a notebook opened without its kernel), each viewer's output is a
 # picture of its first view.
 
 # %% tags=["parameters"]
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 
-from dalign_nb.analysis import analyse_offsets, clip_frames, model_outputs
+from dalign_nb.analysis import analyse_offsets, clip_frames, model_outputs, offsets_vs_dis
 from dalign_nb.config import profile_name
 from dalign_nb.data import bundled_clips, synthetic_clips
 from dalign_nb.experiments import load_model
 from dalign_nb.metrics import bicubic_baseline, closest_offset, pearson_r, psnr, share_within
+from dalign_nb.models import GET_CHECKPOINT, checkpoint_from_env, describe_edvr, edvr_from_checkpoint
+from dalign_nb.viz import show_offsets_beside_flow
 from dalign_nb.widgets import AlignedFeatureViewer, DCNPlayground, OffsetViewer, benchmark, format_benchmark
 
 PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI, minutes on 2 CPU cores), "standard", "paper"
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CHECKPOINT = checkpoint_from_env()  # DALIGN_CHECKPOINT: a BasicSR EDVR checkpoint (section 7), or None
 torch.manual_seed(SEED)
-print(f"profile {PROFILE} on {DEVICE}")
+print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOINT else None}")
 
 # %% [markdown]
 # ## 1. The models to look at
@@ -230,7 +237,49 @@ bikes = next(c for c in bundled_clips("test") if c.name.startswith("bikes"))
 OffsetViewer(models["N = 15"], bikes, centre=30, pixel=(34, 80))
 
 # %% [markdown]
-# ## 7. The DCN playground
+# ## 7. The paper's own model
+#
+# The models above are small and were trained here. The paper reads EDVR-M (Sec. 4), trained
+# on REDS for 600k iterations, and BasicSR publishes it (and EDVR-L). When `CHECKPOINT` (the
+# parameters cell, from `DALIGN_CHECKPOINT`) names such a file, this section loads it strictly
+# (`edvr_from_checkpoint`, its size read off its shapes), runs it on the CPU on five frames of
+# the `bikes` shot of section 6 cut to a 64 x 96 LR crop (`offsets_vs_dis`, seconds for
+# EDVR-M) and puts its offsets at each PCD level beside DIS flow on the same LR frames (the
+# paper used PWC-Net):
+#
+# - per neighbour, the **mean** of each pixel's G x N offsets (EDVR-M: 8 groups of a 3x3
+#   kernel's 9) and the **closest** of them to DIS, raw Δp_k without the kernel grid, in
+#   pixels of their level (L2: half the LR size, L3: a quarter; DIS pooled to it);
+# - Fig. 5's share within 1 px of DIS (end-point error) — over 80 % for the paper's G = N = 1
+#   model against PWC-Net — beside what offsets held at zero would score (the pixels DIS moves
+#   less than 1 px), which any share has to beat to mean alignment;
+# - the L1 fields in the flow colour wheel beside DIS (Fig. 1, 4, 11), then the offset viewer.
+#
+# Without a checkpoint the cell says how to get one, and the notebook goes on.
+
+# %%
+if CHECKPOINT is None:
+    print(GET_CHECKPOINT)
+else:
+    paper_model = edvr_from_checkpoint(CHECKPOINT)
+    print(f"{CHECKPOINT.name}: {describe_edvr(paper_model.config)}")
+    paper_found = offsets_vs_dis(paper_model, bikes)
+    print(f"{paper_found.clip.name}; forward pass {paper_found.outputs.seconds:.1f} s on the CPU")
+    print(paper_found.table())
+    show_offsets_beside_flow(**paper_found.figure_data("l1"))
+    plt.show()
+
+# %% [markdown]
+# With a checkpoint, the offset viewer opens here on the same frames: click a pixel to see
+# where its G x N offsets (72 for EDVR-M and EDVR-L) sample the neighbour beside the DIS vector, the groups with the
+# `group g` slider, the levels with `level`.
+
+# %%
+if CHECKPOINT is not None:
+    display(OffsetViewer(paper_model, paper_found.clip))
+
+# %% [markdown]
+# ## 8. The DCN playground
 #
 # Eq. 1 for one output pixel of a 3x3 deformable convolution on a 9x9 picture: pick a tap
 # *k*, move its offset (dy, dx) and its mask *m_k*, and watch the sampling position, its four
@@ -245,7 +294,7 @@ playground.select(dy=0.6, dx=-1.3)
 playground
 
 # %% [markdown]
-# ## 8. How fast the viewers answer
+# ## 9. How fast the viewers answer
 #
 # A model runs once per centre frame; an interaction redraws only the panels it changes
 # (a click: the reference, the neighbour and the distances). Here are the times on untrained
@@ -273,6 +322,8 @@ assert all(cpu < 0.5 for row in times.values() for step, (wall, cpu) in row.item
 # - compared the features before and after alignment with one and with several offsets
 #   (Fig. 7);
 # - used the viewer on a real clip, with DIS flow and a forward-backward occlusion check;
+# - where the reader has BasicSR's EDVR checkpoint, put the paper's own model's offsets beside
+#   DIS flow at each PCD level, with Fig. 5's share within 1 px, and opened the viewer on it;
 # - moved one tap of a DCN by hand and checked Eq. 1 against two implementations;
 # - timed the viewers: one interaction redraws in a fraction of a second on 2 cores.
 #

@@ -5,6 +5,7 @@ from torch import nn
 
 from .checkpoint import (
     CHECKPOINT_ENV,
+    GET_CHECKPOINT,
     CheckpointError,
     checkpoint_from_env,
     describe_edvr,
@@ -62,6 +63,7 @@ __all__ = [
     "EDVRConfig",
     "FlowNet",
     "FlowNetConfig",
+    "GET_CHECKPOINT",
     "LEVELS",
     "ModelConfig",
     "PRESETS",

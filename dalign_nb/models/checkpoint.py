@@ -8,7 +8,7 @@ pre-deblurring, HR input), builds ``EDVR`` and loads the weights strictly. A wro
 file raises a one-line ``CheckpointError`` (a ``ValueError``) naming the file and what is wrong.
 
 ``checkpoint_from_env()`` is the path in ``DALIGN_CHECKPOINT`` (None when unset), the optional
-checkpoint of notebooks 05, 10 and 11.
+checkpoint of notebooks 05, 10 and 11; ``GET_CHECKPOINT`` says how to get one.
 """
 
 from __future__ import annotations
@@ -21,12 +21,21 @@ from torch import Tensor
 
 from .edvr import EDVR, EDVRConfig, read_basicsr_state_dict
 
-__all__ = ["CHECKPOINT_ENV", "CheckpointError", "checkpoint_from_env", "describe_edvr",
+__all__ = ["CHECKPOINT_ENV", "GET_CHECKPOINT", "CheckpointError", "checkpoint_from_env", "describe_edvr",
            "edvr_from_checkpoint", "infer_edvr_config"]
 
 CHECKPOINT_ENV = "DALIGN_CHECKPOINT"
 SIZES = {"EDVR-M": (64, 10), "EDVR-L": (128, 40)}  # (num_feat, num_reconstruct_block), BasicSR's
 _DCN = "pcd_align.dcn_pack.l1"
+OFFICIAL = {"EDVR-M": "EDVR_M_x4_SR_REDS_official-32075921.pth",  # BasicSR's model zoo, trained on REDS
+            "EDVR-L": "EDVR_L_x4_SR_REDS_official-9f5f5039.pth"}
+GET_CHECKPOINT = (
+    f"No checkpoint ({CHECKPOINT_ENV} is not set). BasicSR's model zoo (docs/ModelZoo.md of "
+    f"XPixelGroup/BasicSR; `python scripts/download_pretrained_models.py EDVR` in a BasicSR checkout) "
+    f"has the paper's EDVR-M and EDVR-L trained on REDS, x4: {OFFICIAL['EDVR-M']} and {OFFICIAL['EDVR-L']}.\n"
+    f"Point {CHECKPOINT_ENV} at one and restart the notebook, e.g. "
+    f"{CHECKPOINT_ENV}=/path/to/{OFFICIAL['EDVR-M']} make lab"
+)
 
 
 class CheckpointError(ValueError):
