@@ -64,15 +64,19 @@ import numpy as np
 import torch
 
 from dalign_nb import data, diagnostics, experiments, flow, losses, metrics, paper, report, viz
+from dalign_nb.analysis import offsets_vs_dis
 from dalign_nb.config import get_profile, profile_name
 from dalign_nb.data import SceneConfig
+from dalign_nb.models import GET_CHECKPOINT, checkpoint_from_env, describe_edvr, edvr_from_checkpoint
 from dalign_nb.models.edvr import EDVR
 from dalign_nb.ops import flow_warp
 from dalign_nb.paper import format_table
 from dalign_nb.train import run_dir, train
+from dalign_nb.viz import show_offsets_beside_flow
 from dalign_nb.widgets import OffsetViewer
 
 PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI, minutes on 2 CPU cores), "standard", "paper"
+CHECKPOINT = checkpoint_from_env()  # DALIGN_CHECKPOINT: a BasicSR EDVR checkpoint (section 5), or None
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 torch.manual_seed(SEED)
@@ -457,6 +461,28 @@ print(f"{real.name}: {len(shares)} centre frames, mean |DIS flow| {np.mean(mags)
       f"offsets within 1 px of DIS on {100 * np.mean(shares):.0f} % of the pixels "
       f"(range {100 * min(shares):.0f}-{100 * max(shares):.0f} %); zero offsets would be within 1 px on "
       f"{100 * np.mean(still):.0f} % (the clip moves little)")
+
+# %% [markdown]
+# ### The paper's own model, where the reader has it
+#
+# The paper measures EDVR-M trained on REDS (600k iterations), and BasicSR publishes it. When
+# `CHECKPOINT` (the parameters cell, from `DALIGN_CHECKPOINT`) names such a file, this cell loads
+# it strictly (`models.edvr_from_checkpoint`), runs it on the CPU on five frames of a crop of the
+# held-out `bikes` shot and puts its offsets (each pixel's mean and its closest to DIS, raw
+# $\Delta\mathbf{p}_k$) beside DIS flow on the same LR frames, with Fig. 5's share within 1 px and
+# what offsets held at zero would score (`analysis.offsets_vs_dis`; notebook 10 opens the offset
+# viewer on it). Without a checkpoint it says how to get one.
+
+# %%
+if CHECKPOINT is None:
+    print(GET_CHECKPOINT)
+else:
+    paper_model = edvr_from_checkpoint(CHECKPOINT)
+    print(f"{CHECKPOINT.name}: {describe_edvr(paper_model.config)}")
+    paper_found = offsets_vs_dis(paper_model)  # the bikes test shot, a 64 x 96 LR crop
+    print(paper_found.table())
+    show_offsets_beside_flow(**paper_found.figure_data("l1"))
+    plt.show()
 
 # %% [markdown]
 # ## 6. Why not 80 %: where the offsets miss, and which way the losses push them
