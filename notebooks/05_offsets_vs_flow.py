@@ -355,18 +355,21 @@ if r2:
                             report.difference_verdict(d, +1))
 
 # %% [markdown]
-# What round 2 shows so far (the table and verdicts above are computed; these lines read them):
+# What round 2 shows (the table and verdicts above are computed; these lines read them):
 #
 # * **Most offsets now follow the motion, short of the paper's 80 %.** About three quarters of
 #   the visible pixels are within 1 px of the exact flow (73-77 % on the seeds run, against
 #   43-48 % for `align`), about as many on scenes of two other seeds, more (83-90 %) on real
 #   footage moved by a global motion; OpenCV's DIS, with no learning, reaches about 81 % on
-#   fig5's scenes and 79 % on the other seeds. With the seeds run so far the level verdict is
-#   inconclusive by the rule.
-# * **The model relies on its offsets far more**: held at zero they cost 2-6 dB, against about
-#   1.3 dB for `align`.
-# * **PSNR is not higher than `align`'s** (seed for seed, the table's last verdict): better
-#   alignment has not turned into better SR at this scale, as section 2 found for alignment at all.
+#   fig5's scenes and 79 % on the other seeds. Over three seeds the 95 % interval holds 80 %:
+#   inconclusive by the rule, not shown.
+# * **Its offsets matter to it**: held at zero they cost 1.3-5.7 dB depending on the seed
+#   (`align`: 1.0-1.6 dB); positive on every seed, but the spread leaves it "a trend, not shown"
+#   by the rule.
+# * **PSNR is not higher than `align`'s** (seed for seed, the last verdict: within noise): better
+#   alignment has not turned into better SR at this scale, as section 2 found for alignment at
+#   all; EDVR's own PCD trained on the SR loss alone (`edvr_sr_only`, one seed so far), whose
+#   offsets do not move, scores higher than both.
 # * Section 6 measures where the round-2 offsets still miss.
 
 # %% [markdown]
