@@ -1,6 +1,6 @@
 """Profiles: one name -> every hyper-parameter of a training run.
 
-Four profiles, each a complete ``Profile`` of frozen dataclasses (one per concern):
+Five profiles, each a complete ``Profile`` of frozen dataclasses (one per concern):
 
 * ``quick`` -- CI and nbval: tiny EDVR, a few hundred iterations, every notebook in a few
   minutes on 2 CPU cores.
@@ -10,6 +10,9 @@ Four profiles, each a complete ``Profile`` of frozen dataclasses (one per concer
   learns"): ``standard``'s model with 3 frames, residual offsets across the PCD pyramid and
   a self-supervised photometric warping loss. Both are departures from the paper; at this
   scale EDVR's own PCD trained with the SR loss alone keeps its offsets near 0 px.
+* ``align2`` -- "Alignment, round 2": ``align`` plus three more named departures:
+  warp-then-estimate in the PCD pyramid, the warping term on soft census transforms, and
+  edge-aware smoothness of the offsets.
 * ``paper`` -- EDVR-M with the paper's schedule (Sec. A.1, BasicSR's
   ``train_EDVR_M_x4_SR_REDS_600k.yml``) on REDS, on GPUs.
 
@@ -53,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.losses import PHOTOMETRIC_PENALTIES, PHOTOMETRIC_TARGETS
 from dalign_nb.models import MODEL_TYPES, ModelConfig, model_type
 from dalign_nb.models.edvr import EDVRConfig
 
@@ -180,10 +184,11 @@ class TrainConfig:
                 isinstance(lvl, str) and re.fullmatch(r"l[1-9]", lvl) for lvl in self.photometric_levels):
             raise ValueError(f"photometric_levels must be a non-empty tuple of pyramid levels 'l1', 'l2', "
                              f"... (the model's, Profile checks which), got {self.photometric_levels!r}")
-        if self.photometric_target not in ("each", "mean"):
-            raise ValueError(f"photometric_target must be 'each' or 'mean', got {self.photometric_target!r}")
-        if self.photometric_penalty not in ("rgb", "census"):
-            raise ValueError(f"photometric_penalty must be 'rgb' or 'census', "
+        if self.photometric_target not in PHOTOMETRIC_TARGETS:
+            raise ValueError(f"photometric_target must be one of {PHOTOMETRIC_TARGETS}, "
+                             f"got {self.photometric_target!r}")
+        if self.photometric_penalty not in PHOTOMETRIC_PENALTIES:
+            raise ValueError(f"photometric_penalty must be one of {PHOTOMETRIC_PENALTIES}, "
                              f"got {self.photometric_penalty!r}")
         if self.smoothness_weight < 0 or self.photometric_weight < 0:
             raise ValueError("photometric_weight and smoothness_weight must be >= 0")

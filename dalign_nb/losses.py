@@ -193,7 +193,7 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     transforms of the warped neighbour and of the centre frame (``census_transform``,
     ``soft_hamming``; UnFlow, Meister et al. AAAI 2018), which compares local brightness
     *order*: it does not reward the flat, textureless matches and brightness changes that
-    the RGB difference does, and its basin is wider than one pixel.
+    the RGB difference does.
 
     ``target``: ``"each"`` -- every offset warped must reproduce the centre frame (all N
     offsets of a group are pulled onto the motion); ``"mean"`` -- only each group's mean

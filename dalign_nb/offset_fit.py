@@ -8,7 +8,8 @@ per pixel, ``o (1, 2, h, w)`` in the (dy, dx) layout of ``ops``, moved by gradie
 
 * **at one level** -- the field starts at 0 at full resolution. Bilinear sampling only
   sees the pixels next to each sample, so the gradient knows where to go only within about
-  a pixel of the true motion (less on fine texture): a motion of several pixels is not found;
+  a pixel of the true motion (less on fine texture): a motion of several pixels is found
+  slowly and only where the texture is coarse;
 * **coarse to fine** -- the field is fitted at 1/4 resolution first, where that motion is
   under a pixel or two, then upsampled (magnitude doubled) and refined at 1/2 and at full
   resolution: each finer level starts from the coarser answer and only has a residual to
@@ -43,17 +44,13 @@ class FittedField:
 
 
 def _objective(lq: Tensor, off: Tensor, penalty: str, smoothness_weight: float) -> Tensor:
-    offsets = {"l1": off[:, None]}  # (1, 1, 2, h_l, w_l): one neighbour; frames pooled to its size
-    loss = photometric_warping_loss(lq, _with_centre(offsets), 1, ("l1",), penalty=penalty)
+    """The warping (+ smoothness) terms of frames (neighbour, reference) with the neighbour's
+    offsets ``off`` (1, 2, h_l, w_l) (the reference's own are zero); frames pooled to h_l x w_l."""
+    offsets = {"l1": torch.stack([off, torch.zeros_like(off)], dim=1)}  # (1, T=2, 2, h_l, w_l)
+    loss = photometric_warping_loss(lq, offsets, 1, ("l1",), penalty=penalty)
     if smoothness_weight > 0:
-        loss = loss + smoothness_weight * smoothness_loss(lq, _with_centre(offsets), 1, ("l1",))
+        loss = loss + smoothness_weight * smoothness_loss(lq, offsets, 1, ("l1",))
     return loss
-
-
-def _with_centre(offsets: dict) -> dict:
-    """Frames are (neighbour, reference): the reference's own offsets (index 1) are zeros."""
-    off = offsets["l1"]
-    return {"l1": torch.cat([off, torch.zeros_like(off)], dim=1)}
 
 
 def fit_offset_field(reference: Tensor, neighbour: Tensor, *, coarse_to_fine: bool = True,
