@@ -34,7 +34,6 @@ FIG9_PEARSON_R = 0.9418  # PSNR vs offset diversity, six data points
 SEC42_G1_N1_TO_N5_GAIN = 0.25  # dB, "with only 84K more parameters" (A.4)
 A4_N1_TO_N5_EXTRA_PARAMS = 84_000  # the parameters that N 1 -> 5 costs at G = 1 (A.4)
 A4_G_GAIN_MAX = 0.19  # dB, "the PSNR improves with G, with up to 0.19 dB" (A.4, Fig. 16 left)
-A4_PLATEAU = 30.3  # dB, "the performance fluctuates at about 30.3 dB" up to G = 64, N = 25 (A.4)
 # Fig. 16 right (A.2): PSNR gain over N = 1 per million parameters, at N = 5 and N = 25.
 A2_GAIN_PER_M_PARAMS = {5: 2.89, 25: 0.42}
 SEC43_OVERFLOW_ITER = 300_000  # Fig. 10(a): without the loss, the training loss rises at about 300K

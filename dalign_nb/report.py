@@ -38,7 +38,6 @@ MIN_SEEDS = 3  # a verdict on a difference rests on 3 seeds (issue: mean and spr
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
         9: 2.262, 10: 2.228}
 
-VERDICTS = ("reproduced", "not reproduced at this scale", "inconclusive (within noise)")
 
 
 def half_width(std: float, n: int) -> float:
@@ -116,10 +115,10 @@ def plateau_verdict(later: dict, earlier: dict, tolerance: float = PLATEAU_TOLER
         return f"reproduced: flat within ± {tolerance:g}"
     rising = lo > 0 or _every_seed(later, +1)
     if rising and later["mean"] < earlier["mean"]:
-        return ("diminishing returns, plateau not established (the later step is smaller, "
+        return ("diminishing returns, plateau not established (the later step is smaller on average, "
                 + ("and still positive beyond noise)" if lo > 0 else "positive on every seed, not flat)"))
     if lo > 0:
-        return "not reproduced at this scale: still rising as fast as before"
+        return "not reproduced at this scale: still rising, not slower on average"
     if hi < 0:
         return "not reproduced at this scale: falls beyond noise"
     return f"inconclusive (within noise): not flat within ± {tolerance:g}"
@@ -223,20 +222,25 @@ def collapsed(result: dict, bilinear_psnr: float | None = None) -> bool:
     return abs(m["psnr"] - base) < COLLAPSE_DB
 
 
-def fidelity_verdict(d: dict, without_collapsed: bool, with_collapsed: bool) -> str:
+def fidelity_verdict(d: dict, without_collapsed: bool, with_collapsed: bool,
+                     min_seeds: int = MIN_SEEDS) -> str:
     """Sec. 4.3, Table 3: without the offset-fidelity loss the training diverges (offsets overflow,
     EDVR degrades), with it it does not, and PSNR is higher. ``d``: with - without (``paired``);
     ``without_collapsed`` / ``with_collapsed``: whether each run ended at the bilinear base
     (``collapsed``). The loss is credited only where the run without it collapses and the run
-    with it does not."""
-    if without_collapsed and with_collapsed:
-        return ("not reproduced at this scale: both runs collapse to the bilinear base, "
-                "with and without the loss")
+    with it does not; with fewer than ``min_seeds`` seeds the verdict is inconclusive and says
+    only what happened."""
+    seen = ("both runs collapse to the bilinear base, with and without the loss"
+            if without_collapsed and with_collapsed else
+            "only the run with the loss collapses" if with_collapsed else
+            "only the run without the loss collapses" if without_collapsed else "no run collapses")
+    if d["n"] < min_seeds:
+        return f"inconclusive: {d['n']} seed(s), a spread needs {min_seeds}; {seen}"
     if with_collapsed:
-        return "not reproduced at this scale: only the run with the loss collapses"
+        return f"not reproduced at this scale: {seen}"
     if without_collapsed:
         return f"the loss prevents the collapse (in kind); PSNR: {difference_verdict(d, +1)}"
-    return f"no run collapses; PSNR: {difference_verdict(d, +1)}"
+    return f"{seen}; PSNR: {difference_verdict(d, +1)}"
 
 
 def _row(claim: str, theirs: str, ours: str, seeds, verdict: str) -> dict:

@@ -21,11 +21,13 @@ class Condition(NamedTuple):
     """A run name and the profile fields it changes, as dotted paths
     (``{"model.alignment.kind": "flow"}``; ``"model"`` replaces the whole model config, as
     table2's TDAN and FlowNet conditions do, ``config.with_overrides``); ``profile`` names the
-    profile it starts from (None: the experiment's)."""
+    profile it starts from (None: the experiment's); ``measures``: measurements of this condition
+    beyond the experiment's (fig5's round-2 runs add ``motion_sets``)."""
 
     name: str
     overrides: dict = {}
     profile: str | None = None
+    measures: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,10 +56,17 @@ class Run:
     condition: str
     seed: int
     profile: Profile
+    extra_measures: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
         return f"{self.condition}-s{self.seed}"
+
+    @property
+    def measures(self) -> tuple[str, ...]:
+        """The experiment's measurements, then the condition's own."""
+        return self.experiment.measures + tuple(m for m in self.extra_measures
+                                                if m not in self.experiment.measures)
 
 
 FLOW = {"model.alignment.kind": "flow"}  # G = N = 1: one learned flow warps the features (Sec. 4.1)
@@ -71,6 +80,7 @@ EDVR_PCD = {"model.residual_offsets": False}  # EDVR's own PCD: offset features,
 ROUND2_PROFILE = "align2"
 RGB_TERM = {"train.photometric_penalty": "rgb", "train.smoothness_weight": 0.0}  # align's warping term
 NO_WTE = {"model.warp_then_estimate": False}  # EDVR's estimate from unwarped features (residual kept)
+SECOND_SET = ("motion_sets",)  # round 2's runs are also scored on more scenes, DIS beside
 
 # Shrinks any profile to a model and a run that finish in seconds (tests, smoke runs): TINY_MODEL
 # holds the fields every model config has (EDVR, TDAN, FlowNet), TINY_RUN the data and schedule.
@@ -252,12 +262,11 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     Condition("edvr_sr_only", {**FLOW, **SR_ONLY, **EDVR_PCD}, ALIGNING_PROFILE),
                     # Alignment, round 2 (config.align2): the setting, each of its parts alone,
                     # and its model trained with the SR loss alone
-                    Condition("round2", FLOW, ROUND2_PROFILE),
-                    Condition("round2_wte_only", {**FLOW, **RGB_TERM}, ROUND2_PROFILE),
-                    Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE),
+                    Condition("round2", FLOW, ROUND2_PROFILE, SECOND_SET),
+                    Condition("round2_wte_only", {**FLOW, **RGB_TERM}, ROUND2_PROFILE, SECOND_SET),
+                    Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE, SECOND_SET),
                     Condition("round2_sr_only", {**FLOW, **SR_ONLY, "train.smoothness_weight": 0.0},
-                              ROUND2_PROFILE)),
-        measures=("offsets_vs_flow", "motion_sets"),
+                              ROUND2_PROFILE, SECOND_SET)),
         options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
         keep_weights=(0,),
     ),
@@ -289,7 +298,7 @@ def plan(name: str, *, profile: str | None = None, seeds=None, overrides: dict |
             merged.pop("train.periods", None)  # a condition's schedule yields to a new length
         for seed in exp.seeds if seeds is None else seeds:
             p = with_overrides(base, {**merged, "train.seed": seed})
-            runs.append(Run(exp, cond.name, int(seed), p))
+            runs.append(Run(exp, cond.name, int(seed), p, cond.measures))
     return runs
 
 

@@ -1,7 +1,7 @@
 """Reading an experiment's results: the result dicts and the models whose weights were kept.
 
 ``summarize`` and ``paired`` (the mean and spread over seeds of one key, per condition or as a
-seed-for-seed difference) live in ``dalign_nb.report`` beside ``stats`` and are re-exported here.
+seed-for-seed difference) live in ``dalign_nb.report`` beside ``stats``.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from torch import nn
 
 from dalign_nb.config import Profile
 from dalign_nb.models import build_model
-from dalign_nb.report import paired, summarize
 
 from .files import RESULTS_DIR, read_result
 
-__all__ = ["load_model", "load_results", "paired", "summarize"]
+__all__ = ["load_model", "load_results"]
 
 
 def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[dict]:

@@ -87,7 +87,7 @@ def _now() -> str:
 def _applicable(run: Run) -> list[str]:
     """The experiment's measurements that apply to this run's model (``Measure.applies``): a
     finished run missing only others is done."""
-    return [m for m in run.experiment.measures if MEASURES[m].applies(run.profile)]
+    return [m for m in run.measures if MEASURES[m].applies(run.profile)]
 
 
 def run_state(run: Run, paths: Paths) -> str:
@@ -161,7 +161,7 @@ def _curve(history: dict, max_points: int = 200) -> list[dict]:
 
 def _options(run: Run, extra: dict | None) -> dict:
     """Each measurement's keyword arguments: the experiment's, then ``extra`` (``--option``)."""
-    names = run.experiment.measures
+    names = run.measures
     return {n: {**run.experiment.options.get(n, {}), **(extra or {}).get(n, {})} for n in names}
 
 
@@ -217,7 +217,7 @@ def _headline(result: dict) -> str:
 def _run_one(run: Run, paths: Paths, *, device, stop_at, remeasure, progress, command, options=None) -> str:
     """Train (or resume) and measure one run; returns how it ended."""
     old = None if remeasure or run_state(run, paths) == "stale" else read_result(paths.result(run))
-    todo = [m for m in run.experiment.measures
+    todo = [m for m in run.measures
             if old is None or (m not in old["measures"] and m in _applicable(run))]
     if not todo:
         return "skipped"
