@@ -22,7 +22,8 @@
 # > **Main results**: the live `quick` model beats bicubic and relies on its offsets, which do
 # > not follow the motion (sections 6-7 print it); of the committed models of the `align`
 # > profile, the one whose offsets align relies on them, yet the one trained on the SR loss
-# > alone scores higher (section 8 prints both from `data/results/fig5`).
+# > alone scores higher on both of two seeds (inconclusive by the rule; section 8 prints both
+# > from `data/results/fig5`).
 #
 # In this notebook we will:
 #
@@ -512,8 +513,9 @@ print(dataclasses.asdict(get_profile("paper").train))
 # - compared like with like two models of the `align` profile that differ only in the
 #   training signal of their offsets: with a photometric warping loss they follow the motion
 #   and the model relies on them (about 1 dB); with the SR loss alone they stay at zero — and
-#   that model scores about 0.1 dB higher on both seeds run, so at this scale the network
-#   makes up for missing alignment;
+#   that model scores about 0.1 dB higher on both seeds run (two seeds: inconclusive by the
+#   rule), which suggests that at this scale the rest of the network makes up for missing
+#   alignment;
 # - seen the commands that run the `standard`, `align`, `align2` and `paper` profiles and the
 #   `fig5` experiment.
 #

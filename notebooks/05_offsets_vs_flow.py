@@ -23,7 +23,7 @@
 # > the paper's share, and with three more (`align2`: warp-then-estimate, a census term,
 # > smoothness; section 2b) on most pixels, short of the paper's 80 %; with the SR loss alone
 # > they do not move; the aligning models rely on their offsets, yet the `align` model that does
-# > not align scores higher than the one that does.
+# > not align scores higher than the one that does on both of two seeds (inconclusive).
 
 # %%
 from dalign_nb import experiments, paper, report
@@ -307,12 +307,11 @@ if d["n"]:
 # * **edge-aware smoothness** of the offsets (`train.smoothness_weight = 0.1`, exponent 10 on
 #   the reference's gradient; UnFlow, UFlow): neighbouring offsets agree except across edges.
 #
-# Before these parts were written into the package, a screen patched into the trainer (3000
-# iterations, seed 0, bfloat16 on a CPU with native bfloat16; not committed results) measured,
-# within 1 px on fig5's scenes: `align` 43 %, + census and smoothness 48 %, + warp-then-estimate
-# 69 %, + both 77.5 % (seed 1: 77 %). The committed runs of the package's own implementation
-# follow; the parts alone (`round2_wte_only`, `round2_census_only`) and the same model trained
-# with the SR loss alone (`round2_sr_only`) are conditions of `fig5`, listed as "not run yet"
+# Before these parts were written into the package, a screen patched into the trainer (one
+# seed, kept no results) found each part helping alone, warp-then-estimate far more than the
+# census and smoothness terms, and the two together best; only the committed runs of the
+# package's own implementation below are evidence here. The parts alone (`round2_wte_only`,
+# `round2_census_only`) and the same model trained with the SR loss alone (`round2_sr_only`) are conditions of `fig5`, listed as "not run yet"
 # until they are. `motion_sets` scores the same offsets on more scenes: synthetic scenes of two
 # other seeds, and held-out real footage moved by a known global motion (real texture, exact
 # flow), with OpenCV's DIS on the same LR frames beside them.
@@ -368,8 +367,8 @@ if r2:
 #   by the rule.
 # * **PSNR is not higher than `align`'s** (seed for seed, the last verdict: within noise): better
 #   alignment has not turned into better SR at this scale, as section 2 found for alignment at
-#   all; EDVR's own PCD trained on the SR loss alone (`edvr_sr_only`, one seed so far), whose
-#   offsets do not move, scores higher than both.
+#   all; EDVR's own PCD trained on the SR loss alone (`edvr_sr_only`), whose offsets do not
+#   move, scores higher than both on its one seed so far (inconclusive).
 # * Section 6 measures where the round-2 offsets still miss.
 
 # %% [markdown]

@@ -21,7 +21,7 @@
 # > **Main results** (the next cell prints them from `data/results/fig17`): r(mask, distance) is
 # > negative but over nine offsets whose distances to the flow differ by less than a tenth of a
 # > pixel (noise at this scale); one seed, so inconclusive; and this DCNv2 scores below the
-# > $N = 1$ model of the same training.
+# > $N = 1$ model of the same training (one seed).
 
 # %%
 from dalign_nb import experiments, report
@@ -185,7 +185,7 @@ print("\nheld-out synthetic scenes, L1 offsets, visible pixels; one seed each. T
       "states trends, no numbers: r < 0 ('inversely proportional'), and many masks ≈ 0 when N is large.")
 
 # %% [markdown]
-# This DCNv2 scores below `fig9`'s $N = 1$ model of the same setting and 600 iterations
+# This DCNv2 (one seed) scores below `fig9`'s $N = 1$ model of the same setting and 600 iterations
 # (the cell at the top prints both): nine offsets with masks have not paid at this budget, so
 # its masks are those of a model that has not yet made use of its offsets.
 #
