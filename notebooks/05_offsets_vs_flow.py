@@ -74,7 +74,7 @@ from dalign_nb.analysis import offsets_vs_dis
 from dalign_nb.config import get_profile, profile_name
 from dalign_nb.data import SceneConfig
 from dalign_nb.models import GET_CHECKPOINT, checkpoint_from_env, describe_edvr, edvr_from_checkpoint
-from dalign_nb.models.edvr import EDVR
+from dalign_nb.models.edvr import EDVR, flow_pyramid
 from dalign_nb.ops import flow_warp
 from dalign_nb.paper import format_table
 from dalign_nb.train import run_dir, train
@@ -393,7 +393,7 @@ base = 2 * torch.nn.functional.interpolate(r2_aux["offsets"]["l3"][:, K2], scale
 frames_l2 = torch.nn.functional.avg_pool2d(wte_scene.lq, 2)  # (T, 3, h/2, w/2)
 ref_l2, nbr_l2 = frames_l2[1:2], frames_l2[K2:K2 + 1]
 warped_l2 = ops.group_warp(nbr_l2, base)  # the neighbour moved by the coarser level's motion
-flow_l2 = torch.nn.functional.avg_pool2d(wte_scene.flow[K2][None], 2) / 2  # (1, 2, h/2, w/2) (u, v), L2 pixels
+flow_l2 = flow_pyramid(wte_scene.flow[K2][None])[1]  # (1, 2, h/2, w/2) (u, v), in L2 pixels
 visible_l2 = torch.nn.functional.avg_pool2d((~wte_scene.occlusion[K2]).float()[None, None], 2)[0, 0] == 1
 left = (flow_l2 - base.flip(1)).norm(dim=1)[0]  # what L2 must still find, px
 motion = flow_l2.norm(dim=1)[0]

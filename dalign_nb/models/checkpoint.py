@@ -8,7 +8,7 @@ pre-deblurring, HR input), builds ``EDVR`` and loads the weights strictly. A wro
 file raises a one-line ``CheckpointError`` (a ``ValueError``) naming the file and what is wrong.
 
 ``checkpoint_from_env()`` is the path in ``DALIGN_CHECKPOINT`` (None when unset), the optional
-checkpoint of notebooks 05, 10 and 11; ``GET_CHECKPOINT`` says how to get one.
+checkpoint of notebooks 05 and 10; ``GET_CHECKPOINT`` says how to get one.
 """
 
 from __future__ import annotations
