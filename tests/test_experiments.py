@@ -221,7 +221,10 @@ def torch_threads():
 def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys, torch_threads):
     runs, results = tmp_path / "runs" / "tiny", tmp_path / "results" / "tiny"
     # One thread: a tiny model gains nothing from two, and loses much on a busy machine.
-    args = ["experiment", "tiny", "--set", "train.total_iter=20", "--no-progress", "--threads", "1",
+    # Long enough that neither run finishes before both have checkpointed (on a quiet machine the
+    # second run's first checkpoint once came after the first run's last iteration of 20).
+    iters = 200
+    args = ["experiment", "tiny", "--set", f"train.total_iter={iters}", "--no-progress", "--threads", "1",
             "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
     names = ("flow-s0", "flow-s1")
 
@@ -242,7 +245,7 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
     stopped = {}
     for n in names:
         h = _json(runs / n / "history.json")
-        assert h["status"] == "SIGINT" and 0 < h["iteration"] < 20, (n, h["iteration"], out)
+        assert h["status"] == "SIGINT" and 0 < h["iteration"] < iters, (n, h["iteration"], out)
         stopped[n] = h["iteration"]
     assert not list(results.glob("*.json"))
 
@@ -253,14 +256,14 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
         res = _json(results / f"{n}.json")
         k = stopped[n]
         assert [(e["iter"], e["event"]) for e in res["train"]["events"]] == \
-            [(0, "start"), (k, "interrupted"), (k, "resume"), (20, "done")]
+            [(0, "start"), (k, "interrupted"), (k, "resume"), (iters, "done")]
         prov = res["provenance"]
         assert [(s["from_iter"], s["to_iter"], s["status"]) for s in prov["sittings"]] == \
-            [(0, k, "SIGINT"), (k, 20, "done")]
+            [(0, k, "SIGINT"), (k, iters, "done")]
         assert prov["command"] == shlex.join(["python", "-m", "dalign_nb", *args])
         assert prov["profile"]["train"]["seed"] == res["seed"] == int(n[-1])
-        assert prov["profile"]["train"]["total_iter"] == prov["iterations"] == 20
-        assert res["train"]["iterations"] == 20
+        assert prov["profile"]["train"]["total_iter"] == prov["iterations"] == iters
+        assert res["train"]["iterations"] == iters
         assert prov["profile"]["model"]["num_feat"] == 8 and prov["device"] == "cpu"
         assert prov["git_commit"] == _head()
         assert isinstance(prov["git_dirty"], bool) if _head() else prov["git_dirty"] is None
@@ -283,18 +286,18 @@ def test_cli_runs_two_at_once_is_interrupted_resumes_then_skips(tmp_path, capsys
     assert main(args + ["--set", "model.num_feat=4"]) == 1
     assert "another configuration (differs in model.num_feat)" in capsys.readouterr().err
 
-    # A lengthened schedule makes the results stale: the run resumes at 20 and is measured again.
-    assert main(args + ["--set", "train.total_iter=22", "--only", "flow-s0"]) == 0
+    # A lengthened schedule makes the results stale: the run resumes at iters and is measured again.
+    assert main(args + ["--set", f"train.total_iter={iters + 2}", "--only", "flow-s0"]) == 0
     res = _json(results / "flow-s0.json")
-    assert res["provenance"]["iterations"] == 22 and res["train"]["events"][-2:] == [
-        {"iter": 20, "event": "resume", "changed": ["train.periods", "train.total_iter"]},
-        {"iter": 22, "event": "done"}]
+    assert res["provenance"]["iterations"] == iters + 2 and res["train"]["events"][-2:] == [
+        {"iter": iters, "event": "resume", "changed": ["train.periods", "train.total_iter"]},
+        {"iter": iters + 2, "event": "done"}]
     assert (results / "flow-s1.json").read_bytes() == before["flow-s1"]
 
     # What notebooks read: the results and the kept fp16 weights.
     table = E.summarize(E.load_results("tiny", tmp_path / "results"), "provenance.iterations")
-    assert table == {"flow": {"mean": 21.0, "std": math.sqrt(2), "n": 2, "seeds": [0, 1],
-                              "values": [22.0, 20.0]}}
+    assert table == {"flow": {"mean": iters + 1.0, "std": math.sqrt(2), "n": 2, "seeds": [0, 1],
+                              "values": [iters + 2.0, float(iters)]}}
     model = E.load_model("tiny", "flow-s0", tmp_path / "results")
     full = torch.load(runs / "flow-s0" / "model.pt", weights_only=True)["params"]
     for key, value in model.state_dict().items():
