@@ -128,18 +128,22 @@ def test_collapsed_is_within_a_twentieth_of_a_db_of_the_bilinear_base():
 
 
 def _run(experiment, condition, seed, psnr, **measures):
-    m = {"offsets_vs_flow": {"psnr": psnr, "within_1px": measures.pop("within_1px", 0.5)}}
+    m = {"offsets_vs_flow": {"psnr": psnr, "within_1px": measures.pop("within_1px", 0.5),
+                             "psnr_gain_over_zero": measures.pop("gain", None)}}
     m.update(measures)
     return {"experiment": experiment, "run": f"{condition}-s{seed}", "condition": condition, "seed": seed,
             "measures": m}
 
 
-def _fig9(n5_gain, n15_gain, diversity=(0.0, 0.4, 0.9)):
+def _fig9(n5_gain, n15_gain, diversity=(0.0, 0.4, 0.9), n1_over_zero=(1.2, 0.9, 1.5)):
+    """fig9's n1, n5, n15 on 3 seeds; ``n1_over_zero``: the baseline's gain over its offsets
+    held at zero (``report.baseline_premise``), per seed."""
     runs = []
     for seed, base in enumerate((26.6, 26.3, 26.8)):
         steps = (("n1", 0.0), ("n5", n5_gain[seed]), ("n15", n15_gain[seed]))
         for (cond, gain), div in zip(steps, diversity):
-            runs.append(_run("fig9", cond, seed, base + gain, diversity={
+            runs.append(_run("fig9", cond, seed, base + gain, gain=n1_over_zero[seed] if cond == "n1" else 0.5,
+                             diversity={
                 "diversity": div + 0.1 * seed * (cond != "n1"), "diversity_auc_occlusion": 0.37,
                 "diversity_auc_mean_offset_error": 0.45}))
     return runs
@@ -156,7 +160,7 @@ def test_overview_verdicts_follow_our_numbers():
     plateau = rows["Fig. 9: PSNR, N = 15 - N = 5 (G = 1)"]  # +0.10, +0.09, +0.10: smaller, not flat
     assert plateau["verdict"].startswith("diminishing returns, plateau not established")
     assert rows["Fig. 9: Pearson r of PSNR and diversity"]["verdict"].startswith("weak")
-    assert rows["Fig. 5: G = N = 1 offsets within 1 px of the flow"]["ours"] == "not run"
+    assert rows["Fig. 5: G = N = 1 offsets within 1 px of the flow (align: aligning)"]["ours"] == "not run"
     # the same runs with N = 5 below N = 1 on every seed, and a flat step from 5 to 15
     rows = _overview(fig9=_fig9((-0.30, -0.35, -0.40), (-0.30, -0.34, -0.41)))
     assert rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"] == (
@@ -166,10 +170,10 @@ def test_overview_verdicts_follow_our_numbers():
 
 def test_overview_verdicts_follow_the_papers_numbers(monkeypatch):
     fig5 = [_run("fig5", "aligning", s, 27.5, within_1px=w) for s, w in enumerate((0.45, 0.47, 0.43))]
-    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow"]
+    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow (align: aligning)"]
     assert (row["paper"], row["verdict"]) == ("> 80 % (PWC-Net flow)", "not reproduced at this scale")
     monkeypatch.setattr(paper, "FIG5_SHARE_WITHIN_1PX", 0.40)
-    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow"]
+    row = _overview(fig5=fig5)["Fig. 5: G = N = 1 offsets within 1 px of the flow (align: aligning)"]
     assert (row["paper"], row["verdict"]) == ("> 40 % (PWC-Net flow)", "reproduced")
     monkeypatch.setitem(paper.TABLE4_REDS4, "image warping", 30.1)
     row = _overview()["Table 4: feature - image warping"]
@@ -193,3 +197,46 @@ def test_overview_says_when_both_table3_runs_collapse():
     assert report.fidelity_verdict(three, True, True).startswith("not reproduced at this scale: both runs")
     assert report.fidelity_verdict(three, True, False) == ("the loss prevents the collapse (in kind); "
                                                            "PSNR: reproduced")
+
+
+@pytest.mark.parametrize("gains, holds, why", [
+    ((1.2, 0.9, 1.5), True, "mean +1.20 ± 0.30 dB: the baseline uses its offsets"),
+    ((-0.17, -0.05, -0.26), False, "not positive on every seed: the baseline does not use its offsets"),
+    ((0.1, 0.1, 2.0), False, "mean +0.73 dB within its seed spread (1.10 dB): not shown to use its offsets"),
+    ((1.2,), False, "1 seed(s): whether it aligns needs 3"),
+])
+def test_the_baseline_premise_needs_a_gain_over_zero_offsets_beyond_the_seed_spread(gains, holds, why):
+    runs = [_run("fig9", "n1", s, 27.0, gain=g) for s, g in enumerate(gains)]
+    premise = report.baseline_premise(runs)
+    assert (premise["holds"], premise["why"]) == (holds, why)
+    assert premise["line"].startswith("n1's gain over its offsets held at zero: " +
+                                      ", ".join(f"{g:+.2f}" for g in gains))
+    assert report.premise_verdict("reproduced", premise) == (
+        "reproduced" if holds else f"no verdict: the baseline's premise fails ({why}); by the rule alone: reproduced")
+    assert not report.baseline_premise([])["holds"]
+
+
+def test_overview_gives_no_verdict_on_a_baseline_that_does_not_align():
+    """Sec. 4's comparisons rest on a G = N = 1 model that uses its offsets: the same numbers
+    give verdicts when it beats its offsets held at zero and none when it does not."""
+    n5 = "Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"
+    premise = "Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"
+    rows = _overview(fig9=_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)))
+    assert rows[premise]["verdict"] == "holds" and rows[n5]["verdict"] == "reproduced"
+    rows = _overview(fig9=_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50), n1_over_zero=(-0.17, -0.05, -0.26)))
+    assert rows[premise]["verdict"].startswith("does not hold: n1's gain over its offsets held at zero: "
+                                               "-0.17, -0.05, -0.26 dB")
+    for claim, row in rows.items():
+        if claim.startswith(("Fig. 9", "Fig. 6", "Fig. 16", "Table 4")) and row["seeds"]:
+            assert row["verdict"].startswith("no verdict: the baseline's premise fails"), claim
+    assert rows[n5]["verdict"].endswith("by the rule alone: reproduced")
+
+
+def test_overview_reads_table2_seed_for_seed():
+    t2 = [_run("table2", c, s, 27.0 + 0.1 * s + (0.2 + 0.01 * s if c.endswith("n25") else 0))
+          for c in ("tdan-n1", "tdan-n25") for s in range(3)]
+    rows = _overview(table2=t2)
+    tdan = rows["Table 2: TDAN, N = 25 - N = 1"]
+    assert (tdan["paper"], tdan["ours"], tdan["seeds"], tdan["verdict"]) == (
+        "+0.227 dB (Vimeo-90K-T)", "+0.210 ± 0.010 dB", 3, "reproduced")
+    assert rows["Table 2: flow-based (TOFlow-like, N SPyNets), N = 3 - N = 1"]["ours"] == "not run"

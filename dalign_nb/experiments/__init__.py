@@ -29,8 +29,10 @@ Run it from a shell (``python -m dalign_nb experiment --help``)::
 The measurements: ``offsets_vs_flow`` (Fig. 5), ``diversity`` (Sec. 4.2, Fig. 6, 9),
 ``masks`` (A.5, Fig. 17) on held-out synthetic scenes with exact flow and occlusion, and
 ``psnr_real`` on the real held-out clips. The experiments of Sec. 4 (``table1``, ``fig9``,
-``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align`` profile, where offsets learn;
-so does ``table2``, with Table 2's TDAN-like and flow-based networks in place of EDVR (a
+``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align2`` profile, where a G = N = 1
+model's offsets follow the motion, at its full schedule with 3 seeds where a verdict rests on a
+condition; their first sweep (``align``, 600 iterations) is kept as it ran under
+``<name>-600it``. ``table2`` runs on ``align``, with Table 2's TDAN-like and flow-based networks in place of EDVR (a
 condition may replace the whole model config: ``{"model": tdan_config("small", num_offsets=9)}``).
 
 Running it again skips finished runs and resumes interrupted ones exactly from their
@@ -67,16 +69,22 @@ from .catalogue import (
     LR_4X,
     MEAN_TARGET,
     SCENES,
+    ARCHIVE_600,
     SEC4,
+    SEC4_600IT,
+    SEC4_COMMON,
     SEC4_ITERS,
     SEC4_MEASURES,
     SEC4_OPTIONS,
+    SEC4_PROFILE,
     SEC4_SCHEDULE,
+    SEC4_SEEDS,
     SR_ONLY,
     TABLE2,
     TINY,
     TINY_MODEL,
     TINY_RUN,
+    TWIN_ITERS,
     TWIN_SCHEDULE,
     Condition,
     Experiment,
@@ -109,16 +117,22 @@ __all__ = [
     "ROOT",
     "RUNS_DIR",
     "SCENES",
+    "ARCHIVE_600",
     "SEC4",
+    "SEC4_600IT",
+    "SEC4_COMMON",
     "SEC4_ITERS",
     "SEC4_MEASURES",
     "SEC4_OPTIONS",
+    "SEC4_PROFILE",
     "SEC4_SCHEDULE",
+    "SEC4_SEEDS",
     "SR_ONLY",
     "TABLE2",
     "TINY",
     "TINY_MODEL",
     "TINY_RUN",
+    "TWIN_ITERS",
     "TWIN_SCHEDULE",
     "Condition",
     "DamagedResultError",

@@ -39,7 +39,7 @@ def _list(args, overrides) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    table = "\n".join(f"  {e.name:8s} {len(e.conditions)} condition(s) x {len(e.seeds)} seed(s): "
+    table = "\n".join(f"  {e.name:8s} {len(e.conditions)} condition(s), {len(plan(e.name))} run(s): "
                       f"{e.description}" for e in EXPERIMENTS.values())
     p = argparse.ArgumentParser(
         prog="python -m dalign_nb experiment", formatter_class=argparse.RawDescriptionHelpFormatter,
