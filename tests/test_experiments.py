@@ -46,10 +46,17 @@ def test_overrides_follow_dotted_paths_and_bring_the_schedule_along():
 def test_one_override_rule_for_the_command_line_and_the_experiments():
     """``--set`` text goes through ``parse_value``; a stored profile is another run exactly where
     the trainer would refuse to resume it."""
-    from dalign_nb.config import parse_value
+    from dalign_nb.config import parse_sets, parse_value
 
     assert [parse_value(t) for t in ("2e-4", "False", "(600,)", "None", "flow", "'flow'")] == \
         [2e-4, False, (600,), None, "flow", "flow"]
+    assert parse_sets(["train.lr=2e-4", "model.alignment.kind=flow", "train.lr=1e-3"]) == \
+        {"train.lr": 1e-3, "model.alignment.kind": "flow"}
+    assert parse_sets(None) == {}
+    for bad, reserved in (("train.lr", ()), ("name=x", ("name",))):
+        with pytest.raises(ValueError) as exc:
+            parse_sets(["train.lr=1", bad], reserved)
+        assert exc.value.args == (bad,)
     quick = get_profile("quick")
     other = quick.with_overrides({"train.total_iter": 50, "model.num_feat": 8, "description": "x"})
     assert other.changes_from(quick) == (["model.num_feat"], ["train.periods", "train.total_iter"])
