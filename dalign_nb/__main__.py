@@ -32,7 +32,7 @@ import argparse
 import os
 import sys
 
-from dalign_nb.config import PROFILES, get_profile, parse_value
+from dalign_nb.config import PROFILES, get_profile, parse_sets
 from dalign_nb.data import DatasetNotFoundError
 from dalign_nb.train import run_dir, train
 
@@ -41,13 +41,11 @@ EXIT_CODES = {"done": 0, "stopped": 0, "SIGINT": 130, "SIGTERM": 143}
 
 def _overrides(profile, args):
     """The profile with ``--set FIELD=VALUE`` and the named flags applied (``config.with_overrides``)."""
-    changes = {}
-    for item in args.set or []:
-        key, sep, value = item.partition("=")
-        if not sep or key in ("name", "description"):
-            raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of the profile's dotted fields, "
-                             f"e.g. train.lr or model.alignment.kind; got {item!r}")
-        changes[key] = parse_value(value)
+    try:
+        changes = parse_sets(args.set, reserved=("name", "description"))
+    except ValueError as exc:
+        raise SystemExit(f"--set expects FIELD=VALUE with FIELD one of the profile's dotted fields, "
+                         f"e.g. train.lr or model.alignment.kind; got {exc.args[0]!r}") from None
     for flag, key in (("alignment", "model.alignment.kind"), ("num_offsets", "model.alignment.num_offsets"),
                       ("backend", "model.alignment.backend"), ("batch_size", "data.batch_size"),
                       ("seed", "train.seed"), ("iters", "train.total_iter")):

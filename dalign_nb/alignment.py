@@ -341,28 +341,31 @@ class AlignmentConfig:
 
 
 def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups: int = 1) -> nn.Module:
-    """Make the alignment module ``config`` names for ``num_feat`` channels and G groups."""
-    if isinstance(config, str):
-        config = AlignmentConfig(kind=config)
-    c = config
+    """Make the alignment module ``config`` names for ``num_feat`` channels and G groups; its
+    ``channel_split`` is the config's (offset and mask channels of ``conv_offset``)."""
+    c = AlignmentConfig(kind=config) if isinstance(config, str) else config
     if c.kind == "dcn":
-        return DCNAlignment(num_feat, c.kernel_size, deform_groups, c.modulated, c.backend)
-    if c.kind == "decomposed":
-        return DecomposedAlignment(num_feat, c.num_offsets, deform_groups, c.modulated, c.backend,
-                                   grid=c.kernel_size if c.grid else None)
-    if c.kind == "flow":
-        return FlowAlignment(num_feat, c.backend)
-    if c.kind == "image":
-        return ImageAlignment(num_feat, c.backend)
-    return FlowGuidedAlignment(num_feat, c.kernel_size, deform_groups, c.modulated,
-                               c.max_residue_magnitude, c.backend)
+        module = DCNAlignment(num_feat, c.kernel_size, deform_groups, c.modulated, c.backend)
+    elif c.kind == "decomposed":
+        module = DecomposedAlignment(num_feat, c.num_offsets, deform_groups, c.modulated, c.backend,
+                                     grid=c.kernel_size if c.grid else None)
+    elif c.kind == "flow":
+        module = FlowAlignment(num_feat, c.backend)
+    elif c.kind == "image":
+        module = ImageAlignment(num_feat, c.backend)
+    else:
+        module = FlowGuidedAlignment(num_feat, c.kernel_size, deform_groups, c.modulated,
+                                     c.max_residue_magnitude, c.backend)
+    module.channel_split = c.channel_split(deform_groups)
+    return module
 
 
 def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
     """Every alignment module's offset branch ``conv_offset`` and how many of its leading output
-    channels are offsets (the rest, the last third with masks, BasicSR's ``o1, o2, mask``); a
-    model whose offsets come from elsewhere names its branches itself, ``model.offset_branches()``
-    (``models.FlowNet``: the last convolution of every SPyNet level)."""
+    channels are offsets: the first of its ``channel_split`` (``build_alignment``; the rest are
+    masks), or all of them in a module made otherwise; a model whose offsets come from elsewhere
+    names its branches itself, ``model.offset_branches()`` (``models.FlowNet``: the last
+    convolution of every SPyNet level)."""
     if callable(getattr(model, "offset_branches", None)):
         return model.offset_branches()
     out = []
@@ -373,8 +376,7 @@ def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
         if isinstance(m, FlowGuidedAlignment):
             raise ValueError("flow-guided offsets are the flow plus a residue: zeroing the "
                              "branch does not zero the offsets")
-        n = conv.out_channels
-        out.append((conv, n - n // 3 if getattr(m, "modulated", False) else n))
+        out.append((conv, getattr(m, "channel_split", (conv.out_channels,))[0]))
     if not out:
         raise ValueError("the model has no alignment module with an offset branch (conv_offset)")
     return out

@@ -117,6 +117,30 @@ def _dis_flows(lr: Tensor, centre: int) -> tuple[Tensor, Tensor]:
     return tuple(torch.from_numpy(np.stack(f)).permute(0, 3, 1, 2).contiguous() for f in (fw, bw))
 
 
+def _window(clip, num_frame: int, centre: int | None) -> tuple[object, int, int, list[int]]:
+    """``(clip, n, centre, idx)``: the clip (a video file's path: its first shot), its length, the
+    centre (default: its middle) and the indices of the ``num_frame`` frames around it."""
+    if isinstance(clip, (str, Path)):
+        from .data import video_clips
+
+        clip = video_clips(clip)[0]
+    n, half = (len(clip.lq) if hasattr(clip, "lq") else len(clip)), num_frame // 2
+    centre = n // 2 if centre is None else centre
+    if not half <= centre < n - half:
+        raise ValueError(f"centre must leave {half} frames on each side in a clip of {n}, got {centre}")
+    return clip, n, centre, list(range(centre - half, centre + half + 1))
+
+
+def _clip_array(clip, idx: list[int], side: str) -> np.ndarray:
+    """Frames ``idx`` of a clip's ``side``, "lr" (T, h, w, 3) or "hr" (T, H, W, 3): of a clip of
+    ``dalign_nb.data`` or of a ``ValClip`` (tensors lq, gt (T, 3, h, w))."""
+    if hasattr(clip, "lq"):
+        x = clip.lq if side == "lr" else clip.gt
+        return np.ascontiguousarray(x[idx].permute(0, 2, 3, 1).numpy())
+    frame = clip.lr if side == "lr" else clip.hr
+    return np.stack([frame(i) for i in idx])
+
+
 def clip_frames(clip, num_frame: int, centre: int | None = None) -> ClipFrames:
     """The ``num_frame`` LR frames of ``clip`` around ``centre`` (default: the clip's middle).
 
@@ -124,17 +148,9 @@ def clip_frames(clip, num_frame: int, centre: int | None = None) -> ClipFrames:
     path to a video file (its first shot). Exact flows and occlusion are used when the clip
     has them and ``centre`` is the frame they start from (the clip's middle).
     """
-    if isinstance(clip, (str, Path)):
-        from .data import video_clips
-
-        clip = video_clips(clip)[0]
-    n, half = len(clip), num_frame // 2
-    centre = n // 2 if centre is None else centre
-    if not half <= centre < n - half:
-        raise ValueError(f"centre must leave {half} frames on each side in a clip of {n}, got {centre}")
-    idx = list(range(centre - half, centre + half + 1))
-    lr = torch.stack([_frame(clip.lr(i)) for i in idx])  # (T, 3, h, w)
-    fw, bw = _dis_flows(lr, half)
+    clip, n, centre, idx = _window(clip, num_frame, centre)
+    lr = torch.stack([_frame(a) for a in _clip_array(clip, idx, "lr")])  # (T, 3, h, w)
+    fw, bw = _dis_flows(lr, num_frame // 2)
     exact = occ = None
     if getattr(clip, "has_flow", False) and centre == n // 2:
         exact = torch.from_numpy(np.asarray(clip.flows)[idx]).permute(0, 3, 1, 2).float().contiguous()
@@ -268,14 +284,6 @@ def analyse_offsets(outputs: ModelOutputs, frames: ClipFrames, t: int, level: st
                           occ, distance, order, means[order], diversity, scale, max_flow)
 
 
-def _clip_arrays(clip, idx: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """LR (T, h, w, 3) and HR (T, H, W, 3) frames ``idx`` of a clip of ``dalign_nb.data`` or of a
-    ``ValClip`` (tensors (T, 3, h, w))."""
-    if hasattr(clip, "lq"):
-        return tuple(np.ascontiguousarray(x[idx].permute(0, 2, 3, 1).numpy()) for x in (clip.lq, clip.gt))
-    return np.stack([clip.lr(i) for i in idx]), np.stack([clip.hr(i) for i in idx])
-
-
 def _crop_box(size: tuple[int, int], crop, top_left) -> tuple[int, int, int, int]:
     """(y0, x0, h, w) in LR pixels: ``crop`` (h, w) at most the frame, rounded down to multiples
     of 4 (PCD halves the frame twice), its corner ``top_left`` or centred."""
@@ -296,18 +304,13 @@ def _crop_box(size: tuple[int, int], crop, top_left) -> tuple[int, int, int, int
 
 def _cut(clip, num_frame: int, centre, crop, top_left):
     """``clip_window`` and the crop's box (y0, x0, h, w)."""
-    from .data import ArrayClip, video_clips
+    from .data import ArrayClip
 
-    if isinstance(clip, (str, Path)):
-        clip = video_clips(clip)[0]
-    n, half = (len(clip.lq) if hasattr(clip, "lq") else len(clip)), num_frame // 2
-    centre = n // 2 if centre is None else centre
-    if not half <= centre < n - half:
-        raise ValueError(f"centre must leave {half} frames on each side in a clip of {n}, got {centre}")
-    lr, hr = _clip_arrays(clip, list(range(centre - half, centre + half + 1)))
+    clip, _, _, idx = _window(clip, num_frame, centre)
+    lr, hr = (_clip_array(clip, idx, side) for side in ("lr", "hr"))
     y0, x0, h, w = _crop_box(lr.shape[1:3], crop, top_left)
     s = hr.shape[1] // lr.shape[1]  # the SR scale, 4
-    name = (f"{getattr(clip, 'name', 'clip')}, frames {centre - half}-{centre + half}, "
+    name = (f"{getattr(clip, 'name', 'clip')}, frames {idx[0]}-{idx[-1]}, "
             f"LR {h}x{w} at ({y0}, {x0})")
     window = ArrayClip(name, np.ascontiguousarray(hr[:, s * y0:s * (y0 + h), s * x0:s * (x0 + w)]),
                        np.ascontiguousarray(lr[:, y0:y0 + h, x0:x0 + w]))

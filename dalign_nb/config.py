@@ -69,6 +69,7 @@ __all__ = [
     "Profile",
     "TrainConfig",
     "get_profile",
+    "parse_sets",
     "parse_value",
     "profile_name",
     "with_overrides",
@@ -210,6 +211,19 @@ def parse_value(text: str):
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
         return text
+
+
+def parse_sets(items, reserved=()) -> dict[str, Any]:
+    """``--set`` items ``"FIELD=VALUE"`` as the overrides ``{FIELD: parse_value(VALUE)}`` of
+    ``with_overrides`` (a later item wins). An item without ``=``, or whose FIELD is in
+    ``reserved``, raises ``ValueError(item)``: each command line words its own message."""
+    overrides = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or key in reserved:
+            raise ValueError(item)
+        overrides[key] = parse_value(value)
+    return overrides
 
 
 def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:

@@ -1,18 +1,19 @@
 """Files that must never be torn: every file the project writes goes through ``atomic_write``.
 
 The lowest layer of the package (it imports nothing of it): the clip cache of ``data``, the
-trainer's checkpoints and histories (``training.checkpoint``) and the experiments' results
-all use it.
+trainer's checkpoints (``training.checkpoint``) and histories (``write_json``) and the
+experiments' results all use it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "write_json"]
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -49,3 +50,9 @@ def atomic_write(path, write) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def write_json(path, obj) -> None:
+    """``obj`` as JSON indented by one space, with a final newline, through ``atomic_write``."""
+    text = (json.dumps(obj, indent=1) + "\n").encode()
+    atomic_write(path, lambda f: f.write(text))

@@ -67,6 +67,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
+from dalign_nb.io import write_json
 from dalign_nb.losses import (
     charbonnier_loss,
     offset_fidelity_loss,
@@ -80,7 +81,6 @@ from dalign_nb.training.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
-    write_json,
 )
 from dalign_nb.training.monitor import OffsetMonitor
 from dalign_nb.training.order import BatchKeys, KeyedSamples

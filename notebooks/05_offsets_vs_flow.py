@@ -73,7 +73,7 @@ from dalign_nb import data, diagnostics, experiments, flow, losses, metrics, ops
 from dalign_nb.analysis import offsets_vs_dis
 from dalign_nb.config import get_profile, profile_name
 from dalign_nb.data import SceneConfig
-from dalign_nb.models import GET_CHECKPOINT, checkpoint_from_env, describe_edvr, edvr_from_checkpoint
+from dalign_nb.models import checkpoint_from_env, optional_edvr
 from dalign_nb.models.edvr import EDVR, flow_pyramid
 from dalign_nb.ops import flow_warp
 from dalign_nb.paper import format_table
@@ -596,18 +596,15 @@ print(f"{real.name}: {len(shares)} centre frames, mean |DIS flow| {np.mean(mags)
 #
 # The paper measures EDVR-M trained on REDS (600k iterations), and BasicSR publishes it. When
 # `CHECKPOINT` (the parameters cell, from `DALIGN_CHECKPOINT`) names such a file, this cell loads
-# it strictly (`models.edvr_from_checkpoint`), runs it on the CPU on five frames of a crop of the
+# it strictly (`models.optional_edvr`), runs it on the CPU on five frames of a crop of the
 # held-out `bikes` shot and puts its offsets (each pixel's mean and its closest to DIS, raw
 # $\Delta\mathbf{p}_k$) beside DIS flow on the same LR frames, with Fig. 5's share within 1 px and
 # what offsets held at zero would score (`analysis.offsets_vs_dis`; notebook 10 opens the offset
 # viewer on it). Without a checkpoint it says how to get one.
 
 # %%
-if CHECKPOINT is None:
-    print(GET_CHECKPOINT)
-else:
-    paper_model = edvr_from_checkpoint(CHECKPOINT)
-    print(f"{CHECKPOINT.name}: {describe_edvr(paper_model.config)}")
+paper_model = optional_edvr(CHECKPOINT)  # None without a checkpoint
+if paper_model is not None:
     paper_found = offsets_vs_dis(paper_model)  # the bikes test shot, a 64 x 96 LR crop
     print(paper_found.table())
     show_offsets_beside_flow(**paper_found.figure_data("l1"))

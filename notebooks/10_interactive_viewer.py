@@ -56,7 +56,7 @@ from dalign_nb.config import profile_name
 from dalign_nb.data import bundled_clips, synthetic_clips
 from dalign_nb.experiments import load_model
 from dalign_nb.metrics import bicubic_baseline, closest_offset, pearson_r, psnr, share_within
-from dalign_nb.models import GET_CHECKPOINT, checkpoint_from_env, describe_edvr, edvr_from_checkpoint
+from dalign_nb.models import checkpoint_from_env, optional_edvr
 from dalign_nb.viz import show_offsets_beside_flow
 from dalign_nb.widgets import AlignedFeatureViewer, DCNPlayground, OffsetViewer, benchmark, format_benchmark
 
@@ -242,7 +242,7 @@ OffsetViewer(models["N = 15"], bikes, centre=30, pixel=(34, 80))
 # The models above are small and were trained here. The paper reads EDVR-M (Sec. 4), trained
 # on REDS for 600k iterations, and BasicSR publishes it (and EDVR-L). When `CHECKPOINT` (the
 # parameters cell, from `DALIGN_CHECKPOINT`) names such a file, this section loads it strictly
-# (`edvr_from_checkpoint`, its size read off its shapes), runs it on the CPU on five frames of
+# (`optional_edvr`, its size read off its shapes), runs it on the CPU on five frames of
 # the `bikes` shot of section 6 cut to a 64 x 96 LR crop (`offsets_vs_dis`, seconds for
 # EDVR-M) and puts its offsets at each PCD level beside DIS flow on the same LR frames (the
 # paper used PWC-Net):
@@ -258,11 +258,8 @@ OffsetViewer(models["N = 15"], bikes, centre=30, pixel=(34, 80))
 # Without a checkpoint the cell says how to get one, and the notebook goes on.
 
 # %%
-if CHECKPOINT is None:
-    print(GET_CHECKPOINT)
-else:
-    paper_model = edvr_from_checkpoint(CHECKPOINT)
-    print(f"{CHECKPOINT.name}: {describe_edvr(paper_model.config)}")
+paper_model = optional_edvr(CHECKPOINT)  # None without a checkpoint
+if paper_model is not None:
     paper_found = offsets_vs_dis(paper_model, bikes)
     print(f"{paper_found.clip.name}; forward pass {paper_found.outputs.seconds:.1f} s on the CPU")
     print(paper_found.table())
@@ -275,7 +272,7 @@ else:
 # `group g` slider, the levels with `level`.
 
 # %%
-if CHECKPOINT is not None:
+if paper_model is not None:
     display(OffsetViewer(paper_model, paper_found.clip))
 
 # %% [markdown]

@@ -314,6 +314,6 @@ def test_config_facts_match_the_module_it_builds(kind, modulated, grid):
     assert out.offset.shape[1] == 2 * g * n and config.has_masks == (out.mask is not None)
     offsets, masks = config.channel_split(2)
     assert (offsets, masks) == (2 * g * n, g * n if config.has_masks else 0)
-    assert m.conv_offset.out_channels == offsets + masks
+    assert m.conv_offset.out_channels == offsets + masks and m.channel_split == (offsets, masks)
     expected_grid = 3 if kind in ("dcn", "flow_guided") or grid else None
     assert config.kernel_grid_size == expected_grid

@@ -43,13 +43,36 @@ def test_overrides_follow_dotted_paths_and_bring_the_schedule_along():
         E.with_overrides(p, {"train.bogus": 1})
 
 
+def test_one_json_writer_results_null_what_json_cannot_hold(tmp_path):
+    """``io.write_json`` writes the trainer's histories as they are (Python reads NaN back); the
+    experiments' result files, strict JSON, carry NaN and infinity as null."""
+    from dalign_nb.experiments.files import write_json as write_result
+    from dalign_nb.io import write_json
+
+    obj = {"loss": math.nan, "psnr": [30.5, (math.inf, 2)]}
+    write_json(tmp_path / "history.json", obj)
+    write_result(tmp_path / "result.json", obj)
+    assert (tmp_path / "history.json").read_text().endswith("]\n}\n")
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert math.isnan(history["loss"]) and history["psnr"] == [30.5, [math.inf, 2]]
+    assert json.loads((tmp_path / "result.json").read_text()) == {"loss": None, "psnr": [30.5, [None, 2]]}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["history.json", "result.json"]  # no temporaries
+
+
 def test_one_override_rule_for_the_command_line_and_the_experiments():
     """``--set`` text goes through ``parse_value``; a stored profile is another run exactly where
     the trainer would refuse to resume it."""
-    from dalign_nb.config import parse_value
+    from dalign_nb.config import parse_sets, parse_value
 
     assert [parse_value(t) for t in ("2e-4", "False", "(600,)", "None", "flow", "'flow'")] == \
         [2e-4, False, (600,), None, "flow", "flow"]
+    assert parse_sets(["train.lr=2e-4", "model.alignment.kind=flow", "train.lr=1e-3"]) == \
+        {"train.lr": 1e-3, "model.alignment.kind": "flow"}
+    assert parse_sets(None) == {}
+    for bad, reserved in (("train.lr", ()), ("name=x", ("name",))):
+        with pytest.raises(ValueError) as exc:
+            parse_sets(["train.lr=1", bad], reserved)
+        assert exc.value.args == (bad,)
     quick = get_profile("quick")
     other = quick.with_overrides({"train.total_iter": 50, "model.num_feat": 8, "description": "x"})
     assert other.changes_from(quick) == (["model.num_feat"], ["train.periods", "train.total_iter"])

@@ -20,6 +20,7 @@ from dalign_nb.models import (
     describe_edvr,
     edvr_from_checkpoint,
     flow_pyramid,
+    optional_edvr,
 )
 from dalign_nb.viz import show_offsets_beside_flow
 
@@ -78,14 +79,15 @@ def _shifting_clip(step=2, frames=5, size=(32, 48)) -> ArrayClip:
     return ArrayClip("shift", hr, lr)
 
 
-def test_the_notebook_section_on_a_zero_offset_checkpoint(basicsr_edvr, tmp_path, monkeypatch):
+def test_the_notebook_section_on_a_zero_offset_checkpoint(basicsr_edvr, tmp_path, monkeypatch, capsys):
     """Notebook 10's section, call for call. Offsets at zero (an untrained offset branch): at every
     level and neighbour the mean and the closest offset are within 1 px of DIS exactly where DIS
     moves less than 1 px (computed here from DIS on the same frames)."""
     monkeypatch.setenv(CHECKPOINT_ENV, str(_checkpoint(basicsr_edvr, tmp_path / "edvr.pth")))
-    model = edvr_from_checkpoint(checkpoint_from_env())
-    assert describe_edvr(model.config) == ("EDVR with 8 features, 2 reconstruction blocks, "
-                                           "5 frames, G = 2, TSA")
+    model = optional_edvr(checkpoint_from_env())
+    description = "EDVR with 8 features, 2 reconstruction blocks, 5 frames, G = 2, TSA"
+    assert describe_edvr(model.config) == description
+    assert capsys.readouterr().out == f"edvr.pth: {description}\n"
     found = offsets_vs_dis(model)  # the bundled bikes test shot, its middle, a 64 x 96 LR crop
     assert found.box == (2, 32, 64, 96) and found.frames.lr.shape == (5, 3, 64, 96)
     assert found.clip.name == "bikes/shot2, frames 28-32, LR 64x96 at (2, 32)"
@@ -173,7 +175,9 @@ def test_bad_levels_are_refused(basicsr_edvr, tmp_path):
         offsets_vs_dis(model, _shifting_clip(), levels=("l4",))
 
 
-def test_without_a_checkpoint_the_notebooks_say_how_to_get_one():
+def test_without_a_checkpoint_the_notebooks_say_how_to_get_one(capsys):
+    assert optional_edvr(None) is None
+    assert capsys.readouterr().out == GET_CHECKPOINT + "\n"
     for name in ("EDVR_M_x4_SR_REDS_official-32075921.pth", "EDVR_L_x4_SR_REDS_official-9f5f5039.pth",
                  f"{CHECKPOINT_ENV}=/path/to/EDVR_M", "BasicSR"):
         assert name in GET_CHECKPOINT

@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 
-from dalign_nb.config import parse_value
+from dalign_nb.config import parse_sets, parse_value
 from dalign_nb.data import DatasetNotFoundError
 
 from .catalogue import EXPERIMENTS, plan
@@ -83,12 +83,10 @@ def main(argv=None) -> int:
     if args.name is None:
         parser.print_help()
         return 2
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            parser.error(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
-        overrides[key] = parse_value(value)
+    try:
+        overrides = parse_sets(args.set)
+    except ValueError as exc:
+        parser.error(f"--set expects SECTION.FIELD=VALUE, got {exc.args[0]!r}")
     options: dict[str, dict] = {}
     for item in args.option:
         key, sep, value = item.partition("=")

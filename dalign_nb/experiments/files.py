@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dalign_nb.io import atomic_write
+from dalign_nb.io import write_json as _write_json
 
 __all__ = ["RESULTS_DIR", "ROOT", "RUNS_DIR", "DamagedResultError", "ExperimentError", "read_result"]
 
@@ -73,8 +74,8 @@ def _finite(obj):
 
 
 def write_json(path: Path, obj) -> None:
-    text = (json.dumps(_finite(obj), indent=1) + "\n").encode()
-    atomic_write(path, lambda f: f.write(text))
+    """``io.write_json`` with NaN and infinity written as null (``_finite``)."""
+    _write_json(path, _finite(obj))
 
 
 def read_json(path: Path):

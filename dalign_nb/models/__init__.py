@@ -11,6 +11,7 @@ from .checkpoint import (
     describe_edvr,
     edvr_from_checkpoint,
     infer_edvr_config,
+    optional_edvr,
 )
 from .edvr import (
     EDVR,
@@ -82,6 +83,7 @@ __all__ = [
     "infer_edvr_config",
     "load_basicsr_checkpoint",
     "model_type",
+    "optional_edvr",
     "read_basicsr_state_dict",
     "tdan_config",
 ]

@@ -8,7 +8,8 @@ pre-deblurring, HR input), builds ``EDVR`` and loads the weights strictly. A wro
 file raises a one-line ``CheckpointError`` (a ``ValueError``) naming the file and what is wrong.
 
 ``checkpoint_from_env()`` is the path in ``DALIGN_CHECKPOINT`` (None when unset), the optional
-checkpoint of notebooks 05 and 10; ``GET_CHECKPOINT`` says how to get one.
+checkpoint of notebooks 05 and 10; ``optional_edvr(path)`` loads it there, or prints
+``GET_CHECKPOINT``, how to get one.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from torch import Tensor
 from .edvr import EDVR, EDVRConfig, read_basicsr_state_dict
 
 __all__ = ["CHECKPOINT_ENV", "GET_CHECKPOINT", "CheckpointError", "checkpoint_from_env", "describe_edvr",
-           "edvr_from_checkpoint", "infer_edvr_config"]
+           "edvr_from_checkpoint", "infer_edvr_config", "optional_edvr"]
 
 CHECKPOINT_ENV = "DALIGN_CHECKPOINT"
 SIZES = {"EDVR-M": (64, 10), "EDVR-L": (128, 40)}  # (num_feat, num_reconstruct_block), BasicSR's
@@ -146,3 +147,15 @@ def edvr_from_checkpoint(path: str | Path, param_key: str = "params") -> EDVR:
     except RuntimeError as error:
         raise _load_error(path, error) from None
     return model.eval()
+
+
+def optional_edvr(path: str | Path | None) -> EDVR | None:
+    """The EDVR of the BasicSR checkpoint ``path`` (``edvr_from_checkpoint``), after printing the
+    file's name and what it holds (``describe_edvr``); with ``path`` None, None, after printing
+    ``GET_CHECKPOINT``: the optional model of notebooks 05 and 10 (``checkpoint_from_env()``)."""
+    if path is None:
+        print(GET_CHECKPOINT)
+        return None
+    model = edvr_from_checkpoint(path)
+    print(f"{Path(path).name}: {describe_edvr(model.config)}")
+    return model

@@ -53,8 +53,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..ops import flow_warp
+from .common import bilinear_x4, check_clip, check_config, upsampler_x4, with_centre
 from .edvr import _blocks, _conv, _up2, config_kwargs, replace_preset
-from .tdan import bilinear_x4, check_clip, check_config, upsampler_x4, with_centre
 
 __all__ = ["FLOWNET_PRESETS", "FlowNet", "FlowNetConfig", "SPyNet", "build_flownet", "flownet_config"]
 

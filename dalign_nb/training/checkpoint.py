@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
@@ -10,7 +9,7 @@ import torch
 
 from ..io import atomic_write
 
-__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state", "write_json"]
+__all__ = ["load_checkpoint", "rng_state", "save_checkpoint", "set_rng_state"]
 
 
 def save_checkpoint(path, state: dict) -> None:
@@ -21,10 +20,6 @@ def save_checkpoint(path, state: dict) -> None:
 def load_checkpoint(path, map_location="cpu") -> dict:
     """Read a checkpoint with ``torch.load(weights_only=True)``."""
     return torch.load(path, map_location=map_location, weights_only=True)
-
-
-def write_json(path, obj) -> None:
-    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1) + "\n").encode()))
 
 
 def rng_state() -> dict:
