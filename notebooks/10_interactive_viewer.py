@@ -72,7 +72,8 @@ print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOIN
 #
 # **One offset against fifteen, like for like.** The experiment `fig9` (notebook 06) trained
 # the decomposition of Sec. 3.3 with $G = 1$ and $N = 1$ or $N = 15$ offsets per pixel, from
-# the same seed, on the same batches, for the same 600 iterations of the `align` setting (a
+# the same seed, on the same batches, for the same 600 iterations of the `align` setting (Sec. 4's
+# first sweep, kept as `fig9-600it`; its $N = 1$ model does not use its offsets, notebook 06; a
 # 32-feature EDVR on synthetic scenes, with residual offsets and a photometric warping loss on
 # the mean offset: departures from the paper named in notebooks 05-06). The two differ only in
 # $N$; the weights of seed 0 are kept, so we load them. Neither has masks.
@@ -81,8 +82,8 @@ print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOIN
 # $k = 3$: $N = 9$ offsets on the kernel grid, each with a mask), trained the same way.
 
 # %%
-models = {"N = 15": load_model("fig9", "n15-s0"), "N = 1": load_model("fig9", "n1-s0")}
-dcnv2 = load_model("fig17", "dcnv2-k3-s0")
+models = {"N = 15": load_model("fig9-600it", "n15-s0"), "N = 1": load_model("fig9-600it", "n1-s0")}
+dcnv2 = load_model("fig17-600it", "dcnv2-k3-s0")
 for name, m in {**models, "DCNv2, N = 9": dcnv2}.items():
     print(f"{name:13s} {m.config.alignment.kind:10s} {sum(q.numel() for q in m.parameters()) / 1e3:.1f}k parameters")
 
