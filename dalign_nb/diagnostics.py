@@ -21,12 +21,14 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.synthetic import synthetic_scene
 from .models.modes import evaluating
 
-__all__ = ["capture_offsets", "descent_towards_flow", "offset_errors", "offset_gradients", "pixel_classes"]
+__all__ = ["capture_offsets", "descent_towards_flow", "offset_errors", "offset_gradients", "pixel_classes",
+           "shares_by_motion"]
 
 
 @contextlib.contextmanager
@@ -119,7 +121,9 @@ def offset_errors(model: nn.Module, clips, level: str = "l1") -> dict[str, np.nd
 
     clips: ``SceneClip``s (``data.get_clips("synthetic", ...)``: exact flows, and labels
     re-rendered from their seed) with the model's number of frames. With N > 1 offsets per
-    pixel, the first offset is used. Keys: ``epe`` (px), ``along`` (offset minus flow along
+    pixel, the first offset is used. A coarser level's offsets (L2, L3) are upsampled to the
+    LR size (bilinear, their length scaled with it), so each level's estimate of the motion is
+    compared with the same flow (``shares_by_motion``). Keys: ``epe`` (px), ``along`` (offset minus flow along
     the flow's direction: negative falls short), ``across`` (|component across it|),
     ``flow`` (|flow|), and the ``pixel_classes`` of the centre frame.
     """
@@ -136,7 +140,10 @@ def _offset_errors(model: nn.Module, clips, level: str) -> dict[str, np.ndarray]
         frames = np.stack([clip.lr(i) for i in range(t)])  # (T, h, w, 3)
         lq = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().to(device)
         _, aux = model(lq, return_aux=True)
-        offsets = aux["offsets"][level][0, :, :2].float().cpu()  # (T, 2, h, w), the first (dy, dx)
+        offsets = aux["offsets"][level][0, :, :2].float().cpu()  # (T, 2, h_l, w_l), the first (dy, dx)
+        scale = frames.shape[1] // offsets.shape[-2]
+        if scale > 1:  # a coarser level: its motion at the LR size
+            offsets = F.interpolate(offsets, scale_factor=scale, mode="bilinear", align_corners=False) * scale
         labels = synthetic_scene(clip.config, clip.seed, texture_split=clip.texture_split).lr().labels[c]
         classes = pixel_classes(labels, frames[c])
         for k in (k for k in range(t) if k != c):
@@ -153,3 +160,21 @@ def _offset_errors(model: nn.Module, clips, level: str) -> dict[str, np.ndarray]
             for key, v in values.items():
                 pooled.setdefault(key, []).append(v[valid])
     return {k: np.concatenate(v) for k, v in pooled.items()}
+
+
+MOTION_BINS = (0.0, 2.0, 4.0, 6.0, float("inf"))  # |flow| in LR px
+
+
+def shares_by_motion(errors: dict[str, np.ndarray], bins=MOTION_BINS, threshold: float = 1.0) -> list[dict]:
+    """The share of pixels within ``threshold`` px of the exact flow (end-point error), per bin
+    of the flow's length: ``[{"from", "to", "pixels", "within"}, ...]`` from ``offset_errors``
+    (``within`` NaN for an empty bin). Run per PCD level, it says at which level a motion is
+    lost: a coarse level that misses a fast motion leaves the finer ones only a residual
+    search around the wrong place."""
+    out = []
+    for lo, hi in zip(bins[:-1], bins[1:]):
+        sel = (errors["flow"] >= lo) & (errors["flow"] < hi)
+        n = int(sel.sum())
+        out.append({"from": lo, "to": hi, "pixels": n,
+                    "within": float((errors["epe"][sel] < threshold).mean()) if n else float("nan")})
+    return out

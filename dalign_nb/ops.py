@@ -64,6 +64,7 @@ __all__ = [
     "flow_warp",
     "group_mean_offsets",
     "group_warp",
+    "local_correlation",
     "kernel_grid",
     "offset_to_flows",
     "predict_offsets",
@@ -366,6 +367,24 @@ def group_warp(x: Tensor, offset: Tensor, num_offsets: int = 1) -> Tensor:
                          f"by G; got {tuple(offset.shape)} with N = {num_offsets}")
     flows = means.reshape(b * groups, 2, h, w).flip(1)  # (B*G, 2, H, W) as (u, v)
     return flow_warp(x.reshape(b * groups, c // groups, h, w), flows).reshape(b, c, h, w)
+
+
+def local_correlation(ref: Tensor, other: Tensor, max_displacement: int) -> Tensor:
+    """A local cost volume (FlowNetC, Dosovitskiy et al. 2015; PWC-Net, Sun et al. 2018):
+    ``out[k](p) = (1/C) sum_c ref_c(p) * other_c(p + s_k)`` for every integer displacement
+    ``s_k = (dy, dx)`` with ``|dy|, |dx| <= max_displacement``, ``dy`` the outer order, ``dx``
+    the inner; ``other`` is zero outside the frame. ref, other: (B, C, H, W) -> (B, (2d+1)^2, H, W).
+    """
+    _check_rank(ref, 4, "ref", "(B, C, H, W)")
+    _check_rank(other, 4, "other", "(B, C, H, W)")
+    if ref.shape != other.shape:
+        raise ValueError(f"ref and other must have one shape, got {tuple(ref.shape)} and {tuple(other.shape)}")
+    if not isinstance(max_displacement, int) or max_displacement < 0:
+        raise ValueError(f"max_displacement must be an int >= 0, got {max_displacement!r}")
+    d, (h, w) = max_displacement, ref.shape[-2:]
+    padded = F.pad(other, (d, d, d, d))
+    return torch.stack([(ref * padded[:, :, d + dy:d + dy + h, d + dx:d + dx + w]).mean(1)
+                        for dy in range(-d, d + 1) for dx in range(-d, d + 1)], dim=1)
 
 
 # --------------------------------------------------------------------------- the two backends

@@ -116,3 +116,26 @@ def test_offset_errors_of_the_exact_flow_and_of_zero_offsets():
     np.testing.assert_allclose(zero["along"], -zero["flow"], atol=1e-5)
     assert np.abs(zero["across"]).max() < 1e-5
     assert zero["sprite"].any() and (~zero["sprite"]).any()
+
+
+def test_a_coarser_level_is_compared_at_the_lr_size_and_binned_by_motion():
+    """L3 offsets of a quarter of the LR size, constant (dy, dx) = (0, 1) there, are 4 px to the
+    right at the LR size: the upsampled field is compared with the flow pixel for pixel, and
+    ``shares_by_motion`` counts, per bin of |flow|, the pixels within 1 px."""
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    model = _FakeEDVR(clip, exact=False)
+    coarse = torch.zeros(3, 2, 4, 4)
+    coarse[:, 1] = 1.0  # dx = 1 px at L3
+    model.forward = lambda x, return_aux=False: (x[:, 1], {"offsets": {"l3": coarse[None]}})
+    errors = D.offset_errors(model, [clip], level="l3")
+    flows = [torch.from_numpy(clip.flows[k]).permute(2, 0, 1) for k in (0, 2)]
+    visible = [~np.asarray(clip.occlusion[k]) for k in (0, 2)]
+    expected = np.concatenate([(f - torch.tensor([4.0, 0.0])[:, None, None]).norm(dim=0).numpy()[v]
+                               for f, v in zip(flows, visible)])
+    np.testing.assert_allclose(errors["epe"], expected, atol=1e-5)
+    table = D.shares_by_motion(errors, bins=(0.0, 3.0, float("inf")))
+    assert [row["pixels"] for row in table] == [int((errors["flow"] < 3).sum()), int((errors["flow"] >= 3).sum())]
+    for row in table:
+        sel = (errors["flow"] >= row["from"]) & (errors["flow"] < row["to"])
+        assert row["within"] == pytest.approx(float((expected[sel] < 1).mean()))

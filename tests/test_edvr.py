@@ -403,6 +403,57 @@ def test_warp_then_estimate_is_refused_where_it_cannot_apply():
         EDVR(num_feat=8, num_frame=3, warp_then_estimate=True)
 
 
+# --------------------------------------------------------------------------- the cost volume
+
+
+def test_local_correlation_peaks_at_the_true_displacement_and_equals_a_loop():
+    """``out[k](p) = mean_c ref(p) * other(p + s_k)``: written out as a loop over displacements
+    and pixels (zero outside the frame), and, for a neighbour moved by an integer motion, largest
+    at that motion's displacement on the interior."""
+    from dalign_nb.ops import local_correlation
+
+    g = torch.Generator().manual_seed(3)
+    ref = torch.randn(2, 5, 9, 11, generator=g, dtype=torch.float64)
+    other = torch.randn(2, 5, 9, 11, generator=g, dtype=torch.float64)
+    d = 2
+    out = local_correlation(ref, other, d)
+    assert out.shape == (2, 25, 9, 11)
+    expected = torch.zeros_like(out)
+    for k, (dy, dx) in enumerate((dy, dx) for dy in range(-d, d + 1) for dx in range(-d, d + 1)):
+        for y in range(9):
+            for x in range(11):
+                if 0 <= y + dy < 9 and 0 <= x + dx < 11:
+                    expected[:, k, y, x] = (ref[:, :, y, x] * other[:, :, y + dy, x + dx]).mean(1)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-12)
+    wide = torch.randn(2, 64, 9, 11, generator=g, dtype=torch.float64)  # 64 channels: one clear peak
+    moved = _moved(wide, -1, 2)  # moved(p + (-1, 2)) = wide(p): a backward warp by (dy, dx) = (-1, 2)
+    peak = local_correlation(wide, moved, d)[..., 3:-3, 3:-3].argmax(1)
+    assert (peak == (-1 + d) * (2 * d + 1) + (2 + d)).all()
+    with pytest.raises(ValueError, match="max_displacement"):
+        local_correlation(ref, other, -1)
+    with pytest.raises(ValueError, match="one shape"):
+        local_correlation(ref, other[..., :5], 1)
+
+
+def test_cost_volume_feeds_every_offset_branch_and_is_off_by_default():
+    """EDVR's default and BasicSR's layout have no cost volume; with d the three offset branches
+    take (2d+1)^2 channels more, the rest of the model is the same, gradients reach the
+    features through the correlation, and a bad d is refused."""
+    assert EDVRConfig().cost_volume == 0
+    on, off = _wte_model(warp_then_estimate=True, cost_volume=2), _wte_model(warp_then_estimate=True)
+    a, b = on.state_dict(), off.state_dict()
+    assert a.keys() == b.keys()
+    differ = {k for k in a if a[k].shape != b[k].shape}
+    assert differ == {f"pcd_align.offset_conv1.{lvl}.weight" for lvl in ("l3", "l2", "l1")}
+    assert all(a[k].shape[1] == b[k].shape[1] + 25 for k in differ)
+    x = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64, requires_grad=True)
+    on(x).sum().backward()
+    assert x.grad.abs().sum() > 0
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="cost_volume"):
+            EDVRConfig(cost_volume=bad)
+
+
 # --------------------------------------------------------------------------- one random stream per module
 
 

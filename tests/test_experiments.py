@@ -81,25 +81,27 @@ def test_one_override_rule_for_the_command_line_and_the_experiments():
         quick.with_overrides({"model.kind": "flow"})
 
 
-def test_fig5_plan_is_eight_conditions_times_three_seeds_of_a_single_flow():
+def test_fig5_plan_is_nine_conditions_times_three_seeds_of_a_single_flow():
     conditions = ("aligning", "sr_only", "warmup_then_sr", "edvr_sr_only",
-                  "round2", "round2_wte_only", "round2_census_only", "round2_sr_only")
+                  "round2", "round2_wte_only", "round2_census_only", "round2_sr_only", "round2_cost_volume")
     runs = E.plan("fig5")
     assert [r.name for r in runs] == [f"{c}-s{s}" for c in conditions for s in (0, 1, 2)]
     assert [r.profile.train.seed for r in runs] == [0, 1, 2] * len(conditions)
     assert {r.profile.model.alignment.kind for r in runs} == {"flow"}
     signals = {r.condition: (r.profile.train.photometric_weight > 0, r.profile.train.photometric_until,
                              r.profile.model.residual_offsets, r.profile.model.warp_then_estimate,
-                             r.profile.train.photometric_penalty, r.profile.train.smoothness_weight > 0)
+                             r.profile.train.photometric_penalty, r.profile.train.smoothness_weight > 0,
+                             r.profile.model.cost_volume)
                for r in runs}
-    assert signals == {"aligning": (True, 0, True, False, "rgb", False),
-                       "sr_only": (False, 0, True, False, "rgb", False),
-                       "warmup_then_sr": (True, 1000, True, False, "rgb", False),
-                       "edvr_sr_only": (False, 0, False, False, "rgb", False),
-                       "round2": (True, 0, True, True, "census", True),
-                       "round2_wte_only": (True, 0, True, True, "rgb", False),
-                       "round2_census_only": (True, 0, True, False, "census", True),
-                       "round2_sr_only": (False, 0, True, True, "census", False)}
+    assert signals == {"aligning": (True, 0, True, False, "rgb", False, 0),
+                       "sr_only": (False, 0, True, False, "rgb", False, 0),
+                       "warmup_then_sr": (True, 1000, True, False, "rgb", False, 0),
+                       "edvr_sr_only": (False, 0, False, False, "rgb", False, 0),
+                       "round2": (True, 0, True, True, "census", True, 0),
+                       "round2_wte_only": (True, 0, True, True, "rgb", False, 0),
+                       "round2_census_only": (True, 0, True, False, "census", True, 0),
+                       "round2_sr_only": (False, 0, True, True, "census", False, 0),
+                       "round2_cost_volume": (True, 0, True, True, "census", True, 3)}
     # every run of one seed trains the same data order and schedule: only the named fields differ
     s0 = {r.condition: r.profile for r in runs if r.profile.train.seed == 0}
     schedules = {(p.train.total_iter, p.data.batch_size, p.data.patch_size) for p in s0.values()}

@@ -84,6 +84,7 @@ EDVR_PCD = {"model.residual_offsets": False}  # EDVR's own PCD: offset features,
 ROUND2_PROFILE = "align2"
 RGB_TERM = {"train.photometric_penalty": "rgb", "train.smoothness_weight": 0.0}  # align's warping term
 NO_WTE = {"model.warp_then_estimate": False}  # EDVR's estimate from unwarped features (residual kept)
+COST_VOLUME = {"model.cost_volume": 3}  # matches up to 3 px of each level: 12 LR px at L3
 SECOND_SET = ("motion_sets",)  # round 2's runs are also scored on more scenes, DIS beside
 
 # Shrinks any profile to a model and a run that finish in seconds (tests, smoke runs): TINY_MODEL
@@ -367,7 +368,10 @@ EXPERIMENTS: dict[str, Experiment] = {e.name: e for e in (
                     Condition("round2_wte_only", {**FLOW, **RGB_TERM}, ROUND2_PROFILE, SECOND_SET),
                     Condition("round2_census_only", {**FLOW, **NO_WTE}, ROUND2_PROFILE, SECOND_SET),
                     Condition("round2_sr_only", {**FLOW, **SR_ONLY, "train.smoothness_weight": 0.0},
-                              ROUND2_PROFILE, SECOND_SET)),
+                              ROUND2_PROFILE, SECOND_SET),
+                    # round 2 with a cost volume at every PCD level (model.cost_volume): round2
+                    # misses most where L3 misses, on motion of 6 px and more
+                    Condition("round2_cost_volume", {**FLOW, **COST_VOLUME}, ROUND2_PROFILE, SECOND_SET)),
         options={"offsets_vs_flow": {"num_scenes": 8, "size": 256}},
         keep_weights=(0,),
     ),

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..alignment import Aligned, AlignmentConfig, build_alignment
-from ..ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d, group_warp
+from ..ops import BACKENDS, DecomposedDeformConv2d, DeformConv2d, group_warp, local_correlation
 
 __all__ = [
     "EDVR",
@@ -139,16 +139,24 @@ class PCDAlignment(nn.Module):
     reference: what is left lies within the branch's small receptive field. The alignment
     still samples the *unwarped* neighbour at ``base_l + prediction``, so the offsets keep
     their meaning (relative to the neighbour, flow-like) and nothing is interpolated twice.
+
+    With ``cost_volume`` = d > 0 (ours, not EDVR's) every level's offset branch also takes the
+    local correlation of the reference with what it compares it to (``ops.local_correlation``,
+    every displacement up to d pixels of that level, as FlowNetC and PWC-Net feed their flow
+    estimators): the motion is then read from explicit matches, not inferred by convolutions
+    from two stacked feature maps. At L3 (1/4 of the LR size) d = 3 spans 12 LR pixels.
     """
 
     def __init__(self, num_feat: int = 64, deformable_groups: int = 8,
                  alignment: AlignmentConfig | str = "dcn", residual_offsets: bool = False,
-                 warp_then_estimate: bool = False, stream: int | None = None):
+                 warp_then_estimate: bool = False, stream: int | None = None, cost_volume: int = 0):
         super().__init__()
         if warp_then_estimate and not residual_offsets:
             raise ValueError("warp_then_estimate warps by the coarser level's offsets passed up as a "
                              "base: it needs residual_offsets=True")
         self.residual_offsets, self.warp_then_estimate = residual_offsets, warp_then_estimate
+        self.cost_volume = cost_volume
+        matches = (2 * cost_volume + 1) ** 2 if cost_volume else 0  # the cost volume's channels
         self.alignment = AlignmentConfig(kind=alignment) if isinstance(alignment, str) else alignment
         self.offset_conv1, self.offset_conv2 = nn.ModuleDict(), nn.ModuleDict()
         self.offset_conv3, self.dcn_pack, self.feat_conv = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
@@ -159,7 +167,7 @@ class PCDAlignment(nn.Module):
 
         for i in (3, 2, 1):
             level = f"l{i}"
-            self.offset_conv1[level] = made(stream, f"offset_conv1.{level}", lambda: _conv(c * 2, c))
+            self.offset_conv1[level] = made(stream, f"offset_conv1.{level}", lambda: _conv(c * 2 + matches, c))
             c_in = c if i == 3 else c * 2  # finer levels also take the coarser offset feature
             self.offset_conv2[level] = made(stream, f"offset_conv2.{level}", lambda c_in=c_in: _conv(c_in, c))
             if i < 3:
@@ -195,7 +203,10 @@ class PCDAlignment(nn.Module):
             seen = nbr  # what the offset branch compares with the reference
             if self.warp_then_estimate and base is not None:  # estimate only the residual motion
                 seen = group_warp(nbr, base, self.alignment.offsets_per_group).to(nbr.dtype)
-            offset = _lrelu(self.offset_conv1[level](torch.cat([seen, ref], dim=1)))  # (B, C, h_l, w_l)
+            branch_in = [seen, ref]
+            if self.cost_volume:
+                branch_in.append(_lrelu(local_correlation(ref, seen, self.cost_volume)))
+            offset = _lrelu(self.offset_conv1[level](torch.cat(branch_in, dim=1)))  # (B, C, h_l, w_l)
             if i == 3:
                 offset = _lrelu(self.offset_conv2[level](offset))
             else:
@@ -321,6 +332,11 @@ class EDVRConfig:
     level's offset branch sees the neighbour warped by the coarser level's offsets, as
     SPyNet and PWC-Net estimate residual flows (see ``PCDAlignment``). It adds no parameter.
 
+    ``cost_volume`` is ours too (EDVR: 0): every PCD level's offset branch also takes the local
+    correlation of the reference and neighbour features for every displacement up to this many
+    pixels of the level (FlowNetC, PWC-Net; see ``PCDAlignment``); ``(2d+1)^2`` input channels
+    more in each ``offset_conv1``.
+
     ``seed_per_module`` (default False: one global stream, as BasicSR): each module draws its
     initial weights from its own random stream, seeded by the global seed (``torch.manual_seed``
     before building) and the module's name (``made``). Models of one seed then start from the
@@ -345,6 +361,7 @@ class EDVRConfig:
     residual_offsets: bool = False
     warp_then_estimate: bool = False
     seed_per_module: bool = False
+    cost_volume: int = 0
 
     def __post_init__(self):
         if isinstance(self.alignment, str):
@@ -358,6 +375,9 @@ class EDVRConfig:
         if self.warp_then_estimate and not self.residual_offsets:
             raise ValueError("warp_then_estimate warps by the coarser level's offsets passed up as a "
                              "base: it needs residual_offsets=True")
+        if not isinstance(self.cost_volume, int) or self.cost_volume < 0:
+            raise ValueError(f"cost_volume (the largest displacement correlated, in pixels of each PCD "
+                             f"level) must be an int >= 0, got {self.cost_volume!r}")
 
     @property
     def takes_flows(self) -> bool:
@@ -431,7 +451,7 @@ class EDVR(nn.Module):
                  center_frame_idx: int | None = None, hr_in: bool = False, with_predeblur: bool = False,
                  with_tsa: bool = True, alignment: AlignmentConfig | str = "dcn",
                  zero_init_output: bool = False, residual_offsets: bool = False,
-                 warp_then_estimate: bool = False, seed_per_module: bool = False):
+                 warp_then_estimate: bool = False, seed_per_module: bool = False, cost_volume: int = 0):
         super().__init__()
         self.config = EDVRConfig(
             num_in_ch=num_in_ch, num_out_ch=num_out_ch, num_feat=num_feat, num_frame=num_frame,
@@ -439,7 +459,8 @@ class EDVR(nn.Module):
             num_reconstruct_block=num_reconstruct_block, center_frame_idx=center_frame_idx, hr_in=hr_in,
             with_predeblur=with_predeblur, with_tsa=with_tsa, alignment=alignment,
             zero_init_output=zero_init_output, residual_offsets=residual_offsets,
-            warp_then_estimate=warp_then_estimate, seed_per_module=seed_per_module)
+            warp_then_estimate=warp_then_estimate, seed_per_module=seed_per_module,
+            cost_volume=cost_volume)
         if hr_in and not with_predeblur:
             raise ValueError("hr_in=True needs with_predeblur=True (its strided convs bring HR input to LR)")
         self.center_frame_idx = num_frame // 2 if center_frame_idx is None else center_frame_idx
@@ -462,7 +483,8 @@ class EDVR(nn.Module):
 
         self.pcd_align = PCDAlignment(c, deformable_groups, self.config.alignment,
                                       residual_offsets, warp_then_estimate,
-                                      None if s is None else s + 1)  # its modules: streams of their own
+                                      None if s is None else s + 1,  # its modules: streams of their own
+                                      cost_volume)
         if with_tsa:
             self.fusion = made(s, "fusion", lambda: TSAFusion(c, num_frame, self.center_frame_idx))
         else:
