@@ -723,9 +723,27 @@ print(f"{len(torch.cat(towards['SR loss (Charbonnier)']))} pixels more than 1 px
 # still 1.5 px or more, outside the bilinear basin of the coarsest level, which has no coarser
 # level to warp it first.
 #
-# Ways to close the rest, not measured here: a fourth pyramid level (more reach for the fastest
-# motion), more iterations, a training motion that grows from small to large (a curriculum), or
-# the learning-rate multiplier on the offset branch of section 7.
+# **At which level the fastest motion is lost.** The same share per PCD level of `round2-s0`,
+# each coarser level's offsets upsampled to the LR size (`diagnostics.shares_by_motion`):
+
+# %%
+rows = []
+for level in ("l3", "l2", "l1"):
+    by_motion = diagnostics.shares_by_motion(diagnostics.offset_errors(r2_model, clips8, level=level))
+    rows.append([level.upper()] + [f"{100 * b['within']:.1f} %" for b in by_motion])
+print(format_table(rows, ["level"] + [f"{b['from']:g}-{b['to']:g} px ({b['pixels']} pixels)" for b in by_motion]))
+
+# %% [markdown]
+# Each finer level adds to what the coarser one found, but where L3 misses, L2 and L1 recover
+# only part: on motion of 6 px or more L3 is within 1 px (of the LR flow) on a few pixels in a
+# hundred and L1 on about a quarter, while below 4 px L3 already holds about half (4-6 px: about
+# a quarter) and L1 four in five or more. The fastest motion is lost at the coarsest level, where nothing coarser warps it
+# first and the offset branch must infer a displacement of 1.5 px or more from two stacked
+# feature maps. Hence the next variant, `round2_cost_volume` (fig5): a local correlation of the
+# reference with the (warped) neighbour for every displacement up to 3 px of each level
+# (`model.cost_volume`, FlowNetC and PWC-Net's cost volume; 12 LR px at L3) fed to every offset
+# branch. Other ways, not measured here: a fourth pyramid level, more iterations, a curriculum
+# of motion, the learning-rate multiplier on the offset branch of section 7.
 
 # %% [markdown]
 # ## 7. What was tried
