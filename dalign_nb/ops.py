@@ -378,7 +378,8 @@ def local_correlation(ref: Tensor, other: Tensor, max_displacement: int) -> Tens
     _check_rank(ref, 4, "ref", "(B, C, H, W)")
     _check_rank(other, 4, "other", "(B, C, H, W)")
     if ref.shape != other.shape:
-        raise ValueError(f"ref and other must have one shape, got {tuple(ref.shape)} and {tuple(other.shape)}")
+        raise ValueError(f"ref and other must have one shape, got {tuple(ref.shape)} and "
+                         f"{tuple(other.shape)}")
     if not isinstance(max_displacement, int) or max_displacement < 0:
         raise ValueError(f"max_displacement must be an int >= 0, got {max_displacement!r}")
     d, (h, w) = max_displacement, ref.shape[-2:]

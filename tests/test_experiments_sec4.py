@@ -119,8 +119,8 @@ def test_seeds_and_kept_weights_are_what_the_notebooks_need():
     for name in SEC4:
         for r in E.plan(name):
             seeds[name, r.condition].add(r.seed)
-    three = {("fig9", c) for c in ("n1", "n5", "n15")} | {("fig16", "g4-n1"), ("fig16", "g4-n5"),
-                                                            ("table4", "image_warping"), ("fig17", "dcnv2-k3")}
+    three = {("fig9", c) for c in ("n1", "n5", "n15")}
+    three |= {("fig16", "g4-n1"), ("fig16", "g4-n5"), ("table4", "image_warping"), ("fig17", "dcnv2-k3")}
     three |= {("table1", f"{k}-g1-k{n}") for k in ("dcn", "decomposed") for n in (1, 3)}
     three |= {("table3", c) for c in ("dcn_fidelity", "dcn_lr4x", "dcn_fidelity_lr4x")}
     assert {k for k, v in seeds.items() if len(v) >= MIN_SEEDS} == three

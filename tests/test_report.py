@@ -142,7 +142,8 @@ def _fig9(n5_gain, n15_gain, diversity=(0.0, 0.4, 0.9), n1_over_zero=(1.2, 0.9, 
     for seed, base in enumerate((26.6, 26.3, 26.8)):
         steps = (("n1", 0.0), ("n5", n5_gain[seed]), ("n15", n15_gain[seed]))
         for (cond, gain), div in zip(steps, diversity):
-            runs.append(_run("fig9", cond, seed, base + gain, gain=n1_over_zero[seed] if cond == "n1" else 0.5,
+            over_zero = n1_over_zero[seed] if cond == "n1" else 0.5
+            runs.append(_run("fig9", cond, seed, base + gain, gain=over_zero,
                              diversity={
                 "diversity": div + 0.1 * seed * (cond != "n1"), "diversity_auc_occlusion": 0.37,
                 "diversity_auc_mean_offset_error": 0.45}))
@@ -212,7 +213,8 @@ def test_the_baseline_premise_needs_a_gain_over_zero_offsets_beyond_the_seed_spr
     assert premise["line"].startswith("n1's gain over its offsets held at zero: " +
                                       ", ".join(f"{g:+.2f}" for g in gains))
     assert report.premise_verdict("reproduced", premise) == (
-        "reproduced" if holds else f"no verdict: the baseline's premise fails ({why}); by the rule alone: reproduced")
+        "reproduced" if holds
+        else f"no verdict: the baseline's premise fails ({why}); by the rule alone: reproduced")
     assert not report.baseline_premise([])["holds"]
 
 

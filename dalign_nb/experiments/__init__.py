@@ -32,8 +32,9 @@ The measurements: ``offsets_vs_flow`` (Fig. 5), ``diversity`` (Sec. 4.2, Fig. 6,
 ``fig16``, ``table4``, ``fig17``, ``table3``) run on the ``align2`` profile, where a G = N = 1
 model's offsets follow the motion, at its full schedule with 3 seeds where a verdict rests on a
 condition; their first sweep (``align``, 600 iterations) is kept as it ran under
-``<name>-600it``. ``table2`` runs on ``align``, with Table 2's TDAN-like and flow-based networks in place of EDVR (a
-condition may replace the whole model config: ``{"model": tdan_config("small", num_offsets=9)}``).
+``<name>-600it``. ``table2`` runs on ``align``, with Table 2's TDAN-like and flow-based
+networks in place of EDVR (a condition may replace the whole model config:
+``{"model": tdan_config("small", num_offsets=9)}``).
 
 Running it again skips finished runs and resumes interrupted ones exactly from their
 checkpoints (Ctrl-C stops after the current iteration and keeps them), so a sweep may span
@@ -61,6 +62,7 @@ from dalign_nb.report import paired, summarize
 
 from .catalogue import (
     ALIGNING_PROFILE,
+    ARCHIVE_600,
     EDVR_PCD,
     EXPERIMENTS,
     FIDELITY,
@@ -69,7 +71,6 @@ from .catalogue import (
     LR_4X,
     MEAN_TARGET,
     SCENES,
-    ARCHIVE_600,
     SEC4,
     SEC4_600IT,
     SEC4_COMMON,

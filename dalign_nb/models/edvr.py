@@ -167,7 +167,8 @@ class PCDAlignment(nn.Module):
 
         for i in (3, 2, 1):
             level = f"l{i}"
-            self.offset_conv1[level] = made(stream, f"offset_conv1.{level}", lambda: _conv(c * 2 + matches, c))
+            self.offset_conv1[level] = made(stream, f"offset_conv1.{level}",
+                                            lambda: _conv(c * 2 + matches, c))
             c_in = c if i == 3 else c * 2  # finer levels also take the coarser offset feature
             self.offset_conv2[level] = made(stream, f"offset_conv2.{level}", lambda c_in=c_in: _conv(c_in, c))
             if i < 3:
