@@ -240,6 +240,26 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
     return {"holds": holds, "gain": gains, "why": why, "line": f"{text}; {why}"}
 
 
+def gains_over_zero(results: list[dict], conditions=None) -> list[list[str]]:
+    """Per condition (those of ``results`` in order of appearance, or ``conditions``), its PSNR
+    gain over the same model with its offsets held at zero on every seed and their mean ± sd:
+    rows ``[condition, "s0 +2.09", ..., mean_sd]`` for ``paper.format_table`` (headers
+    ``GAIN_HEADERS``), "-" for a model without offsets to hold (flow-guided)."""
+    by: dict[str, dict[int, float | None]] = {}
+    for r in results:
+        by.setdefault(r["condition"], {})[r["seed"]] = _get(r, GAIN_OVER_ZERO)
+    rows = []
+    for cond in conditions or by:
+        seeds = by.get(cond, {})
+        values = [v for v in seeds.values() if v is not None]
+        per_seed = ", ".join(f"s{s} {'-' if v is None else f'{v:+.2f}'}" for s, v in sorted(seeds.items()))
+        rows.append([cond, per_seed or "not run", mean_sd(stats(values), signed=True) if values else "-"])
+    return rows
+
+
+GAIN_HEADERS = ["condition", "gain over offsets held at zero, per seed (dB)", "mean ± sd (dB)"]
+
+
 def premise_verdict(verdict: str, premise: dict) -> str:
     """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why, and
     what the rule alone would say."""

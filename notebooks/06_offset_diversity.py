@@ -248,6 +248,7 @@ for n in NS:
                 + [report.mean_sd(S[name][c], digits=1, percent=True) if "within" in name
                    else report.mean_sd(S[name][c], digits=3 if "diversity" in name else 2) for name in KEYS])
 print(format_table(rows, ["N", "seeds", "parameters"] + list(KEYS)))
+print("\n" + format_table(report.gains_over_zero(fig9), report.GAIN_HEADERS))
 bic = experiments.summarize(fig9, "measures.offsets_vs_flow.psnr_bicubic")
 if bic:
     print(f"\nmean ± sample sd over seeds. Bicubic: {next(iter(bic.values()))['mean']:.2f} dB on the synthetic scenes; "
@@ -517,6 +518,7 @@ for (g, n), r in sorted(grid.items()):
                  f"{r['measures']['diversity']['diversity']:.3f}"])
 print(format_table(rows, ["G", "N", "parameters", "PSNR synthetic", "gain over N = 1", "gain per 1M parameters",
                           "diversity px"]))
+print("\n" + format_table(report.gains_over_zero(f16), report.GAIN_HEADERS))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
 for g in sorted({g for g, _ in grid}):
     ns = sorted(n for gg, n in grid if gg == g)

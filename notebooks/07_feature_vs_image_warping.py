@@ -242,6 +242,7 @@ for cond, label in CONDITIONS.items():
              for name, (_, digits) in KEYS.items()]
     rows.append([label, SOURCE[cond], summary["PSNR synthetic"][cond]["n"]] + cells + [paper_psnr])
 print(format_table(rows, ["variant", "runs", "seeds", *KEYS, "paper: PSNR REDS4"]))
+print("\n" + format_table(report.gains_over_zero(results), report.GAIN_HEADERS))
 print("PSNR in dB, mean ± sample standard deviation over seeds; the paper: EDVR-M, 600k iterations, REDS4")
 if results:
     bicubic = experiments.summarize(results, "measures.offsets_vs_flow.psnr_bicubic")

@@ -185,6 +185,8 @@ for key, label in MODELS.items():
 print(format_table(rows, ["model", "run (seed 0)", "PSNR (dB)", "closest offset within 1 px",
                           "diversity (px)", "mean mask", "masks < 0.1", "r(mask, distance)",
                           "r: Fisher-z 95 % over the offsets"]))
+print("\n" + format_table(report.gains_over_zero([r for name in ("fig17" + SWEEP, "table3" + SWEEP)
+                                                  for r in load(name)]), report.GAIN_HEADERS))
 print("\nheld-out synthetic scenes, L1 offsets, visible pixels; one seed each. The paper (A.5, Fig. 17) "
       "states trends, no numbers: r < 0 ('inversely proportional'), and many masks ≈ 0 when N is large.")
 

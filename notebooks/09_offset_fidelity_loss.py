@@ -245,6 +245,7 @@ for name in ORDER:
                           else f"{m[a][b]:.3f}" if "diversity" in k else f"{m[a][b]:.2f}"
                           for k, (a, b) in KEYS.items()])
 print(format_table(rows, ["run"] + list(KEYS)))
+print("\n" + format_table(report.gains_over_zero(t3 + fig17), report.GAIN_HEADERS))
 fig9 = experiments.load_results("fig9" + SWEEP, RESULTS_DIR)
 noise = experiments.summarize(fig9, "measures.offsets_vs_flow.psnr").get("n1")
 noise = noise if noise and noise["n"] > 1 else None

@@ -242,3 +242,12 @@ def test_overview_reads_table2_seed_for_seed():
     assert (tdan["paper"], tdan["ours"], tdan["seeds"], tdan["verdict"]) == (
         "+0.227 dB (Vimeo-90K-T)", "+0.210 ± 0.010 dB", 3, "reproduced")
     assert rows["Table 2: flow-based (TOFlow-like, N SPyNets), N = 3 - N = 1"]["ours"] == "not run"
+
+
+def test_gains_over_zero_per_condition_and_seed():
+    runs = [_run("fig9", "n1", s, 27.0, gain=g) for s, g in enumerate((1.2, 0.9, 1.5))]
+    runs += [_run("fig9", "n5", 0, 27.3, gain=0.4), _run("table3", "flow_guided", 0, 27.1, gain=None)]
+    rows = report.gains_over_zero(runs)
+    assert rows == [["n1", "s0 +1.20, s1 +0.90, s2 +1.50", "+1.20 ± 0.30"], ["n5", "s0 +0.40", "+0.40"],
+                    ["flow_guided", "s0 -", "-"]]
+    assert report.gains_over_zero(runs, conditions=["n15"]) == [["n15", "not run", "-"]]
