@@ -135,6 +135,9 @@ class TrainConfig:
     or ``"census"`` (soft census transforms, UnFlow's); ``smoothness_weight`` > 0 adds the
     edge-aware smoothness of the same offsets (``losses.smoothness_loss``, exponent
     ``smoothness_edge``) for the same iterations. Both are ours, not the paper's.
+    ``aligned_lr_weight`` > 0 adds TDAN's own alignment loss (``losses.aligned_frames_loss``:
+    its aligned LR neighbours against the reference LR frame; MMEditing trains TDAN with 0.25),
+    for a TDAN model only.
 
     Precision: ``amp`` turns on automatic mixed precision on CUDA; ``cpu_amp`` bfloat16
     autocast on a CPU with native bfloat16 units (AVX512-BF16, AMX; elsewhere the run stays
@@ -162,6 +165,7 @@ class TrainConfig:
     photometric_penalty: str = "rgb"  # "rgb" colour difference or "census" (soft census, UnFlow)
     smoothness_weight: float = 0.0  # edge-aware first-order smoothness of the offsets (0: off)
     smoothness_edge: float = 10.0  # exp(-smoothness_edge * |grad I_ref|) down-weights edges
+    aligned_lr_weight: float = 0.0  # TDAN's own alignment loss on its aligned LR frames (0: off)
     seed: int = 0
     amp: bool = True  # automatic mixed precision; used on CUDA only
     cpu_amp: bool = False  # bfloat16 autocast on a CPU with native bfloat16 (else float32, said why)
@@ -191,8 +195,8 @@ class TrainConfig:
         if self.photometric_penalty not in PHOTOMETRIC_PENALTIES:
             raise ValueError(f"photometric_penalty must be one of {PHOTOMETRIC_PENALTIES}, "
                              f"got {self.photometric_penalty!r}")
-        if self.smoothness_weight < 0 or self.photometric_weight < 0:
-            raise ValueError("photometric_weight and smoothness_weight must be >= 0")
+        if min(self.smoothness_weight, self.photometric_weight, self.aligned_lr_weight) < 0:
+            raise ValueError("photometric_weight, smoothness_weight and aligned_lr_weight must be >= 0")
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 
@@ -324,6 +328,9 @@ class Profile:
         if self.data.batch_size < 1 or self.data.patch_size < 1:
             raise ValueError("data.batch_size and data.patch_size must be >= 1")
         self._check_offset_levels()
+        if self.train.aligned_lr_weight > 0 and model_type(self.model) != "tdan":
+            raise ValueError(f"train.aligned_lr_weight is TDAN's loss on its aligned LR frames; "
+                             f"a {model_type(self.model)} model has none")
 
     def _check_offset_levels(self) -> None:
         """The warping and smoothness terms act on levels of ``aux["offsets"]`` the model has."""

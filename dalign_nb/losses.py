@@ -34,7 +34,8 @@ from torch import Tensor, nn
 from .ops import flow_warp, group_mean_offsets
 
 __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "census_transform", "charbonnier_loss",
-           "offset_fidelity_loss", "photometric_warping_loss", "smoothness_loss", "soft_hamming"]
+           "aligned_frames_loss", "offset_fidelity_loss", "photometric_warping_loss", "smoothness_loss",
+           "soft_hamming"]
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
@@ -170,6 +171,21 @@ def soft_hamming(a: Tensor, b: Tensor) -> Tensor:
     (M, P*P, H, W) twice -> (M, 1, H, W), in [0, 1)."""
     d2 = (a - b) ** 2
     return (d2 / (0.1 + d2)).mean(1, keepdim=True)
+
+
+def aligned_frames_loss(aligned_lr: Tensor, lq: Tensor, center: int) -> Tensor:
+    """TDAN's alignment loss (Tian et al., CVPR 2020, Sec. 3.3): the aligned LR neighbours
+    should be the reference LR frame. Mean squared error, as MMEditing's TDAN configuration
+    (``lq_pixel_loss``: MSE, weight 0.25 from scratch, 0.01 when fine-tuning), averaged over the
+    neighbours only (the reference is not aligned, ``models.tdan``).
+
+    aligned_lr: ``(B, T, 3, h, w)`` (a TDAN's ``aux["aligned_lr"]``); lq: ``(B, T, 3, h, w)``.
+    """
+    if aligned_lr.shape != lq.shape or aligned_lr.dim() != 5:
+        raise ValueError(f"aligned_lr and lq must both be (B, T, C, h, w), got {tuple(aligned_lr.shape)} "
+                         f"and {tuple(lq.shape)}")
+    nbrs = [k for k in range(lq.shape[1]) if k != center]
+    return F.mse_loss(aligned_lr[:, nbrs], lq[:, center, None].expand_as(aligned_lr[:, nbrs]))
 
 
 def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,

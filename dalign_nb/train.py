@@ -69,6 +69,7 @@ from tqdm.auto import tqdm
 from dalign_nb.config import Profile, get_profile
 from dalign_nb.io import write_json
 from dalign_nb.losses import (
+    aligned_frames_loss,
     charbonnier_loss,
     offset_fidelity_loss,
     photometric_warping_loss,
@@ -300,6 +301,10 @@ class _Run:
                                                          self.cfg.offset_fidelity_threshold)
             if self._photometric():
                 terms.update(self._self_supervised(lq, aux["offsets"]))
+            if self.cfg.aligned_lr_weight > 0:  # TDAN's own alignment loss
+                center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
+                terms["aligned_lr"] = self.cfg.aligned_lr_weight * aligned_frames_loss(
+                    aux["aligned_lr"].float(), lq, center)
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
         return sum(terms.values())

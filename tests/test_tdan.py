@@ -100,6 +100,31 @@ def test_photometric_term_reads_the_offsets():
     assert model.dconv.conv_offset.weight.grad.abs().sum() > 0
 
 
+def test_tdans_own_alignment_loss_by_hand_and_in_the_trainer(tmp_path):
+    """``aligned_frames_loss``: the mean squared difference of each aligned neighbour and the
+    reference frame, the reference itself left out; the trainer adds it as ``aligned_lr`` for a
+    TDAN and the profile refuses it for a model without aligned LR frames."""
+    from dalign_nb.config import get_profile, with_overrides
+    from dalign_nb.losses import aligned_frames_loss
+    from dalign_nb.train import train
+
+    x, aligned = _clip(t=5, seed=1), _clip(t=5, seed=2)
+    expected = sum(((aligned[:, k] - x[:, 2]) ** 2).mean() for k in (0, 1, 3, 4)) / 4
+    torch.testing.assert_close(aligned_frames_loss(aligned, x, 2), expected)
+    assert aligned_frames_loss(x[:, [2, 2, 2]], x[:, 1:4], 1) == 0  # neighbours equal to the reference
+    with pytest.raises(ValueError, match="B, T, C, h, w"):
+        aligned_frames_loss(aligned[:, :3], x, 2)
+    with pytest.raises(ValueError, match="aligned_lr_weight"):
+        with_overrides(get_profile("align"), {"train.aligned_lr_weight": 0.25})  # an EDVR
+    tiny = {"model": tdan_config("tiny", num_offsets=1), "train.aligned_lr_weight": 0.25,
+            "train.total_iter": 2, "train.log_every": 1, "data.patch_size": 8, "data.batch_size": 2,
+            "data.num_scenes": 1, "data.val_clips": 1, "data.val_frames": 1, "train.val_every": 10**6,
+            "train.photometric_levels": ("l1",)}
+    profile = with_overrides(get_profile("align"), tiny)
+    res = train(profile, tmp_path, resume=False, device="cpu", progress=False)
+    assert all(e["terms"]["aligned_lr"] > 0 for e in res.history["train"])
+
+
 def test_checkpoint_round_trip_is_strict(tmp_path):
     model = _randomise(build_tdan("tiny", num_offsets=25))
     torch.save(model.state_dict(), tmp_path / "tdan.pt")

@@ -28,7 +28,10 @@ Departures from TDAN, named:
   EDVR) and starts ``up``'s last convolution at zero (``zero_init_output``), so the untrained
   model is that bilinear base. Initialisation is BasicSR's (residual blocks Kaiming x 0.1).
 * TDAN trains with an alignment loss on the aligned LR frames; ``aux["aligned_lr"]`` holds
-  them for a trainer that wants it.
+  them, and ``train.aligned_lr_weight`` adds that loss (``losses.aligned_frames_loss``,
+  MMEditing's MSE at 0.25). Table 2's runs (experiment ``table2``) use the warping term on each
+  group's mean offset instead, as the issue asks of every Sec. 4 model: the loss on the
+  aligned frames would pull the whole DCN output, hence its N samples, towards one image.
 
 ``model(x, return_aux=True)`` returns ``(out, aux)`` in EDVR's layout at the one level there
 is, ``"l1"`` (the LR size ``h x w``), stacked over the T input frames (the centre frame, which
