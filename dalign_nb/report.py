@@ -334,6 +334,41 @@ def _per_seed_r(fig9: list[dict], conditions=("n1", "n5", "n15")) -> list[float]
     return out
 
 
+def _gain_per_million(fig9: list[dict]) -> list[dict]:
+    """Per run of N > 1 with its seed's N = 1: PSNR gain over N = 1 per million parameters added
+    (Fig. 16 right, A.2), as ``{"condition", "seed", "gain_per_m"}`` for ``summarize`` / ``paired``."""
+    n1 = {r["seed"]: r for r in fig9 if r["condition"] == "n1"}
+    out = []
+    for r in fig9:
+        base = n1.get(r["seed"])
+        if r["condition"] != "n1" and base and r.get("num_params") and base.get("num_params"):
+            gain = _get(r, "measures.offsets_vs_flow.psnr") - _get(base, "measures.offsets_vs_flow.psnr")
+            extra = (r["num_params"] - base["num_params"]) / 1e6
+            out.append({"condition": r["condition"], "seed": r["seed"], "gain_per_m": gain / extra})
+    return out
+
+
+def _overflow_seen(result: dict) -> str:
+    """What a run's overflow record says: where and when it first overflowed, or that it did not."""
+    events = result["train"].get("overflow") or []
+    name = f"{result['condition']} s{result['seed']}"
+    if not events:
+        return f"{name}: no overflow in {result['train']['iterations']} iterations"
+    first = events[0]
+    return (f"{name}: overflow from iteration {first['iter']} ({first['level']}, mean |offset| "
+            f"{first['mean_abs']:.0f} px)")
+
+
+def _overflow_verdict(runs: list[dict]) -> str:
+    seeds = len({r["seed"] for r in runs})
+    over = sorted({e["level"] for r in runs for e in r["train"].get("overflow") or []})
+    seen = (f"overflow at this scale, in {', '.join(over)}, far earlier than the paper's" if over
+            else "no overflow at this scale")
+    if seeds >= MIN_SEEDS:
+        return seen
+    return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
+
+
 def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None) -> list[dict]:
     """Every number the paper states beside ours, one row per claim: ``claim``, ``paper`` (from
     ``dalign_nb.paper``), ``ours`` (mean ± sd over seeds), ``seeds`` and ``verdict`` (by the rules
@@ -383,6 +418,24 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"],
                          premise_verdict(verdict, premise)))
 
+    claim = "A.4: parameters that N = 1 -> 5 adds (G = 1)"
+    params = {r["condition"]: r.get("num_params") for r in fig9}
+    if params.get("n1") and params.get("n5"):
+        rows.append(_row(claim, f"{paper.A4_N1_TO_N5_EXTRA_PARAMS // 1000}K (EDVR-M, 64 features)",
+                         f"{(params['n5'] - params['n1']) / 1e3:+.1f}K (32 features)", 0,
+                         "a count, not a finding: the offset branch grows with the model's width"))
+    else:
+        rows.append(_not_run(claim, f"{paper.A4_N1_TO_N5_EXTRA_PARAMS // 1000}K (EDVR-M)"))
+    claim = "Fig. 16 (A.2): PSNR gain over N = 1 per 1M parameters added falls with N (N = 25 - N = 5)"
+    theirs = " / ".join(f"{v} dB at N = {n}" for n, v in paper.A2_GAIN_PER_M_PARAMS.items())
+    per_m = _gain_per_million(fig9)
+    d = paired(per_m, "gain_per_m", "n25", "n5")
+    ours = ", ".join(f"N = {c[1:]}: {mean_sd(summarize(per_m, 'gain_per_m')[c], signed=True)}"
+                     for c in ("n5", "n25") if any(r["condition"] == c for r in per_m)) or "not run"
+    rows.append(_row(claim, theirs, f"{ours} dB per 1M", d["n"],
+                     premise_verdict(difference_verdict(d, -1), premise) if d["n"]
+                     else "not run: N = 25" if per_m else ""))
+
     claim = "Fig. 9: diversity rises with N, N = 15 - N = 5 (N = 1 has none by definition)"
     d = paired(fig9, "measures.diversity.diversity", "n15", "n5")
     rows.append(_row(claim, "rises, then saturates", f"{mean_sd(d, 3, signed=True)} px", d["n"],
@@ -429,12 +482,20 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                      premise_verdict(difference_verdict(d, +1), premise))
                 if d["n"] else _not_run(claim, theirs))
 
-    claim = "Fig. 17: mean mask against distance to the flow, per offset (N = 9)"
-    theirs = "r < 0 (far offsets get small masks)"
-    mr = [r["measures"]["masks"]["pearson_r"] for r in R["fig17"] if "masks" in r["measures"]]
-    rows.append(_row(claim, theirs, f"r = {mean_sd(stats(mr))}", len(mr),
-                     level_verdict(stats(mr), 0.0, above=paper.A5_MASK_VS_DISTANCE_SIGN > 0))
-                if mr else _not_run(claim, theirs))
+    for cond, n in (("dcnv2-k3", 9), ("dcnv2-k5", 25)):
+        claim = f"Fig. 17: mean mask against distance to the flow, per offset (N = {n})"
+        theirs = "r < 0 (far offsets get small masks)"
+        mr = [r["measures"]["masks"]["pearson_r"] for r in R["fig17"]
+              if r["condition"] == cond and r["measures"].get("masks")]
+        rows.append(_row(claim, theirs, f"r = {mean_sd(stats(mr))}", len(mr),
+                         level_verdict(stats(mr), 0.0, above=paper.A5_MASK_VS_DISTANCE_SIGN > 0))
+                    if mr else _not_run(claim, theirs))
+    claim = "A.5: with many offsets a large share of masks is near 0 (share < 0.1, N = 25 - N = 9)"
+    theirs = "'a significant proportion' (no share given)"
+    d = paired([r for r in R["fig17"] if r["measures"].get("masks")], "measures.masks.share_small",
+               "dcnv2-k5", "dcnv2-k3")
+    rows.append(_row(claim, theirs, f"{mean_sd(d, 1, percent=True, signed=True)} (points)", d["n"],
+                     difference_verdict(d, +1)) if d["n"] else _not_run(claim, theirs))
 
     claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
     gain = paper.difference(paper.TABLE3, "with offset-fidelity loss", "without offset-fidelity loss",
@@ -446,6 +507,19 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         down = {r["condition"] for r in pair if collapsed(r, bilinear_psnr)}
         verdict = fidelity_verdict(d, "dcn_lr4x" in down, "dcn_fidelity_lr4x" in down)
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict))
+    else:
+        rows.append(_not_run(claim, theirs))
+    vimeo = paper.difference(paper.TABLE3, "with offset-fidelity loss", "without offset-fidelity loss",
+                             "Vimeo-90K-T")
+    theirs = f"{vimeo:+.2f} dB (Vimeo-90K-T)"
+    rows.append(_row("Table 3: with - without the offset-fidelity loss, Vimeo-90K-T", theirs,
+                     "not run (no Vimeo-90K-T here; REDS4's row stands for both)", 0, ""))
+    claim = "Fig. 10(a): without the loss, training breaks down (overflow)"
+    theirs = f"at about {paper.SEC43_OVERFLOW_ITER // 1000}K iterations (EDVR-L, REDS)"
+    runs = [r for r in R["table3"] if r["condition"] in ("dcn_lr4x", "n1_lr4x")]
+    if runs:
+        rows.append(_row(claim, theirs, "; ".join(_overflow_seen(r) for r in runs),
+                         len({r["seed"] for r in runs}), _overflow_verdict(runs)))
     else:
         rows.append(_not_run(claim, theirs))
 

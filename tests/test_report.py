@@ -132,7 +132,7 @@ def _run(experiment, condition, seed, psnr, **measures):
                              "psnr_gain_over_zero": measures.pop("gain", None)}}
     m.update(measures)
     return {"experiment": experiment, "run": f"{condition}-s{seed}", "condition": condition, "seed": seed,
-            "measures": m}
+            "measures": m, "train": {"overflow": [], "iterations": 3000}}
 
 
 def _fig9(n5_gain, n15_gain, diversity=(0.0, 0.4, 0.9), n1_over_zero=(1.2, 0.9, 1.5)):
@@ -251,3 +251,30 @@ def test_gains_over_zero_per_condition_and_seed():
     assert rows == [["n1", "s0 +1.20, s1 +0.90, s2 +1.50", "+1.20 ± 0.30"], ["n5", "s0 +0.40", "+0.40"],
                     ["flow_guided", "s0 -", "-"]]
     assert report.gains_over_zero(runs, conditions=["n15"]) == [["n15", "not run", "-"]]
+
+
+def test_overview_rows_for_overflow_masks_and_gain_per_parameter():
+    """Fig. 10(a) says where and when a run overflowed, or that none did; A.5 compares the share of
+    masks near 0 seed for seed between N = 25 and N = 9; A.2's gain per million parameters is
+    PSNR over N = 1 divided by the parameters added, and falls with N (expected sign -1)."""
+    quiet = dict(_run("table3", "dcn_lr4x", 0, 25.9), train={"overflow": [], "iterations": 3000})
+    loud = dict(_run("table3", "n1_lr4x", 0, 24.8),
+                train={"overflow": [{"iter": 50, "level": "cascade", "mean_abs": 412.6}], "iterations": 3000})
+    row = _overview(table3=[quiet, loud])["Fig. 10(a): without the loss, training breaks down (overflow)"]
+    assert row["ours"] == ("dcn_lr4x s0: no overflow in 3000 iterations; n1_lr4x s0: overflow from "
+                           "iteration 50 (cascade, mean |offset| 413 px)")
+    assert row["verdict"].endswith("overflow at this scale, in cascade, far earlier than the paper's")
+    masks = [_run("fig17", c, s, 27.0, masks={"pearson_r": -0.3, "share_small": v})
+             for s in range(3) for c, v in (("dcnv2-k3", 0.10 + 0.01 * s), ("dcnv2-k5", 0.30 + 0.02 * s))]
+    row = _overview(fig17=masks)["A.5: with many offsets a large share of masks is near 0 (share < 0.1, "
+                                 "N = 25 - N = 9)"]
+    assert (row["ours"], row["verdict"]) == ("+21.0 ± 1.0 % (points)", "reproduced")
+    fig9 = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))
+    params = {"n1": 1_000_000, "n5": 1_100_000, "n15": 1_300_000}
+    fig9 = [dict(r, num_params=params[r["condition"]]) for r in fig9]
+    div = {"diversity": 1.0, "diversity_auc_occlusion": 0.4, "diversity_auc_mean_offset_error": 0.4}
+    fig9 += [dict(_run("fig9", "n25", 0, 26.6 + 0.5, gain=0.5, diversity=div), num_params=1_500_000)]
+    row = _overview(fig9=fig9)["Fig. 16 (A.2): PSNR gain over N = 1 per 1M parameters added falls with N "
+                               "(N = 25 - N = 5)"]
+    assert row["ours"] == "N = 5: +3.50 ± 0.50, N = 25: +1.00 dB per 1M"  # 0.35 dB / 0.1M; 0.5 dB / 0.5M
+    assert row["seeds"] == 1 and row["verdict"].startswith("inconclusive: 1 seed")

@@ -336,11 +336,11 @@ TABLE2 = Experiment(
     "exact flow. Cut from the paper: Vimeo-90K (training and Vimeo-90K-T), the models' sizes "
     "(TDAN: 64 features, G = 8, 5 frames; TOFlow: 7 frames, 4 SPyNet levels) and schedules. "
     "Named departures: align's self-supervised warping term (not the paper's; TDAN trains with "
-    "an alignment loss of its own on the aligned LR frames, train.aligned_lr_weight) acting on each group's mean offset, "
-    "so the spread of the N offsets is left to the SR loss, at every offset level the model has "
-    "(TDAN: l1 only; the flow network: its 3 SPyNet levels); SPyNet trained from scratch with "
-    "the rest, not pre-trained on flow; the models' own departures are named in their modules. "
-    "Run times not measured yet.",
+    "an alignment loss of its own on the aligned LR frames, train.aligned_lr_weight) acting on "
+    "each group's mean offset, so the spread of the N offsets is left to the SR loss, at every "
+    "offset level the model has (TDAN: l1 only; the flow network: its 3 SPyNet levels); SPyNet "
+    "trained from scratch with the rest, not pre-trained on flow; the models' own departures are "
+    "named in their modules. Run times not measured yet.",
     conditions=tuple(
         [Condition(f"tdan-n{n}", table2_model(tdan_config("small", num_offsets=n)), ALIGNING_PROFILE)
          for n in (1, 9, 25)]
