@@ -125,7 +125,12 @@ class TrainConfig:
     ``restart_weights[i]``. For the first ``tsa_iter`` iterations only the TSA fusion
     parameters train (the paper's second stage, initialised from a model pre-trained without
     TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the offset-fidelity loss
-    (Sec. 3.4, Eq. 4-5) against the data pipeline's flows. ``photometric_weight`` > 0 adds
+    (Sec. 3.4, Eq. 4-5) against the data pipeline's flows, on the offsets of
+    ``offset_fidelity_levels``: L1 by default (the flow-like offsets the authors read, Fig. 4,
+    11); a coarser level against the flow at its size, ``"cascade"`` against zero motion (the
+    cascade aligns the aligned L1 feature; EDVR's "image" alignment's cascade offsets are the
+    whole motion, so against the flow there) -- which of EDVR's four DCNs the released loss
+    constrained is said nowhere. ``photometric_weight`` > 0 adds
     a self-supervised warping loss on the LR frames at ``photometric_levels``
     (``losses.photometric_warping_loss``; not the paper's, it uses no flow) for the first
     ``photometric_until`` iterations (0: throughout); ``photometric_target`` says which offsets
@@ -158,6 +163,7 @@ class TrainConfig:
     charbonnier_eps: float = 1e-12  # sqrt(d^2 + eps); BasicSR's 1e-12 is L1 in all but name
     offset_fidelity_weight: float = 0.0  # lambda of Eq. 5 (0: off)
     offset_fidelity_threshold: float = 10.0  # t of Eq. 5, in LR pixels
+    offset_fidelity_levels: tuple[str, ...] = ("l1",)  # offsets it constrains (see losses.fidelity_flow)
     photometric_weight: float = 0.0  # self-supervised warping loss on the LR frames (0: off)
     photometric_levels: tuple[str, ...] = ("l1", "l2", "l3")  # PCD levels whose offsets it shapes
     photometric_until: int = 0  # iterations with the warping loss (0: all)
@@ -189,6 +195,11 @@ class TrainConfig:
                 isinstance(lvl, str) and re.fullmatch(r"l[1-9]", lvl) for lvl in self.photometric_levels):
             raise ValueError(f"photometric_levels must be a non-empty tuple of pyramid levels 'l1', 'l2', "
                              f"... (the model's, Profile checks which), got {self.photometric_levels!r}")
+        if not self.offset_fidelity_levels or not all(
+                isinstance(lvl, str) and (lvl == "cascade" or re.fullmatch(r"l[1-9]", lvl))
+                for lvl in self.offset_fidelity_levels):
+            raise ValueError(f"offset_fidelity_levels must be a non-empty tuple of 'l1', 'l2', ... or "
+                             f"'cascade', got {self.offset_fidelity_levels!r}")
         if self.photometric_target not in PHOTOMETRIC_TARGETS:
             raise ValueError(f"photometric_target must be one of {PHOTOMETRIC_TARGETS}, "
                              f"got {self.photometric_target!r}")
@@ -339,6 +350,10 @@ class Profile:
         if missing and (t.photometric_weight > 0 or t.smoothness_weight > 0):
             raise ValueError(f"train.photometric_levels {missing} are not offset levels of the model "
                              f"({model_type(self.model)}: {levels}); set train.photometric_levels")
+        missing = [lvl for lvl in t.offset_fidelity_levels if lvl not in levels]
+        if missing and t.offset_fidelity_weight > 0:
+            raise ValueError(f"train.offset_fidelity_levels {missing} are not offset levels of the model "
+                             f"({model_type(self.model)}: {levels}); set train.offset_fidelity_levels")
 
     def replace(self, **changes) -> Profile:
         """``replace(train={"total_iter": 10}, model={"alignment": {"kind": "flow"}})``: nested

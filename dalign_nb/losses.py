@@ -33,9 +33,9 @@ from torch import Tensor, nn
 
 from .ops import flow_warp, group_mean_offsets
 
-__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "census_transform", "charbonnier_loss",
-           "aligned_frames_loss", "offset_fidelity_loss", "photometric_warping_loss", "smoothness_loss",
-           "soft_hamming"]
+__all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "aligned_frames_loss", "census_transform",
+           "charbonnier_loss", "fidelity_flow", "offset_fidelity_loss", "photometric_warping_loss",
+           "smoothness_loss", "soft_hamming"]
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
@@ -76,6 +76,25 @@ def _as_pairs(offset: Tensor, flow: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"offset must be (B, 2*G*N, H, W) and flow (B, 2, H, W) with the same B, H, W, "
                          f"got {tuple(offset.shape)} and {tuple(flow.shape)}")
     return offset.view(b, c // 2, 2, h, w), flow.flip(1)[:, None]  # flow (u, v) -> (dy, dx)
+
+
+def fidelity_flow(flow: Tensor, offset: Tensor, cascade_target_zero: bool = False) -> Tensor:
+    """The flow that the offset-fidelity loss compares ``offset`` with, at its resolution.
+
+    flow: ``(B, T, 2, h, w)`` or ``(B, 2, h, w)`` (u, v) at the LR size; offset: a PCD level's
+    offsets, ``(..., 2*G*N, h / s, w / s)``: a coarser level (s = 2, 4) gets the flow
+    average-pooled by s and divided by s (its pixels are s LR pixels). ``cascade_target_zero``:
+    the offsets are EDVR's cascade, which aligns the already aligned L1 feature: the motion left
+    for it is zero (ours: neither the paper nor the released loss says what the loss does there).
+    """
+    if cascade_target_zero:
+        return torch.zeros_like(flow)
+    s = flow.shape[-1] // offset.shape[-1]
+    if s == 1:
+        return flow
+    lead = flow.shape[:-3]
+    pooled = F.avg_pool2d(flow.reshape(-1, *flow.shape[-3:]), s) / s
+    return pooled.view(*lead, *pooled.shape[-3:])
 
 
 def offset_fidelity_loss(offset: Tensor, flow: Tensor, loss_weight: float = 1.0, threshold: float = 10.0,

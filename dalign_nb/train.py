@@ -71,6 +71,7 @@ from dalign_nb.io import write_json
 from dalign_nb.losses import (
     aligned_frames_loss,
     charbonnier_loss,
+    fidelity_flow,
     offset_fidelity_loss,
     photometric_warping_loss,
     smoothness_loss,
@@ -295,10 +296,7 @@ class _Run:
             if self.cfg.loss_reduction == "sum":
                 terms["sr"] = terms["sr"] * out.numel()
             if self.cfg.offset_fidelity_weight > 0:
-                off = aux["offsets"]["l1"]  # (B, T, 2*G*N, h, w): finest level, relative to the neighbour
-                terms["fidelity"] = offset_fidelity_loss(off.float(), self._flows(batch).float(),
-                                                         self.cfg.offset_fidelity_weight,
-                                                         self.cfg.offset_fidelity_threshold)
+                terms["fidelity"] = self._fidelity(aux["offsets"], self._flows(batch).float())
             if self._photometric():
                 terms.update(self._self_supervised(lq, aux["offsets"]))
             if self.cfg.aligned_lr_weight > 0:  # TDAN's own alignment loss
@@ -308,6 +306,21 @@ class _Run:
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
         return sum(terms.values())
+
+    def _fidelity(self, offsets: dict, flows: Tensor) -> Tensor:
+        """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level
+        against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
+        unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
+        cfg = self.cfg
+        alignment = getattr(self.p.model, "alignment", None)
+        whole = alignment is not None and alignment.kind == "image"
+        total = 0
+        for level in cfg.offset_fidelity_levels:
+            off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
+            target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and not whole)
+            total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
+                                                 cfg.offset_fidelity_threshold)
+        return total
 
     def _self_supervised(self, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
         """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""

@@ -125,7 +125,7 @@ def test_seeds_and_kept_weights_are_what_the_notebooks_need():
     three |= {("table3", c) for c in ("dcn_fidelity", "dcn_lr4x", "dcn_fidelity_lr4x")}
     assert {k for k, v in seeds.items() if len(v) >= MIN_SEEDS} == three
     assert all(v == {0} for k, v in seeds.items() if k not in three)
-    assert sum(map(len, seeds.values())) == 54  # runs in the sweep
+    assert sum(map(len, seeds.values())) == 55  # runs in the sweep
     ex = E.EXPERIMENTS
     assert all(0 in ex[n].keep_weights for n in ("fig9", "table4", "fig17", "table3"))
     assert all("masks" in ex[n].measures for n in ("fig17", "table3"))
@@ -136,7 +136,7 @@ def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
     runs = {r.condition: r.profile for r in E.plan("table3", seeds=[0])}
     assert {c: needs_flow(p) for c, p in runs.items()} == {
         "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True,
-        "n1_lr4x": False}
+        "n1_lr4x": False, "n1_fidelity_all_lr4x": True}
 
 
 # --------------------------------------------------------------------------- image warping

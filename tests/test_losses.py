@@ -294,3 +294,37 @@ def test_train_config_checks_the_self_supervised_terms():
         TrainConfig(photometric_penalty="ssim")
     with pytest.raises(ValueError, match="smoothness_weight"):
         TrainConfig(smoothness_weight=-1.0)
+
+
+def test_fidelity_flow_pools_and_scales_the_flow_to_a_coarser_level_and_zero_for_the_cascade():
+    from dalign_nb.losses import fidelity_flow
+
+    flow = torch.arange(2 * 2 * 4 * 4, dtype=torch.float32).view(1, 2, 2, 4, 4)  # (B, T, 2, h, w)
+    assert fidelity_flow(flow, torch.zeros(1, 2, 18, 4, 4)) is flow  # L1: the flow itself
+    half = fidelity_flow(flow, torch.zeros(1, 2, 2, 2, 2))  # L2: half the size, its pixels 2 LR px
+    assert half.shape == (1, 2, 2, 2, 2)
+    torch.testing.assert_close(half[0, 1, 0, 1, 0], flow[0, 1, 0, 2:4, 0:2].mean() / 2)
+    assert fidelity_flow(flow, torch.zeros(1, 2, 2, 4, 4), cascade_target_zero=True).abs().max() == 0
+
+
+def test_the_trainer_applies_the_fidelity_loss_at_the_levels_asked(tmp_path):
+    """A 4x rate with the loss on L1 alone and on L1-L3 and the cascade: the term is logged in both,
+    larger (or equal) with more levels from the same start; a level the model lacks is refused."""
+    from dalign_nb.config import get_profile, with_overrides
+    from dalign_nb.train import train
+
+    tiny = {"model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruct_block": 1,
+            "data.patch_size": 16, "data.batch_size": 2, "data.num_scenes": 1, "data.val_clips": 1,
+            "data.val_frames": 1, "train.total_iter": 1, "train.log_every": 1, "train.val_every": 10**6,
+            "train.offset_fidelity_weight": 1.0, "train.offset_fidelity_threshold": 0.0}
+    first = {}
+    for name, levels in (("l1", ("l1",)), ("all", ("l1", "l2", "l3", "cascade"))):
+        profile = with_overrides(get_profile("align"), {**tiny, "train.offset_fidelity_levels": levels})
+        res = train(profile, tmp_path / name, resume=False, device="cpu", progress=False)
+        first[name] = res.history["train"][0]["terms"]["fidelity"]
+    assert 0 < first["l1"] < first["all"]  # threshold 0: every level adds its distance to its target
+    with pytest.raises(ValueError, match="offset_fidelity_levels"):
+        with_overrides(get_profile("align"), {"train.offset_fidelity_levels": ("l7",),
+                                              "train.offset_fidelity_weight": 1.0})
+    with pytest.raises(ValueError, match="offset_fidelity_levels"):
+        with_overrides(get_profile("align"), {"train.offset_fidelity_levels": ("cascad",)})
