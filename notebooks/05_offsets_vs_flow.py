@@ -402,7 +402,13 @@ for cond, claim in (("round2_sr_only", "(the paper's signal) the SR loss alone t
 # * **PSNR is not higher than `align`'s** (seed for seed, the last verdict: within noise): better
 #   alignment has not turned into better SR at this scale, as section 2 found for alignment at
 #   all; EDVR's own PCD trained on the SR loss alone (`edvr_sr_only`), whose offsets do not
-#   move, scores higher than both on its one seed so far (inconclusive).
+#   move, scores higher than both on the seeds run so far.
+# * **The SR loss alone does not move round 2's offsets** (`round2_sr_only`, the paper's own
+#   training signal on the same model; the seeds run so far, fewer than a verdict needs): they
+#   stay at zero (a mean |offset| of a few thousandths of a pixel, none within 1 px of the
+#   motion), as EDVR's own PCD's do on every seed run, and the model scores a higher PSNR than
+#   `round2` on the same seed. So the alignment round 2 learns comes from its warping term, not
+#   from the SR loss; whether it costs PSNR waits for the other seeds.
 # * Section 6 measures where the round-2 offsets still miss.
 
 # %% [markdown]
