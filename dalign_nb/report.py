@@ -400,10 +400,10 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     fig9 = R["fig9"]
     premise = baseline_premise(fig9)
     claim = "Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"
-    g = premise["gain"]
-    rows.append(_row(claim, "assumed (its offsets follow the flow, Fig. 5)",
-                     f"{mean_sd(g, 2, signed=True)} dB" if g else "not run", g["n"] if g else 0,
-                     "holds" if premise["holds"] else f"does not hold: {premise['line']}"))
+    g, theirs = premise["gain"], "assumed (its offsets follow the flow, Fig. 5)"
+    rows.append(_row(claim, theirs, f"{mean_sd(g, 2, signed=True)} dB", g["n"],
+                     "holds" if premise["holds"] else f"does not hold: {premise['line']}")
+                if g else _not_run(claim, theirs))
     steps = {}
     for cond, base, theirs in (("n5", "n1", f"+{paper.SEC42_G1_N1_TO_N5_GAIN} dB (A.4)"),
                                ("n15", "n1", f"rises to the {paper.FIG9_PSNR_PLATEAU} dB plateau"),

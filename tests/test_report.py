@@ -162,6 +162,8 @@ def test_overview_verdicts_follow_our_numbers():
     assert plateau["verdict"].startswith("diminishing returns, plateau not established")
     assert rows["Fig. 9: Pearson r of PSNR and diversity"]["verdict"].startswith("weak")
     assert rows["Fig. 5: G = N = 1 offsets within 1 px of the flow (align: aligning)"]["ours"] == "not run"
+    premise = "Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"
+    assert (_overview()[premise]["ours"], _overview()[premise]["verdict"]) == ("not run", "")
     # the same runs with N = 5 below N = 1 on every seed, and a flat step from 5 to 15
     rows = _overview(fig9=_fig9((-0.30, -0.35, -0.40), (-0.30, -0.34, -0.41)))
     assert rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"] == (
