@@ -409,10 +409,10 @@ for cond, claim in (("round2_sr_only", "(the paper's signal) the SR loss alone t
 #   motion), as EDVR's own PCD's do on every seed run, and the model scores a higher PSNR than
 #   `round2` on the same seed. So the alignment round 2 learns comes from its warping term, not
 #   from the SR loss; whether it costs PSNR waits for the other seeds.
-# * **A cost volume brings it close to 80 %** on the seed run so far (`round2_cost_volume`:
+# * **A cost volume adds a point or two, not the rest of the way to 80 %** (`round2_cost_volume`:
 #   each PCD offset branch also sees the local correlation of reference and neighbour, section
-#   6): a little above `round2` on the same seed, on fig5's scenes, other seeds and real
-#   footage alike, at the same PSNR. One seed: inconclusive until the others land.
+#   6): above `round2` on each seed run so far, on fig5's scenes, other seeds and real footage
+#   alike, at about the same PSNR; fewer seeds than a verdict needs.
 # * Section 6 measures where the round-2 offsets still miss.
 
 # %% [markdown]
