@@ -312,12 +312,11 @@ class _Run:
         against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
         unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
         cfg = self.cfg
-        alignment = getattr(self.p.model, "alignment", None)
-        whole = alignment is not None and alignment.kind == "image"
+        residual = getattr(self.p.model, "cascade_is_residual", False)  # EDVR's; others have no cascade
         total = 0
         for level in cfg.offset_fidelity_levels:
             off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
-            target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and not whole)
+            target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
             total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
                                                  cfg.offset_fidelity_threshold)
         return total

@@ -323,6 +323,8 @@ def test_the_trainer_applies_the_fidelity_loss_at_the_levels_asked(tmp_path):
         res = train(profile, tmp_path / name, resume=False, device="cpu", progress=False)
         first[name] = res.history["train"][0]["terms"]["fidelity"]
     assert 0 < first["l1"] < first["all"]  # threshold 0: every level adds its distance to its target
+    assert profile.model.cascade_is_residual  # the cascade's target: zero motion
+    assert not with_overrides(profile, {"model.alignment.kind": "image"}).model.cascade_is_residual
     with pytest.raises(ValueError, match="offset_fidelity_levels"):
         with_overrides(get_profile("align"), {"train.offset_fidelity_levels": ("l7",),
                                               "train.offset_fidelity_weight": 1.0})

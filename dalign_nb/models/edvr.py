@@ -404,6 +404,14 @@ class EDVRConfig:
         """The keys of ``aux["offsets"]``: the PCD levels, coarse to fine, and the cascade."""
         return LEVELS
 
+    @property
+    def cascade_is_residual(self) -> bool:
+        """Whether ``aux["offsets"]["cascade"]`` is the motion left after L1 (the cascade aligns
+        the already aligned L1 feature) rather than the whole motion: every alignment but
+        "image", whose cascade warps the LR frame once by L1's flow plus its refinement
+        (``PCDAlignment._cascade_flow``)."""
+        return self.alignment.kind != "image"
+
 
 # EDVR-M / EDVR-L are the official sizes (BasicSR's EDVR_M / EDVR_L REDS configs);
 # "small" and "tiny" are ours, for CPU training and for tests.
