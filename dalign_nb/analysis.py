@@ -6,9 +6,9 @@
   centre to each frame, the exact flows and occlusion where the clip knows them (synthetic
   scenes), else occlusion from a forward-backward check of the DIS flows
   (``forward_backward_occlusion``);
-* ``model_outputs(model, frames)``: one forward pass of an EDVR (eval mode, restored after):
-  per PCD level its offsets, masks and aligned features, the features before alignment and
-  the super-resolved centre frame;
+* ``model_outputs(model, frames)``: one forward pass of an EDVR, or of Table 2's TDAN-like or
+  flow-based network (eval mode, restored after): per level the model has its offsets, masks
+  and aligned features, the features before alignment and the super-resolved centre frame;
 * ``analyse_offsets(outputs, frames, t, level, group)``: one neighbour's offsets at one level
   and group beside the flow: l1 distance of each offset to the flow, the offsets sorted by
   it (Fig. 6), the pixelwise diversity (Sec. 4.2), the occlusion at that level;
@@ -40,6 +40,7 @@ from .paper import format_table
 
 __all__ = [
     "DEFAULT_CROP",
+    "FLOW_BASED",
     "LEVEL_INDEX",
     "PCD_LEVELS",
     "ClipFrames",
@@ -162,21 +163,34 @@ def clip_frames(clip, num_frame: int, centre: int | None = None) -> ClipFrames:
     return ClipFrames(name, centre, lr, fw, exact, occ, True)
 
 
+FLOW_BASED = "flow-based"  # offset_layout's kind for Table 2's flow-based network (N image warps)
+
+
 def offset_layout(model: nn.Module) -> tuple[str, int, int, int | None]:
-    """``(kind, G, N, k)`` of an EDVR's alignment: groups, offsets per group, and the kernel grid's
+    """``(kind, G, N, k)`` of a model's alignment: groups, offsets per group, and the kernel grid's
     size k when the offsets start on it (DCN, flow-guided, the decomposition with ``grid``), else
-    None (``AlignmentConfig.kernel_grid_size``)."""
-    a = model.config.alignment
-    return a.kind, a.num_groups(model.config.deformable_groups), a.offsets_per_group, a.kernel_grid_size
+    None (``AlignmentConfig.kernel_grid_size``). An EDVR's or the TDAN-like network's (always
+    "decomposed", Eq. 3); for the flow-based network of Table 2, ``FLOW_BASED``, G = 1 and its N
+    flows, one SPyNet each."""
+    config = model.config
+    if not hasattr(config, "alignment"):  # models.flownet: N SPyNets warp the LR image
+        return FLOW_BASED, 1, config.num_offsets, None
+    a = config.alignment
+    return a.kind, a.num_groups(config.deformable_groups), a.offsets_per_group, a.kernel_grid_size
 
 
 @dataclass(frozen=True)
 class ModelOutputs:
-    """What one forward pass of an EDVR shows about alignment, per level of ``LEVELS``.
+    """What one forward pass of a model shows about alignment, per level it has (``levels``).
 
     offsets[level] (T, G, N, 2, h_l, w_l) as (dy, dx); masks[level] (T, G, N, h_l, w_l) or
     None; aligned[level] (T, C, h_l, w_l), the alignment module's output; features [L1, L2,
     L3] (T, C, h_l, w_l) before alignment; output (3, 4h, 4w) the super-resolved centre frame.
+    An EDVR has every level of ``LEVELS`` (offsets, masks and aligned features at each); the
+    TDAN-like network ``l1`` only (its one DCN at the LR size); the flow-based network its
+    SPyNet levels ``l1``, ``l2``, ... as offsets, ``aligned`` at ``l1`` only (the N warped LR
+    frames, 3N channels) and the LR frames themselves as its one level of ``features`` (it
+    aligns images, not features).
     """
 
     kind: str
@@ -190,10 +204,20 @@ class ModelOutputs:
     output: Tensor
     seconds: float  # time of the forward pass
 
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The levels with offsets, in ``LEVELS``' order (coarse to fine, then the cascade)."""
+        return tuple(lv for lv in LEVELS if lv in self.offsets)
+
+    @property
+    def feature_levels(self) -> tuple[str, ...]:
+        """The levels with aligned features and features before alignment (``aligned``)."""
+        return tuple(lv for lv in LEVELS if lv in self.aligned and LEVEL_INDEX[lv] < len(self.features))
+
 
 def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
-    """Run ``model`` once on ``frames`` (eval mode, then the mode it had; no gradients) and keep
-    what the viewers show."""
+    """Run ``model`` (an EDVR, ``models.tdan.TDAN`` or ``models.flownet.FlowNet``) once on
+    ``frames`` (eval mode, then the mode it had; no gradients) and keep what the viewers show."""
     kind, g, n, k = offset_layout(model)
     if model.hr_in:
         raise ValueError("the viewers need a model with LR input (hr_in=False)")
@@ -205,11 +229,14 @@ def model_outputs(model: nn.Module, frames: ClipFrames) -> ModelOutputs:
         x = frames.lr[None].to(device)  # (1, T, 3, h, w)
         kw = {"flows": frames.flow[None].to(device)} if kind == "flow_guided" else {}
         out, aux = model(x, return_aux=True, **kw)
-        features = [f.cpu() for f in model.extract(frames.lr.to(device))]
-    offsets = {lv: aux["offsets"][lv][0].cpu().unflatten(1, (g, n, 2)) for lv in LEVELS}
-    masks = {lv: None if aux["masks"][lv] is None else aux["masks"][lv][0].cpu().unflatten(1, (g, n))
-             for lv in LEVELS}
-    aligned = {lv: aux["aligned"][lv][0].cpu() for lv in LEVELS}
+        # the flow-based network aligns the LR images: they are its features before alignment
+        features = ([frames.lr.clone()] if kind == FLOW_BASED
+                    else [f.cpu() for f in model.extract(frames.lr.to(device))])
+    levels = [lv for lv in LEVELS if lv in aux["offsets"]]
+    offsets = {lv: aux["offsets"][lv][0].cpu().unflatten(1, (g, n, 2)) for lv in levels}
+    masks = {lv: None if aux["masks"].get(lv) is None else aux["masks"][lv][0].cpu().unflatten(1, (g, n))
+             for lv in levels}
+    aligned = {lv: aux["aligned"][lv][0].cpu() for lv in LEVELS if lv in aux["aligned"]}
     return ModelOutputs(kind, g, n, k, offsets, masks, aligned, features, out[0].cpu().clamp(0, 1),
                         time.perf_counter() - start)
 
@@ -264,6 +291,8 @@ def analyse_offsets(outputs: ModelOutputs, frames: ClipFrames, t: int, level: st
     g = outputs.deform_groups
     if not 0 <= group < g:
         raise ValueError(f"group must be in [0, {g}), got {group}")
+    if level not in outputs.offsets:
+        raise ValueError(f"level must be one of the model's {outputs.levels}, got {level!r}")
     off_all = outputs.offsets[level][t]  # (G, N, 2, h_l, w_l)
     off = off_all[group]
     masks = outputs.masks[level]

@@ -6,6 +6,7 @@ Two measurements behind notebook 05's "why not 80 %" (Sec. 4.1, Fig. 5 at small 
   the offset's end-point error, its error along the flow (negative: it falls short of the
   motion) and across it, the flow's length, and what kind of pixel it is (on a sprite or
   the background, near a layer boundary, near the frame border, textured or flat);
+  ``dis_errors`` the same for DIS flow on the same frames;
 * ``offset_gradients`` -- the gradient of any loss with respect to the offsets that a PCD
   level actually sampled with, frame by frame, and ``descent_towards_flow``: whether a step
   of gradient descent on that loss moves each offset towards the exact flow.
@@ -25,10 +26,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .data.synthetic import synthetic_scene
+from .flow import estimate_flows
 from .models.modes import evaluating
 
-__all__ = ["capture_offsets", "descent_towards_flow", "offset_errors", "offset_gradients", "pixel_classes",
-           "shares_by_motion"]
+__all__ = ["capture_offsets", "descent_towards_flow", "dis_errors", "offset_errors", "offset_gradients",
+           "pixel_classes", "shares_by_motion"]
 
 
 @contextlib.contextmanager
@@ -133,25 +135,43 @@ def offset_errors(model: nn.Module, clips, level: str = "l1") -> dict[str, np.nd
 
 def _offset_errors(model: nn.Module, clips, level: str) -> dict[str, np.ndarray]:
     device = next(model.parameters()).device
-    pooled: dict[str, list] = {}
-    for clip in clips:
-        t = len(clip)
-        c = t // 2
-        frames = np.stack([clip.lr(i) for i in range(t)])  # (T, h, w, 3)
+
+    def estimate(frames: np.ndarray) -> Tensor:  # (T, h, w, 3) -> the first offsets as (u, v) (T, 2, h, w)
         lq = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().to(device)
         _, aux = model(lq, return_aux=True)
         offsets = aux["offsets"][level][0, :, :2].float().cpu()  # (T, 2, h_l, w_l), the first (dy, dx)
         scale = frames.shape[1] // offsets.shape[-2]
         if scale > 1:  # a coarser level: its motion at the LR size
             offsets = F.interpolate(offsets, scale_factor=scale, mode="bilinear", align_corners=False) * scale
+        return offsets.flip(1)
+
+    return _pooled_errors(clips, estimate)
+
+
+def dis_errors(clips, preset: str = "medium") -> dict[str, np.ndarray]:
+    """``offset_errors``' arrays for OpenCV's DIS flow (``flow.estimate_flow``) from the centre
+    LR frame to each neighbour in place of a model's offsets: the classical estimate on the same
+    frames, pixel for pixel (Fig. 5 and 11 compare the offsets with a flow estimator's output)."""
+    return _pooled_errors(clips, lambda frames: estimate_flows(
+        torch.from_numpy(frames).permute(0, 3, 1, 2), "dis", preset))
+
+
+def _pooled_errors(clips, estimate: Callable[[np.ndarray], Tensor]) -> dict[str, np.ndarray]:
+    """Errors of ``estimate(frames (T, h, w, 3))`` -> (T, 2, h, w) (u, v) against each clip's exact
+    flows, on its non-occluded pixels, pooled over neighbours and clips, with the pixel classes."""
+    pooled: dict[str, list] = {}
+    for clip in clips:
+        t = len(clip)
+        c = t // 2
+        frames = np.stack([clip.lr(i) for i in range(t)])  # (T, h, w, 3)
+        estimates = estimate(frames)
         labels = synthetic_scene(clip.config, clip.seed, texture_split=clip.texture_split).lr().labels[c]
         classes = pixel_classes(labels, frames[c])
         for k in (k for k in range(t) if k != c):
             flow = torch.from_numpy(clip.flows[k]).permute(2, 0, 1).float()  # (2, h, w), (u, v)
-            off_uv = offsets[k].flip(0)  # (2, h, w), (u, v)
             length = flow.norm(dim=0)
             unit = flow / length.clamp_min(1e-12)
-            diff = off_uv - flow
+            diff = estimates[k] - flow
             along = (diff * unit).sum(0)  # (h, w)
             across = (diff[0] * -unit[1] + diff[1] * unit[0]).abs()
             valid = ~np.asarray(clip.occlusion[k])

@@ -334,13 +334,15 @@ class OffsetViewer(_View):
         self._analyses: dict = {}
         length = None if isinstance(clip, (str, Path)) else len(clip)
         self.centre_index = length // 2 if centre is None and length else centre
-        frames, _ = self._load(self.centre_index)
+        frames, outputs = self._load(self.centre_index)
         t_len, _, h, w = frames.lr.shape
         self.kind, self.groups, self.num_offsets, self.kernel_size = offset_layout(model)
+        if level not in outputs.levels:
+            raise ValueError(f"level must be one of the model's {outputs.levels}, got {level!r}")
         controls = {
             "frame": _dropdown("neighbour", _frame_options(t_len),
                                max(t_len // 2 - 1, 0) if frame is None else frame),
-            "level": _dropdown("level", [(_level_name(lv), lv) for lv in LEVELS], level, "160px"),
+            "level": _dropdown("level", [(_level_name(lv), lv) for lv in outputs.levels], level, "160px"),
             "group": _slider("group g", 0, self.groups - 1, group, "220px"),
             "rank": _slider(f"offset, by l1 distance to flow (of {self.num_offsets})", 0,
                             self.num_offsets - 1, 0, "460px"),
@@ -565,10 +567,14 @@ class AlignedFeatureViewer(_View):
         self.outputs = {name: model_outputs(m, self.frames) for name, m in models.items()}
         t_len = len(self.frames.lr)
         channels = min(o.features[0].shape[1] for o in self.outputs.values())
+        levels = [lv for lv in LEVELS if all(lv in o.feature_levels for o in self.outputs.values())]
+        if level not in levels:
+            raise ValueError(f"level must be one that every model aligns features at, {tuple(levels)}, "
+                             f"got {level!r}")
         controls = {
             "frame": _dropdown("neighbour", _frame_options(t_len),
                                max(t_len // 2 - 1, 0) if frame is None else frame),
-            "level": _dropdown("level", [(_level_name(lv), lv) for lv in LEVELS], level, "160px"),
+            "level": _dropdown("level", [(_level_name(lv), lv) for lv in levels], level, "160px"),
             "channel": _slider("channel", 0, channels - 1, channel),
             "mean": widgets.Checkbox(description="mean |feature| over channels", value=False),
         }

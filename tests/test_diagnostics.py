@@ -140,3 +140,21 @@ def test_a_coarser_level_is_compared_at_the_lr_size_and_binned_by_motion():
     for row in table:
         sel = (errors["flow"] >= row["from"]) & (errors["flow"] < row["to"])
         assert row["within"] == pytest.approx(float((expected[sel] < 1).mean()))
+
+
+def test_dis_errors_are_offset_errors_of_dis_flow():
+    """DIS on the same LR frames, pixel for pixel beside a model's offsets: the arrays of a model
+    whose offsets *are* DIS's flows (dy, dx), and DIS does find a synthetic scene's motion."""
+    from dalign_nb.flow import estimate_flows
+
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    frames = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)
+    model = _FakeEDVR(clip, exact=False)
+    model.offsets = estimate_flows(frames).flip(1)  # (T, 2, h, w) as (dy, dx)
+    expected = D.offset_errors(model, [clip])
+    errors = D.dis_errors([clip])
+    assert errors.keys() == expected.keys()
+    for key in errors:
+        np.testing.assert_allclose(errors[key], expected[key], atol=1e-5)
+    assert np.median(errors["epe"]) < 1.0 < np.median(errors["flow"])

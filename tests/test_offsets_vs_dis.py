@@ -1,6 +1,6 @@
-"""The paper's own model beside DIS flow (Sec. 4.1, Fig. 1, 4, 5, 11): what notebook 10 runs with
-``DALIGN_CHECKPOINT`` set, on checkpoints written in BasicSR's format from BasicSR's own ``EDVR``
-(random weights, small sizes). Without BasicSR those tests skip; under ``CI=true`` they fail."""
+"""The paper's own model beside DIS flow (Sec. 4.1, Fig. 1, 4, 5, 11): what notebooks 10 and 11
+run with ``DALIGN_CHECKPOINT`` set, on checkpoints written in BasicSR's format from BasicSR's own
+``EDVR`` (random weights, small sizes). Without BasicSR those tests skip; under ``CI=true`` they fail."""
 
 import cv2
 import matplotlib.pyplot as plt
@@ -80,9 +80,9 @@ def _shifting_clip(step=2, frames=5, size=(32, 48)) -> ArrayClip:
 
 
 def test_the_notebook_section_on_a_zero_offset_checkpoint(basicsr_edvr, tmp_path, monkeypatch, capsys):
-    """Notebook 10's section, call for call. Offsets at zero (an untrained offset branch): at every
-    level and neighbour the mean and the closest offset are within 1 px of DIS exactly where DIS
-    moves less than 1 px (computed here from DIS on the same frames)."""
+    """Notebook 10's section (and notebook 11's), call for call. Offsets at zero (an untrained
+    offset branch): at every level and neighbour the mean and the closest offset are within 1 px
+    of DIS exactly where DIS moves less than 1 px (computed here from DIS on the same frames)."""
     monkeypatch.setenv(CHECKPOINT_ENV, str(_checkpoint(basicsr_edvr, tmp_path / "edvr.pth")))
     model = optional_edvr(checkpoint_from_env())
     description = "EDVR with 8 features, 2 reconstruction blocks, 5 frames, G = 2, TSA"

@@ -236,14 +236,43 @@ def test_overview_gives_no_verdict_on_a_baseline_that_does_not_align():
     assert rows[n5]["verdict"].endswith("by the rule alone: reproduced")
 
 
+def _table2(n1_over_zero=(1.0, 1.2, 1.4)):
+    """table2's TDAN N = 1 and N = 25 on 3 seeds; N = 25 ahead by 0.20, 0.21, 0.22 dB."""
+    return [_run("table2", c, s, 27.0 + 0.1 * s + (0.2 + 0.01 * s if c.endswith("n25") else 0),
+                 gain=n1_over_zero[s] if c.endswith("n1") else 0.8,
+                 diversity={"diversity": 0.0 if c.endswith("n1") else 0.3 + 0.1 * s},
+                 psnr_real={"psnr": 30.0 + 0.1 * s})
+            for c in ("tdan-n1", "tdan-n25") for s in range(3)]
+
+
 def test_overview_reads_table2_seed_for_seed():
-    t2 = [_run("table2", c, s, 27.0 + 0.1 * s + (0.2 + 0.01 * s if c.endswith("n25") else 0))
-          for c in ("tdan-n1", "tdan-n25") for s in range(3)]
-    rows = _overview(table2=t2)
+    rows = _overview(table2=_table2())
     tdan = rows["Table 2: TDAN, N = 25 - N = 1"]
     assert (tdan["paper"], tdan["ours"], tdan["seeds"], tdan["verdict"]) == (
         "+0.227 dB (Vimeo-90K-T)", "+0.210 ± 0.010 dB", 3, "reproduced")
     assert rows["Table 2: flow-based (TOFlow-like, N SPyNets), N = 3 - N = 1"]["ours"] == "not run"
+    # a TDAN whose N = 1 does not beat its offsets held at zero gets no verdict
+    tdan = _overview(table2=_table2(n1_over_zero=(0.3, -0.1, 0.2)))["Table 2: TDAN, N = 25 - N = 1"]
+    assert tdan["verdict"].startswith("no verdict: the baseline's premise fails")
+    assert tdan["verdict"].endswith("by the rule alone: reproduced")
+
+
+def test_table2_beside_the_paper_per_family_and_n(capsys):
+    rows = report.table2(_table2())
+    assert len(rows) == 6 and len(rows[0]) == len(report.TABLE2_HEADERS)
+    assert rows[0] == ["TDAN", 1, 33.313, "27.10 ± 0.10", "30.10 ± 0.10", "+1.20 ± 0.20", "0.000 ± 0.000",
+                       "50.0 ± 0.0 %", "0, 1, 2"]
+    assert rows[1][:4] == ["TDAN", 9, 33.483, "not run"] and rows[1][-1] == "-"
+    assert rows[2][3:7] == ["27.31 ± 0.11", "30.10 ± 0.10", "+0.80 ± 0.00", "0.400 ± 0.100"]
+    assert [r[1] for r in rows[3:]] == [1, 2, 3] and all(r[3] == "not run" for r in rows[3:])
+    lines = report.table2_verdicts(_table2())
+    out = capsys.readouterr().out
+    assert "TDAN: tdan-n1's gain over its offsets held at zero: +1.00, +1.20, +1.40 dB" in out
+    assert len(lines) == 4  # N = 9, 25 of TDAN; N = 2, 3 of the flow-based network
+    assert "verdict: no verdict: not run" in lines[0]
+    assert "ours: +0.210 ± 0.010 dB (s0 +0.200, s1 +0.210, s2 +0.220)" in lines[1]
+    assert lines[1].endswith("verdict: reproduced")
+    assert all("not run" in line for line in lines[2:])
 
 
 def test_gains_over_zero_per_condition_and_seed():

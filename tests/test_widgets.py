@@ -250,3 +250,39 @@ def test_the_decomposition_on_the_kernel_grid_samples_from_the_grid(scene):
     grid = np.array([(10 + dy, 20 + dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], dtype=float)
     np.testing.assert_allclose(starts, grid)
     np.testing.assert_allclose(ends, grid, atol=1e-6)  # zero-initialised offset branch
+
+
+@pytest.mark.parametrize("family, num_offsets", [("tdan", 1), ("tdan", 9), ("flownet", 2)])
+def test_model_outputs_and_viewers_of_table2_s_models(scene, family, num_offsets):
+    """Table 2's TDAN-like and flow-based networks through the same numbers and viewers: their
+    levels (TDAN: l1; the flow network: its SPyNet levels), offsets where a constant offset
+    branch puts them, the flow network's N warped LR frames as its aligned 'features'."""
+    from dalign_nb.models.flownet import build_flownet
+    from dalign_nb.models.tdan import build_tdan
+
+    torch.manual_seed(0)
+    model = (build_tdan if family == "tdan" else build_flownet)("tiny", num_offsets=num_offsets)
+    frames = clip_frames(scene, 3)
+    out = model_outputs(model, frames)
+    levels = ("l1",) if family == "tdan" else ("l2", "l1")
+    assert out.levels == levels and out.feature_levels == ("l1",)
+    assert (out.deform_groups, out.num_offsets) == (1, num_offsets)
+    assert out.offsets["l1"].shape == (3, 1, num_offsets, 2, 32, 32)
+    channels = 3 * num_offsets if family == "flownet" else model.config.num_feat
+    assert out.aligned["l1"].shape == (3, channels, 32, 32)
+    assert out.kind == ("flow-based" if family == "flownet" else "decomposed")
+    assert out.kernel_size == (3 if num_offsets == 9 else None)
+    # the untrained models (zero flows / zero-initialised output) return their bilinear base
+    torch.testing.assert_close(out.output, bilinear_base(frames.lr[1]).clamp(0, 1), atol=1e-6, rtol=0)
+    if family == "flownet":  # every flow starts at zero: the warped frames are the frames
+        torch.testing.assert_close(out.aligned["l1"][:, :3], frames.lr, atol=1e-6, rtol=0)
+        assert float(out.offsets["l2"].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="level must be one of the model's"):
+        analyse_offsets(out, frames, 0, "l3")
+    with pytest.raises(ValueError, match="level must be one of the model's"):
+        OffsetViewer(model, scene, level="cascade")
+    viewer = OffsetViewer(model, scene)
+    assert [v for _, v in viewer.controls["level"].options] == list(levels)
+    assert repr(viewer).startswith(f"OffsetViewer({out.kind}, G=1, N={num_offsets}")
+    features = AlignedFeatureViewer({"model": model}, scene)
+    assert set(features.maps("model")) == {"ref", "nbr", "aligned"}
