@@ -213,6 +213,7 @@ def paired(results: list[dict], key: str, condition: str, baseline: str) -> dict
 # ------------------------------------------------------------------ the baseline's premise
 
 GAIN_OVER_ZERO = "measures.offsets_vs_flow.psnr_gain_over_zero"
+PSNR = "measures.offsets_vs_flow.psnr"
 
 
 def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int = MIN_SEEDS) -> dict:
@@ -334,18 +335,89 @@ def _per_seed_r(fig9: list[dict], conditions=("n1", "n5", "n15")) -> list[float]
     return out
 
 
-def _gain_per_million(fig9: list[dict]) -> list[dict]:
-    """Per run of N > 1 with its seed's N = 1: PSNR gain over N = 1 per million parameters added
-    (Fig. 16 right, A.2), as ``{"condition", "seed", "gain_per_m"}`` for ``summarize`` / ``paired``."""
-    n1 = {r["seed"]: r for r in fig9 if r["condition"] == "n1"}
+def _gain_per_million(runs: list[dict], baseline=lambda condition: "n1") -> list[dict]:
+    """Per run with its seed's ``baseline(condition)`` (fig9: N = 1): PSNR gain over that
+    baseline per million parameters added (Fig. 16 right, A.2), as ``{"condition", "seed",
+    "gain_per_m"}`` for ``summarize`` / ``paired``; runs that add no parameters are left out."""
+    by = {(r["condition"], r["seed"]): r for r in runs}
     out = []
-    for r in fig9:
-        base = n1.get(r["seed"])
-        if r["condition"] != "n1" and base and r.get("num_params") and base.get("num_params"):
+    for r in runs:
+        base = by.get((baseline(r["condition"]), r["seed"]))
+        if base is None or base is r or not (r.get("num_params") and base.get("num_params")):
+            continue
+        extra = (r["num_params"] - base["num_params"]) / 1e6
+        if extra > 0:
             gain = _get(r, "measures.offsets_vs_flow.psnr") - _get(base, "measures.offsets_vs_flow.psnr")
-            extra = (r["num_params"] - base["num_params"]) / 1e6
             out.append({"condition": r["condition"], "seed": r["seed"], "gain_per_m": gain / extra})
     return out
+
+
+# ------------------------------------------------------------------ Fig. 16's grid (notebook 06)
+
+FIG16_HEADERS = ["G", "N", "parameters", "PSNR, synthetic (dB)", "gain over N = 1, same G (dB)",
+                 "gain per 1M parameters (dB)", "diversity (px)", "seeds"]
+
+
+def fig16_runs(fig9: list[dict], fig16: list[dict]) -> list[dict]:
+    """fig9's runs (G = 1) renamed ``g1-nN`` beside fig16's ``gG-nN``: one grid of G x N."""
+    return [dict(r, condition=f"g1-{r['condition']}") for r in fig9] + list(fig16)
+
+
+def _gn(condition: str) -> tuple[int, int]:
+    g, n = condition.split("-")
+    return int(g[1:]), int(n[1:])
+
+
+def fig16_grid(fig9: list[dict], fig16: list[dict]) -> list[dict]:
+    """Fig. 16 (A.4, A.2) over G x N: per grid point (fig9's G = 1 beside fig16's G > 1), ``g``,
+    ``n``, ``params`` (one count; every seed has the same model), and ``stats`` over its seeds of
+    ``psnr`` (held-out synthetic scenes), ``gain`` (over N = 1 of the same G, seed for seed),
+    ``per_m`` (that gain per million parameters added) and ``diversity``; None where a grid
+    point has no N = 1 or no such measure. Sorted by G, then N."""
+    runs = fig16_runs(fig9, fig16)
+    psnr = summarize(runs, PSNR)
+    per_m = summarize(_gain_per_million(runs, lambda c: f"g{_gn(c)[0]}-n1"), "gain_per_m")
+    div_key = "measures.diversity.diversity"
+    div = summarize([r for r in runs if _has(r, div_key)], div_key)
+    grid = []
+    for cond in sorted(psnr, key=_gn):
+        g, n = _gn(cond)
+        gain = paired(runs, PSNR, cond, f"g{g}-n1") if n > 1 else None
+        grid.append({"condition": cond, "g": g, "n": n,
+                     "params": next(r.get("num_params") for r in runs if r["condition"] == cond),
+                     "psnr": psnr[cond], "gain": gain if gain and gain["n"] else None,
+                     "per_m": per_m.get(cond), "diversity": div.get(cond)})
+    return grid
+
+
+def fig16_table(grid: list[dict]) -> list[list[str]]:
+    """``fig16_grid`` as rows for ``paper.format_table`` (``FIG16_HEADERS``)."""
+    def cell(s, **fmt):
+        return mean_sd(s, **fmt) if s else "-"
+
+    return [[str(p["g"]), str(p["n"]), f"{p['params'] / 1e3:.0f}k" if p["params"] else "-",
+             cell(p["psnr"], digits=3), cell(p["gain"], digits=3, signed=True),
+             cell(p["per_m"], digits=2, signed=True), cell(p["diversity"], digits=3),
+             ", ".join(map(str, p["psnr"]["seeds"]))] for p in grid]
+
+
+def fig16_verdicts(fig9: list[dict], fig16: list[dict]) -> list[str]:
+    """A.4's "the PSNR improves with G": each G > 1 against G = 1 at the same N, seed for seed,
+    by the rule above, under the N = 1 baseline's premise (``baseline_premise`` on fig9). Prints
+    and returns one ``verdict_line`` per (G, N) of fig16."""
+    runs, premise = fig16_runs(fig9, fig16), baseline_premise(fig9)
+    lines = []
+    for cond in sorted({r["condition"] for r in fig16}, key=_gn):
+        g, n = _gn(cond)
+        d = paired(runs, PSNR, cond, f"g1-n{n}")
+        claim = f"PSNR improves with G (up to +{paper.A4_G_GAIN_MAX} dB, A.4): G = {g} - G = 1 at N = {n}"
+        if not d["n"]:
+            lines.append(verdict_line(claim, "G = 1 not run at this N", "no verdict: not run"))
+            continue
+        per_seed = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(d["seeds"], d["values"]))
+        lines.append(verdict_line(claim, f"{mean_sd(d, 3, signed=True)} dB ({per_seed})",
+                                  premise_verdict(difference_verdict(d, +1), premise)))
+    return lines
 
 
 def _overflow_seen(result: dict) -> str:
@@ -537,7 +609,6 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
 
 # ------------------------------------------------------------------ Table 2 (notebook 11)
 
-PSNR = "measures.offsets_vs_flow.psnr"
 TABLE2_FAMILIES = (("TDAN", "tdan"), ("flow-based (TOFlow-like, N SPyNets)", "flownet"))
 TABLE2_HEADERS = ["model", "N", "paper, Vimeo-90K-T (dB)", "ours, synthetic (dB)", "ours, real clips (dB)",
                   "gain over offsets at 0 (dB)", "diversity (px)", "within 1 px", "seeds"]

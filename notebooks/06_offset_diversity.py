@@ -499,59 +499,40 @@ plt.show()
 # ## 6. Groups and offsets (Fig. 16)
 #
 # A.4: $G$ groups of channels each get their own $N$ offsets, $G \times N$ in all. `fig16` adds
-# $G = 4$ with $N$ = 1 and 5 to `fig9`'s $G = 1$ row (seed 0 only: a cut, so no verdict rests on
-# these differences alone). Fig. 16's right panel divides the PSNR gain over $N = 1$ (same $G$)
-# by the parameters it costs, per million.
+# $G > 1$ with $N$ = 1 and 5 to `fig9`'s $G = 1$ row (the first sweep: $G = 4$, seed 0 only; the
+# sweep on `align2`: $G \in \{2, 4, 8\}$, $G = 4$ with 3 seeds). Fig. 16's right panel divides
+# the PSNR gain over $N = 1$ (same $G$) by the parameters it costs, per million.
+# `report.fig16_grid` computes every cell seed for seed (mean ± sd where a point has several
+# seeds) and `report.fig16_verdicts` judges A.4's "PSNR improves with $G$" at each $N$, under
+# the $N = 1$ baseline's premise.
 
 # %%
-f16 = experiments.load_results("fig16" + SWEEP, RESULTS_DIR)
-grid = {(1, int(r["condition"][1:])): r for r in fig9 if r["seed"] == 0}
-grid |= {(4, int(r["condition"].split("-n")[1])): r for r in f16 if r["seed"] == 0}
-rows = []
-for (g, n), r in sorted(grid.items()):
-    base = grid.get((g, 1))
-    p = r["measures"]["offsets_vs_flow"]["psnr"]
-    gain = p - base["measures"]["offsets_vs_flow"]["psnr"] if base else math.nan
-    extra = (r["num_params"] - base["num_params"]) / 1e6 if base else math.nan
-    rows.append([str(g), str(n), f"{r['num_params'] / 1e3:.0f}k", f"{p:.3f}", f"{gain:+.3f}",
-                 f"{gain / extra:+.1f}" if n > 1 and extra > 0 else "",
-                 f"{r['measures']['diversity']['diversity']:.3f}"])
-print(format_table(rows, ["G", "N", "parameters", "PSNR synthetic", "gain over N = 1", "gain per 1M parameters",
-                          "diversity px"]))
+f16 = experiments.load_results("fig16" + SWEEP, RESULTS_DIR, missing_ok=True)
+grid = report.fig16_grid(fig9, f16)
+print(format_table(report.fig16_table(grid), report.FIG16_HEADERS))
 print("\n" + format_table(report.gains_over_zero(f16), report.GAIN_HEADERS))
 fig, axes = plt.subplots(1, 2, figsize=(10, 3.4), layout="constrained")
-for g in sorted({g for g, _ in grid}):
-    ns = sorted(n for gg, n in grid if gg == g)
-    psnrs = [grid[g, n]["measures"]["offsets_vs_flow"]["psnr"] for n in ns]
-    axes[0].plot(ns, psnrs, "o-", label=f"G = {g}")
-    if (g, 1) in grid:
-        base = grid[g, 1]
-        per_m = [(grid[g, n]["measures"]["offsets_vs_flow"]["psnr"] - base["measures"]["offsets_vs_flow"]["psnr"])
-                 / ((grid[g, n]["num_params"] - base["num_params"]) / 1e6) for n in ns if n > 1]
-        axes[1].plot([n for n in ns if n > 1], per_m, "o-", label=f"G = {g}")
-axes[0].set(xlabel="N", ylabel="PSNR (dB)", title="Fig. 16 left: PSNR (seed 0)")
+for g in sorted({p["g"] for p in grid}):
+    row = [p for p in grid if p["g"] == g]
+    axes[0].errorbar([p["n"] for p in row], [p["psnr"]["mean"] for p in row],
+                     yerr=[p["psnr"]["std"] if p["psnr"]["n"] > 1 else 0 for p in row], fmt="o-", capsize=3,
+                     label=f"G = {g}")
+    per_m = [p for p in row if p["per_m"]]
+    if per_m:
+        axes[1].plot([p["n"] for p in per_m], [p["per_m"]["mean"] for p in per_m], "o-", label=f"G = {g}")
+axes[0].set(xlabel="N", ylabel="PSNR (dB)", title="Fig. 16 left: PSNR (mean ± sd over seeds)")
 axes[1].set(xlabel="N", ylabel="dB per 1M parameters", title="Fig. 16 right: gain over N = 1 per parameter")
 axes[1].axhline(0, color="grey", lw=0.5)
 for ax in axes:
     ax.legend()
 plt.show()
-print(f"\nseed 0, {grid[next(iter(grid))]['train']['iterations'] if grid else '-'} iterations. The paper "
-      f"(EDVR-M, REDS4): G = 1, N 1 -> 5: +{paper.SEC42_G1_N1_TO_N5_GAIN} dB for "
+print(f"The paper (EDVR-M, REDS4): G = 1, N 1 -> 5: +{paper.SEC42_G1_N1_TO_N5_GAIN} dB for "
       f"{paper.A4_N1_TO_N5_EXTRA_PARAMS / 1e3:.0f}K parameters; PSNR improves with G by up to "
       f"{paper.A4_G_GAIN_MAX} dB; gain per 1M parameters over N = 1: "
       + ", ".join(f"{v} dB at N = {n}" for n, v in paper.A2_GAIN_PER_M_PARAMS.items()))
 
 # %%
-if (4, 1) in grid and psnr_n1:
-    g4 = grid[4, 1]["measures"]["offsets_vs_flow"]["psnr"]
-    d = experiments.paired([dict(r, condition="g4") for r in f16 if r["condition"] == "g4-n1"]
-                           + [dict(r, condition="g1") for r in fig9 if r["condition"] == "n1"], psnr_key, "g4", "g1")
-    report.verdict_line(f"PSNR improves with G (up to +{paper.A4_G_GAIN_MAX} dB, A.4)",
-                        f"G = 4, N = 1 (seed 0 only) {g4:.3f} dB against the G = 1, N = 1 mean "
-                        f"{report.mean_sd(psnr_n1, 3)} dB over {psnr_n1['n']} seeds: {g4 - psnr_n1['mean']:+.3f} dB "
-                        f"(seed for seed, seed 0: {report.mean_sd(d, 3, signed=True)} dB)",
-                        report.premise_verdict(report.difference_verdict(d, +1), premise),
-                        why=f"one seed of G = 4; the G = 1 seeds spread by about a quarter of a dB. {premise['line']}")
+_ = report.fig16_verdicts(fig9, f16)
 
 # %% [markdown]
 # ## 7. A live demonstration (not the evidence)

@@ -309,3 +309,38 @@ def test_overview_rows_for_overflow_masks_and_gain_per_parameter():
                                "(N = 25 - N = 5)"]
     assert row["ours"] == "N = 5: +3.50 ± 0.50, N = 25: +1.00 dB per 1M"  # 0.35 dB / 0.1M; 0.5 dB / 0.5M
     assert row["seeds"] == 1 and row["verdict"].startswith("inconclusive: 1 seed")
+
+
+def test_fig16_grid_puts_fig9_as_g1_beside_fig16_seed_for_seed(capsys):
+    """Fig. 16 over G x N: fig9's runs are its G = 1 row; gains over N = 1 of the same G seed for
+    seed, per million parameters added; the verdict on G compares the same N seed for seed."""
+    fig9 = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))
+    params = {"n1": 500_000, "n5": 600_000, "n15": 800_000, "g4-n1": 520_000, "g4-n5": 900_000,
+              "g2-n1": 510_000}
+    for r in fig9:
+        r["num_params"] = params[r["condition"]]
+    fig16 = [dict(_run("fig16", c, s, (26.6, 26.3, 26.8)[s] + gain), num_params=params[c])
+             for c, gain, seeds in (("g4-n1", 0.05, (0, 1, 2)), ("g4-n5", 0.50, (0, 1, 2)),
+                                    ("g2-n1", 0.02, (0,)))
+             for s in seeds]
+    grid = report.fig16_grid(fig9, fig16)
+    assert [(p["g"], p["n"]) for p in grid] == [(1, 1), (1, 5), (1, 15), (2, 1), (4, 1), (4, 5)]
+    g1n5, g4n5 = grid[1], grid[5]
+    assert g1n5["gain"]["values"] == pytest.approx([0.30, 0.35, 0.40])
+    assert g1n5["per_m"]["values"] == pytest.approx([3.0, 3.5, 4.0])  # 0.1M parameters added
+    assert g4n5["gain"]["values"] == pytest.approx([0.45] * 3)
+    assert g4n5["per_m"]["mean"] == pytest.approx(0.45 / 0.38)
+    assert grid[3]["gain"] is None and grid[3]["psnr"]["seeds"] == [0]
+    rows = report.fig16_table(grid)
+    assert rows[1] == ["1", "5", "600k", "26.917 ± 0.275", "+0.350 ± 0.050", "+3.50 ± 0.50", "0.500 ± 0.100",
+                       "0, 1, 2"]
+    assert rows[3][4:7] == ["-", "-", "-"] and len(rows[0]) == len(report.FIG16_HEADERS)
+    lines = report.fig16_verdicts(fig9, fig16)
+    assert len(lines) == 3 and "G = 2 - G = 1 at N = 1" in lines[0] and "inconclusive: 1 seed(s)" in lines[0]
+    assert "+0.050 ± 0.000 dB (s0 +0.050, s1 +0.050, s2 +0.050)" in lines[1]
+    assert lines[1].endswith("reproduced")
+    assert "G = 4 - G = 1 at N = 5\n" in lines[2] and "+0.150 ± 0.050 dB" in lines[2]
+    # a baseline that does not align: no verdict
+    fig9_flat = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50), n1_over_zero=(-0.2, 0.1, -0.1))
+    assert "verdict: no verdict: the baseline's premise fails" in report.fig16_verdicts(fig9_flat, fig16)[1]
+    capsys.readouterr()
