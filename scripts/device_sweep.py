@@ -32,7 +32,7 @@ from dalign_nb.config import parse_sets  # noqa: E402
 from dalign_nb.experiments import EXPERIMENTS, plan  # noqa: E402
 from dalign_nb.experiments.files import paths as experiment_paths  # noqa: E402
 from dalign_nb.experiments.parallel import run_parallel  # noqa: E402
-from dalign_nb.experiments.runner import _child_status, run_state  # noqa: E402
+from dalign_nb.experiments.runner import child_status, run_state  # noqa: E402
 
 # (experiment, condition): the comparisons of Sec. 4 first (each needs its 3 seeds, and its
 # baseline fig9 n1 first of all), then the grid points of one seed, Table 1's twins, Table 2,
@@ -131,8 +131,8 @@ def main(argv=None) -> int:
         return ["experiment", run.experiment.name, "--only", run.name, "--jobs", "1", "--threads",
                 str(threads), "--device", args.device, "--no-progress", *passthrough]
 
-    def child_status(run, paths_, code):
-        return _child_status(run, paths_.of(run), code)
+    def status_of(run, paths_, code):
+        return child_status(run, paths_.of(run), code)
 
     def state(run, paths_):
         return run_state(run, paths_.of(run))
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     signal.setitimer(signal.ITIMER_REAL, args.deadline)
     status, finished_all = {}, True
     try:
-        status = run_parallel(todo, paths, args.jobs, child_args, child_status, state, args.threads)
+        status = run_parallel(todo, paths, args.jobs, child_args, status_of, state, args.threads)
     except KeyboardInterrupt:
         finished_all = False
         print(f"deadline after {time.time() - start:.0f} s: unfinished runs stopped with a checkpoint",

@@ -37,7 +37,7 @@ from .files import paths as experiment_paths
 from .measures import MEASURES
 from .parallel import run_parallel
 
-__all__ = ["run_experiment", "run_state"]
+__all__ = ["child_status", "run_experiment", "run_state"]
 
 
 def _plain(profile: Profile) -> dict:
@@ -255,8 +255,10 @@ def _child_args(name, run, *, profile, seeds, device, overrides, stop_at, fresh,
     return args + (["--fresh"] if fresh else []) + (["--remeasure"] if remeasure else [])
 
 
-def _child_status(run: Run, paths: Paths, code: int) -> tuple[str, str]:
-    """(status as ``_run_one`` says it, a line for the log) of a finished subprocess."""
+def child_status(run: Run, paths: Paths, code: int) -> tuple[str, str]:
+    """(status as ``_run_one`` says it, a line for the log) of a run's finished subprocess with
+    exit ``code``: what ``run_experiment`` reports for ``--jobs`` and ``scripts/device_sweep.py``
+    for its own pool."""
     if code == 0:
         state = run_state(run, paths)
         if state == "done":
@@ -264,8 +266,6 @@ def _child_status(run: Run, paths: Paths, code: int) -> tuple[str, str]:
         return "stopped", state
     status = {130: "SIGINT", 143: "SIGTERM"}.get(code, "failed")
     return status, f"{status} (exit code {code}); see {paths.run_dir(run) / 'log.txt'}"
-
-
 
 
 def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=None, jobs: int = 1,
@@ -313,7 +313,7 @@ def run_experiment(name: str, *, profile: str | None = None, seeds=None, device=
                                stop_at=stop_at, fresh=False, remeasure=remeasure, tag=tag,
                                paths_args=(paths.runs.parent, paths.results.parent), threads=threads,
                                command=command, options=options)
-        return {**status, **run_parallel(todo, paths, jobs, child, _child_status, run_state, threads)}
+        return {**status, **run_parallel(todo, paths, jobs, child, child_status, run_state, threads)}
     if threads:
         torch.set_num_threads(threads)
     for i, run in enumerate(todo, 1):
