@@ -54,7 +54,7 @@ from IPython.display import display
 from dalign_nb.analysis import analyse_offsets, clip_frames, model_outputs, offsets_vs_dis
 from dalign_nb.config import profile_name
 from dalign_nb.data import bundled_clips, synthetic_clips
-from dalign_nb.experiments import load_model
+from dalign_nb.experiments import ARCHIVE_600, load_model
 from dalign_nb.metrics import bicubic_baseline, closest_offset, pearson_r, psnr, share_within
 from dalign_nb.models import checkpoint_from_env, optional_edvr
 from dalign_nb.viz import show_offsets_beside_flow
@@ -64,6 +64,9 @@ PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI, minutes on 2 CPU cores)
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CHECKPOINT = checkpoint_from_env()  # DALIGN_CHECKPOINT: a BasicSR EDVR checkpoint (section 7), or None
+# the sweep whose kept weights are viewed: the first one (align, 600 iterations), kept as
+# <name>-600it; "" reads the sweep on align2 once its fig9 n1-s0, n15-s0 and fig17 dcnv2-k3-s0 are in
+SWEEP = ARCHIVE_600
 torch.manual_seed(SEED)
 print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOINT else None}")
 
@@ -73,7 +76,8 @@ print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOIN
 # **One offset against fifteen, like for like.** The experiment `fig9` (notebook 06) trained
 # the decomposition of Sec. 3.3 with $G = 1$ and $N = 1$ or $N = 15$ offsets per pixel, from
 # the same seed, on the same batches, for the same 600 iterations of the `align` setting (Sec. 4's
-# first sweep, kept as `fig9-600it`; its $N = 1$ model does not use its offsets, notebook 06; a
+# first sweep, kept as `fig9-600it` and chosen by `SWEEP`; its $N = 1$ model does not use its
+# offsets, notebook 06; `SWEEP = ""` views the sweep on `align2`, whose $N = 1$ aligns; a
 # 32-feature EDVR on synthetic scenes, with residual offsets and a photometric warping loss on
 # the mean offset: departures from the paper named in notebooks 05-06). The two differ only in
 # $N$; the weights of seed 0 are kept, so we load them. Neither has masks.
@@ -82,8 +86,8 @@ print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOIN
 # $k = 3$: $N = 9$ offsets on the kernel grid, each with a mask), trained the same way.
 
 # %%
-models = {"N = 15": load_model("fig9-600it", "n15-s0"), "N = 1": load_model("fig9-600it", "n1-s0")}
-dcnv2 = load_model("fig17-600it", "dcnv2-k3-s0")
+models = {"N = 15": load_model("fig9" + SWEEP, "n15-s0"), "N = 1": load_model("fig9" + SWEEP, "n1-s0")}
+dcnv2 = load_model("fig17" + SWEEP, "dcnv2-k3-s0")
 for name, m in {**models, "DCNv2, N = 9": dcnv2}.items():
     print(f"{name:13s} {m.config.alignment.kind:10s} {sum(q.numel() for q in m.parameters()) / 1e3:.1f}k parameters")
 
