@@ -409,15 +409,20 @@ def fig16_verdicts(fig9: list[dict], fig16: list[dict]) -> list[str]:
     lines = []
     for cond in sorted({r["condition"] for r in fig16}, key=_gn):
         g, n = _gn(cond)
-        d = paired(runs, PSNR, cond, f"g1-n{n}")
         claim = f"PSNR improves with G (up to +{paper.A4_G_GAIN_MAX} dB, A.4): G = {g} - G = 1 at N = {n}"
-        if not d["n"]:
-            lines.append(verdict_line(claim, "G = 1 not run at this N", "no verdict: not run"))
-            continue
-        per_seed = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(d["seeds"], d["values"]))
-        lines.append(verdict_line(claim, f"{mean_sd(d, 3, signed=True)} dB ({per_seed})",
-                                  premise_verdict(difference_verdict(d, +1), premise)))
+        lines.append(_psnr_step_line(claim, paired(runs, PSNR, cond, f"g1-n{n}"), premise,
+                                     "G = 1 not run at this N"))
     return lines
+
+
+def _psnr_step_line(claim: str, d: dict, premise: dict, missing: str = "not run") -> str:
+    """The ``verdict_line`` of a PSNR step ``d`` (``paired``) that the paper says is positive:
+    per seed, mean ± sd, the verdict under ``premise``; ``missing`` where nothing was paired."""
+    if not d["n"]:
+        return verdict_line(claim, missing, "no verdict: not run")
+    per_seed = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(d["seeds"], d["values"]))
+    return verdict_line(claim, f"{mean_sd(d, 3, signed=True)} dB ({per_seed})",
+                        premise_verdict(difference_verdict(d, +1), premise))
 
 
 def _overflow_seen(result: dict) -> str:
@@ -659,12 +664,7 @@ def table2_verdicts(results: list[dict]) -> list[str]:
         print(f"{family}: {premise['line']}")
         row = paper.TABLE2_VIMEO90K_T[family]
         for n in sorted(row)[1:]:
-            d = paired(results, PSNR, f"{prefix}-n{n}", f"{prefix}-n1")
             claim = f"{family}, N = {n} - N = 1: {row[n] - row[1]:+.3f} dB on Vimeo-90K-T"
-            if not d["n"]:
-                lines.append(verdict_line(claim, "not run", "no verdict: not run"))
-                continue
-            per_seed = ", ".join(f"s{s} {v:+.3f}" for s, v in zip(d["seeds"], d["values"]))
-            lines.append(verdict_line(claim, f"{mean_sd(d, 3, signed=True)} dB ({per_seed})",
-                                      premise_verdict(difference_verdict(d, +1), premise)))
+            lines.append(_psnr_step_line(claim, paired(results, PSNR, f"{prefix}-n{n}", f"{prefix}-n1"),
+                                         premise))
     return lines
