@@ -29,8 +29,8 @@ from .data.synthetic import synthetic_scene
 from .flow import estimate_flows
 from .models.modes import evaluating
 
-__all__ = ["capture_offsets", "descent_towards_flow", "dis_errors", "offset_errors", "offset_gradients",
-           "pixel_classes", "shares_by_motion"]
+__all__ = ["PIXEL_KINDS", "capture_offsets", "descent_towards_flow", "dis_errors", "offset_errors",
+           "offset_gradients", "pixel_classes", "shares_by_kind", "shares_by_motion"]
 
 
 @contextlib.contextmanager
@@ -180,6 +180,39 @@ def _pooled_errors(clips, estimate: Callable[[np.ndarray], Tensor]) -> dict[str,
             for key, v in values.items():
                 pooled.setdefault(key, []).append(v[valid])
     return {k: np.concatenate(v) for k, v in pooled.items()}
+
+
+# Kinds of pixel, from ``offset_errors`` / ``dis_errors``' classes: name -> mask of the pooled pixels.
+PIXEL_KINDS: dict[str, Callable[[dict], np.ndarray]] = {
+    "all non-occluded pixels": lambda e: np.ones_like(e["sprite"]),
+    "background": lambda e: ~e["sprite"],
+    "sprites": lambda e: e["sprite"],
+    "within 2 px of a layer boundary": lambda e: e["layer_edge"],
+    "within 6 px of the frame border": lambda e: e["frame_border"],
+    "flat": lambda e: e["flat"],
+    "textured (not flat)": lambda e: ~e["flat"],
+    "background, away from boundaries": lambda e: ~e["sprite"] & ~e["layer_edge"],
+    "background, away from boundaries and border":
+        lambda e: ~(e["sprite"] | e["layer_edge"] | e["frame_border"]),
+    "inside sprites, away from boundaries": lambda e: e["sprite"] & ~e["layer_edge"],
+}
+
+
+def shares_by_kind(errors: dict[str, np.ndarray], kinds=None, threshold: float = 1.0) -> dict[str, dict]:
+    """Per kind of pixel (names of ``PIXEL_KINDS``, all by default): ``pixels`` (its share of
+    the pooled pixels), ``within`` (the share of it within ``threshold`` px of the exact flow,
+    NaN if empty), ``of_misses`` (its share of all the pixels farther than that) and
+    ``median_epe`` (px), from ``offset_errors`` or ``dis_errors``."""
+    miss = errors["epe"] >= threshold
+    out = {}
+    for name in kinds or PIXEL_KINDS:
+        m = PIXEL_KINDS[name](errors)
+        n = int(m.sum())
+        out[name] = {"pixels": float(m.mean()),
+                     "within": float((~miss[m]).mean()) if n else float("nan"),
+                     "of_misses": float((m & miss).sum() / max(int(miss.sum()), 1)),
+                     "median_epe": float(np.median(errors["epe"][m])) if n else float("nan")}
+    return out
 
 
 MOTION_BINS = (0.0, 2.0, 4.0, 6.0, float("inf"))  # |flow| in LR px

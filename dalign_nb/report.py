@@ -538,12 +538,11 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
 
     claim = "Fig. 16: PSNR, G = 4 - G = 1 (N = 1)"
     theirs = f"up to +{paper.A4_G_GAIN_MAX} dB over G"
-    g41 = [dict(r, condition="g4") for r in R["fig16"] if r["condition"] == "g4-n1"]
-    g11 = [dict(r, condition="g1") for r in fig9 if r["condition"] == "n1"]
-    d = paired(g41 + g11, "measures.offsets_vs_flow.psnr", "g4", "g1")
+    grid_runs = fig16_runs(fig9, R["fig16"])
+    d = paired(grid_runs, PSNR, "g4-n1", "g1-n1")
     if d["n"]:  # against the G = 1 mean over all its seeds, not only the seeds G = 4 has
-        g1 = summarize(g11, "measures.offsets_vs_flow.psnr")["g1"]
-        g4 = summarize(g41, "measures.offsets_vs_flow.psnr")["g4"]
+        psnr = summarize(grid_runs, PSNR)
+        g1, g4 = psnr["g1-n1"], psnr["g4-n1"]
         ours = (f"{g4['mean'] - g1['mean']:+.3f} dB against the G = 1 mean of {g1['n']} seeds "
                 f"(seed for seed: {mean_sd(d, 3, signed=True)} dB)")
         rows.append(_row(claim, theirs, ours, d["n"], premise_verdict(difference_verdict(d, +1), premise)))

@@ -185,7 +185,6 @@ for k, d in drift.items():
 # %%
 fig9 = experiments.load_results("fig9" + SWEEP, RESULTS_DIR)
 premise = report.baseline_premise(fig9)  # does the N = 1 baseline use its offsets?
-psnr_n1 = experiments.summarize(fig9, "measures.offsets_vs_flow.psnr").get("n1")
 rows = []
 for k in (1, 3):
     a, b = by_run.get(f"dcn-g1-k{k}"), by_run.get(f"decomposed-g1-k{k}")

@@ -38,9 +38,10 @@ _clips = get_clips("synthetic", "test", num_scenes=4, seed=0, scene_config=Scene
 _errors = {"round2-s0 offsets": diagnostics.offset_errors(experiments.load_model("fig5", "round2-s0"), _clips),
            "DIS": diagnostics.dis_errors(_clips)}
 for _name, _e in _errors.items():
-    _inside, _edge = _e["sprite"] & ~_e["layer_edge"], _e["layer_edge"]
-    print(f"Fig. 11, {_name}: within 1 px of the exact flow inside sprites {100 * (_e['epe'][_inside] < 1).mean():.1f} %, "
-          f"within 2 px of a layer boundary {100 * (_e['epe'][_edge] < 1).mean():.1f} % (4 held-out scenes)")
+    _k = diagnostics.shares_by_kind(_e, ["inside sprites, away from boundaries", "within 2 px of a layer boundary"])
+    print(f"Fig. 11, {_name}: within 1 px of the exact flow inside sprites "
+          f"{100 * _k['inside sprites, away from boundaries']['within']:.1f} %, within 2 px of a layer boundary "
+          f"{100 * _k['within 2 px of a layer boundary']['within']:.1f} % (4 held-out scenes, one model of one seed)")
 
 # %% [markdown]
 # Sec. 4.2 of the paper reads offset diversity in EDVR (notebook 06) and then asks whether it
@@ -367,30 +368,26 @@ plt.show()
 # %% [markdown]
 # Where the offsets and DIS agree with the exact flow, pooled over held-out scenes (the
 # non-occluded pixels of every neighbour; `diagnostics.offset_errors` and `dis_errors`, pixel
-# kinds from the scenes' layer labels: "inside sprites" excludes the 2 px next to a layer
-# boundary, where the motion changes abruptly):
+# kinds from the scenes' layer labels, `diagnostics.shares_by_kind`: "inside sprites" excludes
+# the 2 px next to a layer boundary, where the motion changes abruptly):
 
 # %%
 clips = get_clips("synthetic", "test", num_scenes=4 if PROFILE == "quick" else 8, seed=0,
                   scene_config=SceneConfig(height=256, width=256, num_frames=3))
 errors = {"learned offsets (round2-s0)": diagnostics.offset_errors(aligner, clips), "DIS": diagnostics.dis_errors(clips)}
-kinds = {"all visible pixels": lambda e: np.ones_like(e["sprite"]),
-         "background, away from boundaries": lambda e: ~e["sprite"] & ~e["layer_edge"],
-         "inside sprites": lambda e: e["sprite"] & ~e["layer_edge"],
-         "within 2 px of a layer boundary": lambda e: e["layer_edge"]}
-rows = []
-for kind, select in kinds.items():
-    cells = []
-    for e in errors.values():
-        m = select(e)
-        cells += [f"{100 * (e['epe'][m] < 1).mean():.1f} %", f"{np.median(e['epe'][m]):.2f}"]
-    rows.append([kind, f"{100 * select(next(iter(errors.values()))).mean():.0f} %", *cells])
-print(format_table(rows, ["pixels", "share", "offsets within 1 px", "offsets median EPE (px)",
-                          "DIS within 1 px", "DIS median EPE (px)"]))
-for kind in ("inside sprites", "within 2 px of a layer boundary"):
-    shares = [100 * (e["epe"][kinds[kind](e)] < 1).mean() for e in errors.values()]
-    print(f"{kind}: the learned offsets are within 1 px on {shares[0] - shares[1]:+.1f} points "
-          f"{'more' if shares[0] >= shares[1] else 'fewer'} pixels than DIS ({len(clips)} scenes, one seed)")
+KINDS = ("all non-occluded pixels", "background, away from boundaries", "inside sprites, away from boundaries",
+         "within 2 px of a layer boundary")
+shares = {name: diagnostics.shares_by_kind(e, KINDS) for name, e in errors.items()}
+off, dis = shares.values()
+print(format_table([[kind, f"{100 * off[kind]['pixels']:.0f} %", f"{100 * off[kind]['within']:.1f} %",
+                     f"{off[kind]['median_epe']:.2f}", f"{100 * dis[kind]['within']:.1f} %",
+                     f"{dis[kind]['median_epe']:.2f}"] for kind in KINDS],
+                   ["pixels", "share", "offsets within 1 px", "offsets median EPE (px)", "DIS within 1 px",
+                    "DIS median EPE (px)"]))
+for kind in KINDS[2:]:
+    gap = 100 * (off[kind]["within"] - dis[kind]["within"])
+    print(f"{kind}: the learned offsets are within 1 px on {abs(gap):.1f} points {'more' if gap >= 0 else 'fewer'} "
+          f"pixels than DIS ({len(clips)} scenes, one model of one seed)")
 
 # %% [markdown]
 # **What the paper shows**: offsets like the flow inside objects, sharper than PWC-Net's at

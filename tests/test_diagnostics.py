@@ -158,3 +158,19 @@ def test_dis_errors_are_offset_errors_of_dis_flow():
     for key in errors:
         np.testing.assert_allclose(errors[key], expected[key], atol=1e-5)
     assert np.median(errors["epe"]) < 1.0 < np.median(errors["flow"])
+
+
+def test_shares_by_kind_by_hand():
+    """Four pixels: two on a sprite (one within 1 px), one at a layer boundary, one flat."""
+    e = {"epe": np.array([0.5, 2.0, 3.0, 0.2]), "sprite": np.array([True, True, False, False]),
+         "layer_edge": np.array([False, True, True, False]), "frame_border": np.zeros(4, bool),
+         "flat": np.array([False, False, False, True])}
+    s = D.shares_by_kind(e, ["all non-occluded pixels", "sprites", "inside sprites, away from boundaries",
+                             "within 2 px of a layer boundary", "background, away from boundaries"])
+    assert s["all non-occluded pixels"] == {"pixels": 1.0, "within": 0.5, "of_misses": 1.0, "median_epe": 1.25}
+    assert s["sprites"] == {"pixels": 0.5, "within": 0.5, "of_misses": 0.5, "median_epe": 1.25}
+    assert s["inside sprites, away from boundaries"]["within"] == 1.0
+    assert s["within 2 px of a layer boundary"] == {"pixels": 0.5, "within": 0.0, "of_misses": 1.0,
+                                                    "median_epe": 2.5}
+    assert s["background, away from boundaries"]["pixels"] == 0.25
+    assert set(D.shares_by_kind(e)) == set(D.PIXEL_KINDS)
