@@ -167,7 +167,8 @@ def test_shares_by_kind_by_hand():
          "flat": np.array([False, False, False, True])}
     s = D.shares_by_kind(e, ["all non-occluded pixels", "sprites", "inside sprites, away from boundaries",
                              "within 2 px of a layer boundary", "background, away from boundaries"])
-    assert s["all non-occluded pixels"] == {"pixels": 1.0, "within": 0.5, "of_misses": 1.0, "median_epe": 1.25}
+    assert s["all non-occluded pixels"] == {"pixels": 1.0, "within": 0.5, "of_misses": 1.0,
+                                            "median_epe": 1.25}
     assert s["sprites"] == {"pixels": 0.5, "within": 0.5, "of_misses": 0.5, "median_epe": 1.25}
     assert s["inside sprites, away from boundaries"]["within"] == 1.0
     assert s["within 2 px of a layer boundary"] == {"pixels": 0.5, "within": 0.0, "of_misses": 1.0,
