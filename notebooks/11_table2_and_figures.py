@@ -154,12 +154,13 @@ for family, build, ns in (("TDAN-like", build_tdan, (1, 9, 25)), ("flow-based", 
 # %% [markdown]
 # ## 2. Table 2 beside the paper
 #
-# The experiment `table2` trains both families on the synthetic scenes of the `align` setting
-# (notebook 04: 3 frames, 32 features, 3000 iterations of 4 x 32² LR patches), 3 seeds each,
-# seed 0's weights kept. Named departures from the paper: synthetic scenes instead of
-# Vimeo-90K (training and Vimeo-90K-T), the 'small' sizes (TDAN: 64 features, G = 8, 5 frames;
-# TOFlow: 7 frames, 4 SPyNet levels), the schedule, SPyNet trained from scratch (it is usually
-# pre-trained on flow), and `align`'s self-supervised warping term on each group's *mean*
+# The experiment `table2` trains both families on the synthetic scenes of the `align2` setting,
+# the setting of the Sec. 4 sweep (notebooks 04 and 05: 3 frames, 32 features, 3000 iterations
+# of 4 x 32² LR patches), 3 seeds each, seed 0's weights kept. Named departures from the paper:
+# synthetic scenes instead of Vimeo-90K (training and Vimeo-90K-T), the 'small' sizes (TDAN: 64
+# features, G = 8, 5 frames; TOFlow: 7 frames, 4 SPyNet levels), the schedule, SPyNet trained
+# from scratch (it is usually pre-trained on flow), and `align2`'s self-supervised warping term
+# (on soft census transforms, with an edge-aware smoothness term) on each group's *mean*
 # offset, so that the spread of the $N$ offsets is left to the SR loss, as in fig9 (TDAN's own
 # loss on the aligned LR frames is `train.aligned_lr_weight`, unused here: it would pull all
 # $N$ samples towards one image). The experiment's full description:

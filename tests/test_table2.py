@@ -189,7 +189,7 @@ def test_measures_refuse_a_level_or_reference_frame_the_model_does_not_have():
 # --------------------------------------------------------------------------- the experiment
 
 
-def test_table2_plans_six_conditions_times_three_seeds_on_align(tmp_path, capsys):
+def test_table2_plans_six_conditions_times_three_seeds_on_align2(tmp_path, capsys):
     runs = E.plan("table2")
     conditions = ("tdan-n1", "tdan-n9", "tdan-n25", "flownet-n1", "flownet-n2", "flownet-n3")
     assert [r.name for r in runs] == [f"{c}-s{s}" for c in conditions for s in (0, 1, 2)]
@@ -198,7 +198,8 @@ def test_table2_plans_six_conditions_times_three_seeds_on_align(tmp_path, capsys
         assert isinstance(p.model, TDANConfig if family == "tdan" else FlowNetConfig)
         assert f"n{p.model.offsets_per_group}" == r.condition.split("-")[1] and p.train.seed == r.seed
         assert (p.name, p.train.total_iter, p.data.batch_size, p.data.patch_size, p.model.num_frame) == \
-            ("align", 3000, 4, 32, 3)
+            ("align2", 3000, 4, 32, 3)
+        assert (p.train.photometric_penalty, p.train.smoothness_weight) == ("census", 0.1)
         assert p.train.photometric_target == "mean" and p.train.photometric_weight > 0
         assert set(p.train.photometric_levels) == set(p.model.offset_levels)
     first = {}
