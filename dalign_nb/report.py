@@ -221,11 +221,13 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
     its offsets: its PSNR gain over the same model with its offsets held at zero
     (``zero_offsets``), per seed, must be positive on every seed and its mean larger than the
     seed spread (sample standard deviation), over at least ``min_seeds`` seeds. Returns
-    ``holds`` (bool), ``gain`` (``stats`` of the gains, with ``seeds``; None without runs) and
-    ``line``: the gains per seed and what follows, for a notebook to print beside a comparison."""
+    ``holds`` (bool), ``short`` (True while fewer than ``min_seeds`` seeds are in: the premise is
+    not established yet, rather than failed), ``gain`` (``stats`` of the gains, with ``seeds``;
+    None without runs) and ``line``: the gains per seed and what follows, for a notebook to print
+    beside a comparison."""
     gains = summarize([r for r in results if r["condition"] == condition], GAIN_OVER_ZERO).get(condition)
     if gains is None:
-        return {"holds": False, "gain": None, "why": f"{condition} not run",
+        return {"holds": False, "short": True, "gain": None, "why": f"{condition} not run",
                 "line": f"{condition}: not run, no baseline to compare against"}
     per_seed = ", ".join(f"{v:+.2f}" for v in gains["values"])
     text = f"{condition}'s gain over its offsets held at zero: {per_seed} dB (seeds {gains['seeds']})"
@@ -238,7 +240,8 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
                              f"({gains['std']:.2f} dB): not shown to use its offsets")
     else:
         holds, why = True, f"mean {mean_sd(gains, signed=True)} dB: the baseline uses its offsets"
-    return {"holds": holds, "gain": gains, "why": why, "line": f"{text}; {why}"}
+    return {"holds": holds, "short": gains["n"] < min_seeds, "gain": gains, "why": why,
+            "line": f"{text}; {why}"}
 
 
 def gains_over_zero(results: list[dict], conditions=None) -> list[list[str]]:
@@ -262,11 +265,12 @@ GAIN_HEADERS = ["condition", "gain over offsets held at zero, per seed (dB)", "m
 
 
 def premise_verdict(verdict: str, premise: dict) -> str:
-    """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why, and
-    what the rule alone would say."""
+    """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why (the
+    premise fails, or has too few seeds yet), and what the rule alone would say."""
     if premise["holds"]:
         return verdict
-    return f"no verdict: the baseline's premise fails ({premise['why']}); by the rule alone: {verdict}"
+    state = "is not established yet" if premise.get("short") else "fails"
+    return f"no verdict: the baseline's premise {state} ({premise['why']}); by the rule alone: {verdict}"
 
 
 # ------------------------------------------------------------------ the overview (notebook 09)
@@ -448,13 +452,21 @@ def _overflow_verdict(runs: list[dict]) -> str:
 
 def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None) -> list[dict]:
     """Every number the paper states beside ours, one row per claim: ``claim``, ``paper`` (from
-    ``dalign_nb.paper``), ``ours`` (mean ± sd over seeds), ``seeds`` and ``verdict`` (by the rules
-    above). ``results``: experiment name -> its result dicts (``experiments.load_results``);
-    a missing experiment gives a "not run" row. ``bilinear_psnr``: EDVR's bilinear base on the
+    ``dalign_nb.paper``), ``ours`` (mean ± sd over seeds), ``seeds``, ``verdict`` (by the rules
+    above) and ``experiments`` (the experiments whose runs the row reads; ``overview_of``).
+    ``results``: experiment name -> its result dicts (``experiments.load_results``); a missing
+    experiment gives a "not run" row. ``bilinear_psnr``: EDVR's bilinear base on the
     held-out scenes, for results that do not record it (``collapsed``)."""
     R = {name: results.get(name, []) for name in
          ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3", "table2")}
     rows = []
+    tagged = 0
+
+    def reads(*names):  # the experiments whose runs the rows added since the last call read
+        nonlocal tagged
+        for row in rows[tagged:]:
+            row["experiments"] = names
+        tagged = len(rows)
 
     theirs = f"> {100 * paper.FIG5_SHARE_WITHIN_1PX:.0f} % (PWC-Net flow)"
     within = summarize(R["fig5"], "measures.offsets_vs_flow.within_1px")
@@ -463,6 +475,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         w = within.get(condition)
         rows.append(_row(claim, theirs, f"{mean_sd(w, 1, percent=True)} (exact flow)", w["n"],
                          level_verdict(w, paper.FIG5_SHARE_WITHIN_1PX)) if w else _not_run(claim, theirs))
+    reads("fig5")
 
     t1 = R["table1"]
     for k in (1, 3):
@@ -473,14 +486,17 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                                "measures.offsets_vs_flow.psnr", "decomposed", "dcn")
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], difference_verdict(d, +1))
                     if d["n"] else _not_run(claim, theirs))
+    reads("table1")
 
     fig9 = R["fig9"]
     premise = baseline_premise(fig9)
     claim = "Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"
     g, theirs = premise["gain"], "assumed (its offsets follow the flow, Fig. 5)"
     rows.append(_row(claim, theirs, f"{mean_sd(g, 2, signed=True)} dB", g["n"],
-                     "holds" if premise["holds"] else f"does not hold: {premise['line']}")
+                     "holds" if premise["holds"] else
+                     f"{'not established yet' if premise['short'] else 'does not hold'}: {premise['line']}")
                 if g else _not_run(claim, theirs))
+    rows[-1]["premise"] = True
     steps = {}
     for cond, base, theirs in (("n5", "n1", f"+{paper.SEC42_G1_N1_TO_N5_GAIN} dB (A.4)"),
                                ("n15", "n1", f"rises to the {paper.FIG9_PSNR_PLATEAU} dB plateau"),
@@ -508,10 +524,10 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     per_m = _gain_per_million(fig9)
     d = paired(per_m, "gain_per_m", "n25", "n5")
     ours = ", ".join(f"N = {c[1:]}: {mean_sd(summarize(per_m, 'gain_per_m')[c], signed=True)}"
-                     for c in ("n5", "n25") if any(r["condition"] == c for r in per_m)) or "not run"
+                     for c in ("n5", "n25") if any(r["condition"] == c for r in per_m))
     rows.append(_row(claim, theirs, f"{ours} dB per 1M", d["n"],
-                     premise_verdict(difference_verdict(d, -1), premise) if d["n"]
-                     else "not run: N = 25" if per_m else ""))
+                     premise_verdict(difference_verdict(d, -1), premise) if d["n"] else "not run: N = 25")
+                if ours else _not_run(claim, theirs))
 
     claim = "Fig. 9: diversity rises with N, N = 15 - N = 5 (N = 1 has none by definition)"
     d = paired(fig9, "measures.diversity.diversity", "n15", "n5")
@@ -535,6 +551,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         rows.append(_row(claim, theirs, mean_sd(auc, 3), auc["n"],
                          premise_verdict(level_verdict(auc, 0.5), premise))
                     if auc else _not_run(claim, theirs))
+    reads("fig9")
 
     claim = "Fig. 16: PSNR, G = 4 - G = 1 (N = 1)"
     theirs = f"up to +{paper.A4_G_GAIN_MAX} dB over G"
@@ -548,6 +565,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         rows.append(_row(claim, theirs, ours, d["n"], premise_verdict(difference_verdict(d, +1), premise)))
     else:
         rows.append(_not_run(claim, theirs))
+    reads("fig16", "fig9")
 
     claim = "Table 4: feature - image warping"
     theirs = f"{paper.difference(paper.TABLE4_REDS4, 'feature warping', 'image warping'):+.3f} dB"
@@ -557,6 +575,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"],
                      premise_verdict(difference_verdict(d, +1), premise))
                 if d["n"] else _not_run(claim, theirs))
+    reads("table4", "fig9")
 
     for cond, n in (("dcnv2-k3", 9), ("dcnv2-k5", 25)):
         claim = f"Fig. 17: mean mask against distance to the flow, per offset (N = {n})"
@@ -572,6 +591,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                "dcnv2-k5", "dcnv2-k3")
     rows.append(_row(claim, theirs, f"{mean_sd(d, 1, percent=True, signed=True)} (points)", d["n"],
                      difference_verdict(d, +1)) if d["n"] else _not_run(claim, theirs))
+    reads("fig17")
 
     claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
     gain = paper.difference(paper.TABLE3, "with offset-fidelity loss", "without offset-fidelity loss",
@@ -598,6 +618,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                          len({r["seed"] for r in runs}), _overflow_verdict(runs)))
     else:
         rows.append(_not_run(claim, theirs))
+    reads("table3")
 
     t2 = results.get("table2", [])
     for family, prefix in TABLE2_FAMILIES:
@@ -608,7 +629,24 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
         verdict = premise_verdict(difference_verdict(d, +1), baseline_premise(t2, f"{prefix}-n1"))
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict)
                     if d["n"] else _not_run(claim, theirs))
+    reads("table2")
     return rows
+
+
+OVERVIEW_HEADERS = ["the paper's claim", "paper", "ours", "seeds", "verdict"]
+
+
+ON_THE_BASELINE = ("fig9", "fig16", "table4", "fig17", "table3")  # Sec. 4's comparisons with fig9's n1
+
+
+def overview_of(rows: list[dict], *names: str, premise: bool = True) -> list[list]:
+    """The rows of ``overview`` that read any of the experiments ``names`` (a row's
+    ``experiments``; every row without ``names``), as table rows under ``OVERVIEW_HEADERS``;
+    with ``premise`` and one of ``ON_THE_BASELINE`` in ``names``, Sec. 4's baseline row too
+    (fig9's G = N = 1 against its offsets held at zero, on which those comparisons rest)."""
+    premise = premise and bool(set(names) & set(ON_THE_BASELINE))
+    return [[row["claim"], row["paper"], row["ours"], row["seeds"], row["verdict"]] for row in rows
+            if not names or set(names) & set(row["experiments"]) or (premise and row.get("premise"))]
 
 
 # ------------------------------------------------------------------ Table 2 (notebook 11)

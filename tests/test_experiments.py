@@ -390,3 +390,24 @@ def test_motion_sets_of_an_untrained_model_score_the_share_of_slow_pixels_and_di
     measured = {r.condition: r.measures for r in E.plan("fig5")}
     assert measured["round2"] == ("offsets_vs_flow", "motion_sets")
     assert measured["aligning"] == ("offsets_vs_flow",)
+
+
+def test_progress_counts_committed_runs_of_the_plans_schedule(tmp_path):
+    """Done: a result of the plan's iteration count; a shorter one (stale) does not count."""
+    folder = tmp_path / "table4"
+    folder.mkdir()
+    full = E.plan("table4")[0].profile.train.total_iter
+    for seed, iters, wall in ((0, full, 3000.0), (1, full, 2400.0), (2, full // 5, 600.0)):
+        result = {"run": f"image_warping-s{seed}", "condition": "image_warping", "seed": seed, "measures": {},
+                  "train": {"iterations": iters}, "provenance": {"profile": {}, "train_wall_s": wall}}
+        (folder / f"image_warping-s{seed}.json").write_text(json.dumps(result))
+    rows = E.progress(["table4", "fig17"], tmp_path)
+    assert rows[0] | {"train_hours": round(rows[0]["train_hours"], 6)} == {
+        "experiment": "table4", "done": 2, "total": 3, "conditions": {"image_warping": (2, 3)},
+        "train_hours": 1.5, "median_minutes": 45.0}
+    assert (rows[1]["done"], rows[1]["total"], rows[1]["median_minutes"]) == (0, 4, None)
+    assert rows[1]["conditions"] == {"dcnv2-k3": (0, 3), "dcnv2-k5": (0, 1)}
+    table = E.progress_table(rows)
+    assert table[0] == ["table4", "2 / 3", "image_warping 2/3", "1.5 h", "45 min"]
+    assert table[1][1:] == ["0 / 4", "dcnv2-k3 0/3, dcnv2-k5 0/1", "-", "-"]
+    assert all(len(row) == len(E.PROGRESS_HEADERS) for row in table)

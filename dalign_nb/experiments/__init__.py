@@ -101,7 +101,7 @@ from .catalogue import (
 from .cli import main
 from .files import RESULTS_DIR, ROOT, RUNS_DIR, DamagedResultError, ExperimentError, read_result
 from .measures import MEASURES, Measure, diversity, held_out_scenes, masks, offsets_vs_flow, psnr_real
-from .results import load_model, load_results
+from .results import PROGRESS_HEADERS, load_model, load_results, progress, progress_table
 from .runner import run_experiment
 
 __all__ = [
@@ -114,6 +114,7 @@ __all__ = [
     "LR_4X",
     "MEAN_TARGET",
     "MEASURES",
+    "PROGRESS_HEADERS",
     "RESULTS_DIR",
     "ROOT",
     "RUNS_DIR",
@@ -155,6 +156,8 @@ __all__ = [
     "offsets_vs_flow",
     "paired",
     "plan",
+    "progress",
+    "progress_table",
     "psnr_real",
     "read_result",
     "roc_auc",

@@ -6,6 +6,7 @@ seed-for-seed difference) live in ``dalign_nb.report`` beside ``stats``.
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 
 import torch
@@ -14,9 +15,10 @@ from torch import nn
 from dalign_nb.config import Profile
 from dalign_nb.models import build_model
 
+from .catalogue import plan
 from .files import RESULTS_DIR, read_result
 
-__all__ = ["load_model", "load_results"]
+__all__ = ["PROGRESS_HEADERS", "load_model", "load_results", "progress", "progress_table"]
 
 
 def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[dict]:
@@ -46,3 +48,45 @@ def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module
     state = torch.load(folder / result["weights"], map_location="cpu", weights_only=True)["params"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()
+
+
+PROGRESS_HEADERS = ["experiment", "runs done", "per condition (seeds done / planned)", "training time",
+                    "median per run"]
+
+
+def progress(names, results_dir=None) -> list[dict]:
+    """How far each experiment of ``names`` got, from its committed results alone (not from
+    ``runs/``, which holds one machine's checkpoints): per experiment ``done`` and ``total``
+    runs, ``conditions`` (condition -> (seeds done, seeds planned)), ``train_hours`` (the sum
+    of the done runs' training wall time) and ``median_minutes`` (per run; None before one is
+    done). A result of another schedule than the plan's (fewer iterations) does not count."""
+    out = []
+    for name in names:
+        results = {r["run"]: r for r in load_results(name, results_dir, missing_ok=True)}
+        conditions: dict[str, list[int]] = {}
+        walls = []
+        for run in plan(name):
+            res = results.get(run.name)
+            done = res is not None and res["train"].get("iterations") == run.profile.train.total_iter
+            counts = conditions.setdefault(run.condition, [0, 0])
+            counts[0] += done
+            counts[1] += 1
+            if done:
+                walls.append(res["provenance"].get("train_wall_s") or 0.0)
+        out.append({"experiment": name, "done": sum(c[0] for c in conditions.values()),
+                    "total": sum(c[1] for c in conditions.values()),
+                    "conditions": {c: tuple(v) for c, v in conditions.items()},
+                    "train_hours": sum(walls) / 3600,
+                    "median_minutes": statistics.median(walls) / 60 if walls else None})
+    return out
+
+
+def progress_table(rows: list[dict]) -> list[list[str]]:
+    """``progress``'s rows for ``paper.format_table`` under ``PROGRESS_HEADERS``."""
+    table = []
+    for p in rows:
+        per = ", ".join(f"{c} {d}/{t}" for c, (d, t) in p["conditions"].items())
+        table.append([p["experiment"], f"{p['done']} / {p['total']}", per,
+                      f"{p['train_hours']:.1f} h" if p["done"] else "-",
+                      f"{p['median_minutes']:.0f} min" if p["median_minutes"] is not None else "-"])
+    return table
