@@ -91,6 +91,24 @@ torch.manual_seed(SEED)
 print(f"profile {PROFILE} on {DEVICE}")
 
 # %% [markdown]
+# ## The sweep on `align2`, as far as it got
+#
+# The sections below read the sweep named by `SWEEP` above. The sweep on `align2` (3000
+# iterations, 3 seeds where a verdict rests on a condition; notebook 05's round 2 is its
+# $G = N = 1$ model) lands run by run: this cell prints how far it got for Fig. 17-18 and every
+# verdict `report` gives on its runs so far. Sec. 4's baseline row comes first: until fig9's
+# $N = 1$ has 3 seeds its premise is not established, and no comparison resting on it gets a
+# verdict.
+
+# %%
+MINE = ("fig17",)
+ALIGN2 = experiments.load_sweep("", RESULTS_DIR)  # every experiment of the sweep on align2, as committed
+print(format_table(experiments.progress_table(experiments.progress(("fig9", "fig17"), RESULTS_DIR)),
+                   experiments.PROGRESS_HEADERS))
+print()
+print(format_table(report.overview_of(report.overview(ALIGN2), *MINE), report.OVERVIEW_HEADERS))
+
+# %% [markdown]
 # ## 1. Eq. 7: a mask per sampled value
 #
 # A DCN (Eq. 1) sums the neighbour's feature sampled at $n^2$ deformed positions; DCNv2 also

@@ -411,3 +411,16 @@ def test_progress_counts_committed_runs_of_the_plans_schedule(tmp_path):
     assert table[0] == ["table4", "2 / 3", "image_warping 2/3", "1.5 h", "45 min"]
     assert table[1][1:] == ["0 / 4", "dcnv2-k3 0/3, dcnv2-k5 0/1", "-", "-"]
     assert all(len(row) == len(E.PROGRESS_HEADERS) for row in table)
+
+
+def test_load_sweep_reads_sec4_under_the_sweeps_suffix_and_fig5_table2_as_they_are(tmp_path):
+    for name in ("fig9-600it", "fig5", "table2"):
+        (tmp_path / name).mkdir()
+        result = {"run": "n1-s0", "condition": "n1", "seed": 0, "measures": {}, "train": {},
+                  "provenance": {"profile": {}}}
+        (tmp_path / name / "n1-s0.json").write_text(json.dumps(result))
+    for suffix, fig9 in (("", 0), (E.ARCHIVE_600, 1)):
+        sweep = E.load_sweep(suffix, tmp_path)
+        assert tuple(sweep) == E.SWEEP_EXPERIMENTS
+        expected = {**dict.fromkeys(E.SWEEP_EXPERIMENTS, 0), "fig9": fig9, "fig5": 1, "table2": 1}
+        assert {k: len(v) for k, v in sweep.items()} == expected

@@ -101,7 +101,16 @@ from .catalogue import (
 from .cli import main
 from .files import RESULTS_DIR, ROOT, RUNS_DIR, DamagedResultError, ExperimentError, read_result
 from .measures import MEASURES, Measure, diversity, held_out_scenes, masks, offsets_vs_flow, psnr_real
-from .results import PROGRESS_HEADERS, load_model, load_results, progress, progress_table
+from .results import (
+    PROGRESS_HEADERS,
+    SEC4_NAMES,
+    SWEEP_EXPERIMENTS,
+    load_model,
+    load_results,
+    load_sweep,
+    progress,
+    progress_table,
+)
 from .runner import run_experiment
 
 __all__ = [
@@ -125,11 +134,13 @@ __all__ = [
     "SEC4_COMMON",
     "SEC4_ITERS",
     "SEC4_MEASURES",
+    "SEC4_NAMES",
     "SEC4_OPTIONS",
     "SEC4_PROFILE",
     "SEC4_SCHEDULE",
     "SEC4_SEEDS",
     "SR_ONLY",
+    "SWEEP_EXPERIMENTS",
     "TABLE2",
     "TINY",
     "TINY_MODEL",
@@ -151,6 +162,7 @@ __all__ = [
     "held_out_scenes",
     "load_model",
     "load_results",
+    "load_sweep",
     "main",
     "masks",
     "offsets_vs_flow",

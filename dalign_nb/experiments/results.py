@@ -18,7 +18,8 @@ from dalign_nb.models import build_model
 from .catalogue import plan
 from .files import RESULTS_DIR, read_result
 
-__all__ = ["PROGRESS_HEADERS", "load_model", "load_results", "progress", "progress_table"]
+__all__ = ["PROGRESS_HEADERS", "SEC4_NAMES", "SWEEP_EXPERIMENTS", "load_model", "load_results", "load_sweep",
+           "progress", "progress_table"]
 
 
 def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[dict]:
@@ -48,6 +49,18 @@ def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module
     state = torch.load(folder / result["weights"], map_location="cpu", weights_only=True)["params"]
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     return model.to(device).eval()
+
+
+SWEEP_EXPERIMENTS = ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3", "table2")
+SEC4_NAMES = ("table1", "fig9", "fig16", "table4", "fig17", "table3")  # the sweep's, with an archive
+
+
+def load_sweep(suffix: str = "", results_dir=None) -> dict[str, list[dict]]:
+    """Every experiment ``report.overview`` reads, name -> its committed results (``[]`` where
+    none): Sec. 4's experiments of the sweep ``suffix`` ("" the sweep on align2,
+    ``catalogue.ARCHIVE_600`` the first one), fig5 and table2 as they are."""
+    return {name: load_results(name + suffix if name in SEC4_NAMES else name, results_dir, missing_ok=True)
+            for name in SWEEP_EXPERIMENTS}
 
 
 PROGRESS_HEADERS = ["experiment", "runs done", "per condition (seeds done / planned)", "training time",
