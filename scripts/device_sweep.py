@@ -35,7 +35,8 @@ from dalign_nb.experiments.parallel import run_parallel  # noqa: E402
 from dalign_nb.experiments.runner import child_status, run_state  # noqa: E402
 
 # (experiment, condition): the comparisons of Sec. 4 first (each needs its 3 seeds, and its
-# baseline fig9 n1 first of all), then the grid points of one seed, Table 1's twins, Table 2,
+# baseline fig9 n1 first of all), then the grid points of one seed, Table 1's twins, Table 2
+# (each family's N = 1, the premise of its verdict, then its largest N, then the middle one),
 # and fig5's remaining seeds.
 PRIORITY = (
     [("fig9", c) for c in ("n1", "n5", "n15")]
@@ -46,7 +47,7 @@ PRIORITY = (
     + [("fig9", c) for c in ("n3", "n9", "n25")] + [("fig17", "dcnv2-k5")]
     + [("fig16", f"g{g}-n{n}") for g in (2, 8) for n in (1, 5)]
     + [("table1", c.name) for c in EXPERIMENTS["table1"].conditions]
-    + [("table2", c.name) for c in EXPERIMENTS["table2"].conditions]
+    + [("table2", c) for c in ("tdan-n1", "flownet-n1", "tdan-n25", "flownet-n3", "tdan-n9", "flownet-n2")]
     + [("fig5", c) for c in ("round2_sr_only", "edvr_sr_only", "round2_wte_only", "round2_census_only",
                              "round2_cost_volume")]
 )

@@ -63,3 +63,10 @@ def test_the_deadline_stops_the_runs_with_nothing_half_packed(sweep, tmp_path, c
     assert code == 1 and "deadline after" in out and "0 runs finished" in out
     with tarfile.open(target) as tar:
         assert tar.getnames() == []
+
+
+def test_table2_runs_each_familys_baseline_then_its_largest_n_first(sweep):
+    order = [r.name for r, _ in sweep.queue(experiments=("table2",))]
+    assert len(order) == len(sweep.plan("table2")) == len(set(order))
+    conditions = list(dict.fromkeys(name.rsplit("-s", 1)[0] for name in order))
+    assert conditions[:4] == ["tdan-n1", "flownet-n1", "tdan-n25", "flownet-n3"]
