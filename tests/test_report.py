@@ -374,3 +374,24 @@ def test_a_premise_with_too_few_seeds_is_not_established_rather_than_failed():
                                          "+1.50")
     per_m = rows["Fig. 16 (A.2): PSNR gain over N = 1 per 1M parameters added falls with N (N = 25 - N = 5)"]
     assert (per_m["ours"], per_m["verdict"]) == ("not run", "")
+
+
+def test_overview_rows_for_table1_g8_fig16_n5_and_table3_at_the_normal_rate():
+    t1 = [_run("table1", f"{kind}-g8-k3", 0, p) for kind, p in (("dcn", 27.00), ("decomposed", 27.02))]
+    row = _overview(table1=t1)["Table 1: decomposition - DCN, G = 8, k = 3"]
+    assert (row["paper"], row["ours"], row["seeds"]) == ("-0.033 dB", "+0.020 dB", 1)
+    assert row["verdict"].startswith("inconclusive")
+    fig9 = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))  # n5 at base + 0.30 / 0.35 / 0.40
+    fig16 = [_run("fig16", "g4-n5", s, b + n5 + 0.1) for s, (b, n5) in enumerate(zip((26.6, 26.3, 26.8),
+                                                                                     (0.30, 0.35, 0.40)))]
+    row = _overview(fig9=fig9, fig16=fig16)["Fig. 16: PSNR, G = 4 - G = 1 (N = 5)"]
+    assert (row["seeds"], row["verdict"]) == (3, "reproduced")
+    assert "(seed for seed: +0.100 ± 0.000 dB)" in row["ours"]
+    claim = "Table 3: with - without the offset-fidelity loss (the normal learning rate)"
+    assert _overview(table3=[_run("table3", "dcn_fidelity", 0, 26.0)])[claim]["ours"] == "not run"
+    pair = dict(fig17=[_run("fig17", "dcnv2-k3", s, 26.0 + 0.1 * s) for s in range(3)],
+                table3=[_run("table3", "dcn_fidelity", s, 26.2 + 0.1 * s + 0.01 * s) for s in range(3)])
+    row = _overview(**pair)[claim]
+    assert (row["ours"], row["seeds"]) == ("+0.210 ± 0.010 dB", 3)
+    assert row["verdict"] == "no run collapses; PSNR: reproduced"
+    assert {"table3", "fig17"} <= set(_overview(**pair)[claim]["experiments"])
