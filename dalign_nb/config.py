@@ -137,7 +137,10 @@ class TrainConfig:
     it warps: ``"each"`` (every offset must reproduce the centre frame) or ``"mean"`` (only the
     mean of each group's N offsets, so their spread -- the offset diversity of Sec. 4.2 -- is
     left to the SR loss). ``photometric_penalty`` is what that term compares: ``"rgb"`` colours
-    or ``"census"`` (soft census transforms, UnFlow's); ``smoothness_weight`` > 0 adds the
+    or ``"census"`` (soft census transforms, UnFlow's); ``photometric_scales``: the warping term
+    also acts on each level's offsets average-pooled by each ``s`` > 1 against the frames pooled
+    by ``s`` (a coarse-to-fine term on one offset field, for a model with a single offset level:
+    ``losses.photometric_warping_loss``); ``smoothness_weight`` > 0 adds the
     edge-aware smoothness of the same offsets (``losses.smoothness_loss``, exponent
     ``smoothness_edge``) for the same iterations. Both are ours, not the paper's.
     ``aligned_lr_weight`` > 0 adds TDAN's own alignment loss (``losses.aligned_frames_loss``:
@@ -169,6 +172,7 @@ class TrainConfig:
     photometric_until: int = 0  # iterations with the warping loss (0: all)
     photometric_target: str = "each"  # "each" offset, or the "mean" of each group's N offsets
     photometric_penalty: str = "rgb"  # "rgb" colour difference or "census" (soft census, UnFlow)
+    photometric_scales: tuple[int, ...] = (1,)  # the warping term also on each level's offsets pooled by s
     smoothness_weight: float = 0.0  # edge-aware first-order smoothness of the offsets (0: off)
     smoothness_edge: float = 10.0  # exp(-smoothness_edge * |grad I_ref|) down-weights edges
     aligned_lr_weight: float = 0.0  # TDAN's own alignment loss on its aligned LR frames (0: off)
@@ -195,6 +199,10 @@ class TrainConfig:
                 isinstance(lvl, str) and re.fullmatch(r"l[1-9]", lvl) for lvl in self.photometric_levels):
             raise ValueError(f"photometric_levels must be a non-empty tuple of pyramid levels 'l1', 'l2', "
                              f"... (the model's, Profile checks which), got {self.photometric_levels!r}")
+        if not self.photometric_scales or not all(
+                isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in self.photometric_scales):
+            raise ValueError(f"photometric_scales must be a non-empty tuple of positive integers (1: the "
+                             f"level itself), got {self.photometric_scales!r}")
         if not self.offset_fidelity_levels or not all(
                 isinstance(lvl, str) and (lvl == "cascade" or re.fullmatch(r"l[1-9]", lvl))
                 for lvl in self.offset_fidelity_levels):

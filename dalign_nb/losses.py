@@ -149,6 +149,18 @@ def _level_offsets(off: Tensor, target: str, num_offsets: int) -> Tensor:
     return group_mean_offsets(off, num_offsets) if target == "mean" else off
 
 
+def _pooled_offsets(off: Tensor, scale: int) -> Tensor:
+    """Offsets (B, T, 2P, h, w) average-pooled by ``scale`` and divided by it: the same motion
+    in the pixels of the frames pooled by ``scale`` (``photometric_warping_loss``'s ``scales``)."""
+    if scale == 1:
+        return off
+    b, t, ch, h, w = off.shape
+    if h < scale or w < scale:
+        raise ValueError(f"offsets of {h} x {w} pixels cannot be pooled by {scale}")
+    pooled = F.avg_pool2d(off.flatten(0, 1), scale) / scale
+    return pooled.view(b, t, ch, *pooled.shape[-2:])
+
+
 def _wide(t: Tensor) -> Tensor:
     """At least float32: half-precision tensors from autocast are widened, float64 kept."""
     return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
@@ -210,7 +222,7 @@ def aligned_frames_loss(aligned_lr: Tensor, lq: Tensor, center: int) -> Tensor:
 def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
                              levels: tuple[str, ...] = ("l1", "l2", "l3"), eps: float = 1e-6, *,
                              target: str = "each", num_offsets: int = 1,
-                             penalty: str = "rgb") -> Tensor:
+                             penalty: str = "rgb", scales: tuple[int, ...] = (1,)) -> Tensor:
     """Self-supervised warping loss on the LR frames: NOT part of the paper.
 
     Each neighbour frame, warped by each of its offsets, should reproduce the centre frame,
@@ -239,6 +251,15 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     ``o_bar`` is also the mean sampling displacement ``mean_k (p_k + dp_k)``. ``num_offsets``:
     N (``AlignmentConfig.offsets_per_group``).
 
+    ``scales``: each level's offsets are also average-pooled by every ``s`` of ``scales`` (and
+    divided by ``s``: the same motion in coarser pixels) and warp the frames pooled by ``s``.
+    Bilinear warping passes gradient to an offset from the two pixels either side of its
+    sample only, so a term at one resolution cannot pull an offset towards a motion more than
+    about a pixel away; at ``s`` = 4 a motion of 6 px is 1.5 coarse px. For a model with one
+    offset level (TDAN's) this stands in for the coarse-to-fine pyramid that EDVR's PCD and
+    SPyNet have; ``(1,)`` (the default) is the level alone. The result is the mean over
+    ``levels`` x ``scales``.
+
     lq: (B, T, C, h, w) LR frames; offsets[level]: (B, T, 2*G*N, h_l, w_l) in the (dy, dx)
     layout of ``ops`` (EDVR's ``aux["offsets"]``); center: index of the reference frame.
     """
@@ -246,9 +267,12 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
         raise ValueError(f"penalty must be one of {PHOTOMETRIC_PENALTIES}, got {penalty!r}")
     b, t, c, h, w = lq.shape
     neighbours = _neighbours(t, center)
+    if not scales or any(not isinstance(s, int) or s < 1 for s in scales):
+        raise ValueError(f"scales must be a non-empty tuple of positive integers, got {scales!r}")
     total = lq.new_zeros(())
-    for level in levels:
+    for level, scale in ((lvl, s) for lvl in levels for s in scales):
         off = _level_offsets(offsets[level], target, num_offsets)  # (B, T, 2*P, h_l, w_l)
+        off = _pooled_offsets(off, scale)  # (B, T, 2*P, h_l / scale, w_l / scale)
         frames = _level_frames(lq, off.shape[-2:])
         pairs = off.shape[2] // 2
         nbr = frames[:, neighbours].repeat_interleave(pairs, dim=1).flatten(0, 1)  # (B*T'*P, C, h_l, w_l)
@@ -266,7 +290,7 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
             d, channels = warped - ref.float(), c
         penalty_map = torch.sqrt(d ** 2 + eps)  # (B*T'*P, channels, h_l, w_l)
         total = total + (penalty_map * inside).sum() / (inside.sum() * channels).clamp_min(1.0)
-    return total / len(levels)
+    return total / (len(levels) * len(scales))
 
 
 def smoothness_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,

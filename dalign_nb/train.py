@@ -327,7 +327,8 @@ class _Run:
         kw = {"target": cfg.photometric_target, "num_offsets": self.p.model.offsets_per_group}
         center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
         terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
-            lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty, **kw)}
+            lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty,
+            scales=cfg.photometric_scales, **kw)}
         if cfg.smoothness_weight > 0:
             terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
                 lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.config import TrainConfig
@@ -330,3 +331,38 @@ def test_the_trainer_applies_the_fidelity_loss_at_the_levels_asked(tmp_path):
                                               "train.offset_fidelity_weight": 1.0})
     with pytest.raises(ValueError, match="offset_fidelity_levels"):
         with_overrides(get_profile("align"), {"train.offset_fidelity_levels": ("cascad",)})
+
+
+def _blurred_noise_clip(shift: int, size: int = 64, blur: int = 2):
+    """``_shifted_clip`` from an image of blurred noise (Gaussian, sigma ``blur`` px): structure
+    at several scales, as natural frames have."""
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 1, size + 6 * blur, size + 2 * shift + 8 + 6 * blur)
+    noise = torch.rand(shape, generator=g, dtype=torch.float64)
+    k = torch.exp(-torch.arange(-3 * blur, 3 * blur + 1, dtype=torch.float64) ** 2 / (2 * blur ** 2))
+    k = k / k.sum()
+    image = F.conv2d(F.conv2d(noise, k.view(1, 1, 1, -1)), k.view(1, 1, -1, 1))[:, 0][None]
+    centre, neighbour = image[..., 4:4 + size], image[..., 4 + shift:4 + shift + size]
+    return torch.stack([neighbour, centre, neighbour], 1)
+
+
+def test_photometric_scales_add_the_pooled_offsets_term_and_reach_a_motion_beyond_a_pixel():
+    lq = _shifted_clip(shift=2)
+    off = _constant_offsets(-1.0)
+    both = photometric_warping_loss(lq, {"l1": off["l1"]}, 1, ("l1",), scales=(1, 2))
+    l1, l2 = (photometric_warping_loss(lq, off, 1, (lvl,)) for lvl in ("l1", "l2"))
+    # a constant field pools exactly: the pooled term is the half-size level's
+    assert both.item() == pytest.approx((l1.item() + l2.item()) / 2, rel=1e-12)
+    # a 6 px motion from offsets at 0: the census term at the level itself pulls the wrong way
+    # on this image; on the offsets pooled by 4 (1.5 coarse px away) it pulls towards the motion
+    lq = _blurred_noise_clip(shift=6)
+    grads = {}
+    for scales in ((1,), (4,)):
+        zero = torch.zeros(1, 3, 2, 64, 64, dtype=torch.float64, requires_grad=True)
+        photometric_warping_loss(lq, {"l1": zero}, 1, ("l1",), penalty="census", scales=scales).backward()
+        grads[scales] = zero.grad[:, [0, 2], 1].sum().item()  # > 0: descending moves dx towards -6
+    assert grads[(1,)] < 0 < grads[(4,)]
+    with pytest.raises(ValueError, match="scales"):
+        photometric_warping_loss(lq, {"l1": zero}, 1, ("l1",), scales=(0,))
+    with pytest.raises(ValueError, match="photometric_scales"):
+        TrainConfig(photometric_scales=())

@@ -200,6 +200,7 @@ def test_table2_plans_six_conditions_times_three_seeds_on_align2(tmp_path, capsy
         assert (p.name, p.train.total_iter, p.data.batch_size, p.data.patch_size, p.model.num_frame) == \
             ("align2", 3000, 4, 32, 3)
         assert (p.train.photometric_penalty, p.train.smoothness_weight) == ("census", 0.1)
+        assert p.train.photometric_scales == ((1, 2, 4) if family == "tdan" else (1,))  # TDAN: pooled too
         assert p.train.photometric_target == "mean" and p.train.photometric_weight > 0
         assert set(p.train.photometric_levels) == set(p.model.offset_levels)
     first = {}
