@@ -163,7 +163,13 @@ for family, build, ns in (("TDAN-like", build_tdan, (1, 9, 25)), ("flow-based", 
 # (on soft census transforms, with an edge-aware smoothness term) on each group's *mean*
 # offset, so that the spread of the $N$ offsets is left to the SR loss, as in fig9 (TDAN's own
 # loss on the aligned LR frames is `train.aligned_lr_weight`, unused here: it would pull all
-# $N$ samples towards one image). The experiment's full description:
+# $N$ samples towards one image). TDAN has one offset level, and with the warping term on it
+# alone its $N = 1$ model did not align (5.1 % of pixels within 1 px of the exact flow, +0.01 dB
+# over its offsets held at zero; kept in `data/results/table2-screens`): bilinear warping passes
+# a gradient to an offset only from about a pixel around its sample, and the motion is 2-6 px.
+# So for TDAN the term also acts on its offsets average-pooled by 2 and 4 against the frames
+# pooled alike (`train.photometric_scales`), a coarse-to-fine term standing in for the pyramid
+# that EDVR's PCD and SPyNet have. The experiment's full description:
 
 # %%
 print(experiments.EXPERIMENTS["table2"].description)
