@@ -170,7 +170,8 @@ class _Branch(nn.Module):
 
 class Oracle(nn.Module):
     """Offsets = the exact flow of each scene (dy, dx) + ``shift``, and a second offset 5 px
-    off it; the output is bilinear, brightened by 0.02 when every offset is zero."""
+    off it; the output is bilinear, brightened by 0.02 when every offset is zero. A clip it
+    does not know (the centre frame repeated: ``psnr_reference_only``) gets zero offsets."""
 
     def __init__(self, clips, shift):
         super().__init__()
@@ -180,7 +181,8 @@ class Oracle(nn.Module):
             self.targets[float(clip.lq.sum())] = torch.cat([first, first + 5.0], dim=1)  # (T, 4, h, w)
 
     def forward(self, x, return_aux=False):
-        offsets = self.branch.conv_offset(self.targets[float(x[0].sum())])  # (T, 4, h, w)
+        target = self.targets.get(float(x[0].sum()), torch.zeros(x.shape[1], 4, *x.shape[-2:]))
+        offsets = self.branch.conv_offset(target)  # (T, 4, h, w)
         out = F.interpolate(x[:, x.shape[1] // 2], scale_factor=4, mode="bilinear", align_corners=False)
         out = out + 0.02 * float(offsets.abs().max() == 0)
         return (out, {"offsets": {"l1": offsets[None]}}) if return_aux else out
@@ -219,6 +221,8 @@ def test_offsets_vs_flow_against_the_exact_flow():
     assert res["psnr_zero_offsets"] == pytest.approx(zero, abs=1e-9)
     assert res["psnr_gain_over_zero"] == pytest.approx(aligned - zero, abs=1e-9) and aligned > zero
     assert res["psnr_bilinear_base"] == pytest.approx(aligned, abs=1e-9)  # the oracle's output is the base
+    assert res["psnr_reference_only"] == pytest.approx(zero, abs=1e-9)  # the centre frame thrice: no offsets
+    assert res["psnr_gain_over_reference_only"] == pytest.approx(aligned - zero, abs=1e-9)
     far = E.offsets_vs_flow(Oracle(clips, (0.0, 1.5)), get_profile("quick"), num_scenes=2, size=64)
     assert far["within_1px"] == 0.0 and far["epe"] == pytest.approx(1.5, abs=1e-5)
 

@@ -128,7 +128,10 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     to ``max_distance``, the rest in ``above``), the same per neighbour (``by_frame``, keyed by
     the frame's distance from the centre). PSNR (RGB, 8-bit output) of the centre frame: the
     model, bicubic, and the model with its offsets held at zero (``alignment.zero_offsets``; null for
-    flow-guided alignment, whose offsets are the flow plus a residue and cannot be zeroed so).
+    flow-guided alignment, whose offsets are the flow plus a residue and cannot be zeroed so),
+    and the model given the centre frame in place of every neighbour (``psnr_reference_only``;
+    zero motion for a model that takes flows): what the neighbours' content adds at all, which
+    no alignment can exceed; ``psnr_gain_over_reference_only`` is the model's PSNR minus it.
     Scenes: ``num_scenes`` of ``size`` x ``size`` HR pixels (``held_out_scenes``).
     """
     device = device or next(model.parameters()).device
@@ -136,7 +139,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     c = t // 2
     zero = not _has_flow_guided(model)
     pixels = {k - c: [] for k in range(t) if k != c}  # neighbour -> [(l2, l1, |flow|, |offset|)]
-    scores = {"model": [], "zero_offsets": [], "bicubic": [], "bilinear_base": []}
+    scores = {"model": [], "zero_offsets": [], "reference_only": [], "bicubic": [], "bilinear_base": []}
     occluded = []
     with evaluating(model):
         for clip in held_out_scenes(profile, num_scenes, size, scene_seed):
@@ -149,6 +152,9 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
                 with zero_offsets(model):
                     out_zero = model(lq, **kw)
                 scores["zero_offsets"].append(psnr(quantize(out_zero.float().cpu()), gt))
+            still = lq[:, c:c + 1].expand_as(lq).contiguous()  # the centre frame t times: no motion
+            out_still = model(still, **{k: torch.zeros_like(v) for k, v in kw.items()})
+            scores["reference_only"].append(psnr(quantize(out_still.float().cpu()), gt))
             for k, f, o, _, valid in _neighbours(clip, aux, level):  # (1, 2, h, w), (1, 2GN, h, w)
                 occluded.append(float((~valid).float().mean()))
                 d2, index = closest_offset(o, f)  # (1, h, w) each
@@ -169,6 +175,8 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
         "psnr": mean["model"], "psnr_zero_offsets": mean["zero_offsets"], "psnr_bicubic": mean["bicubic"],
         "psnr_bilinear_base": mean["bilinear_base"],
         "psnr_gain_over_zero": None if not zero else mean["model"] - mean["zero_offsets"],
+        "psnr_reference_only": mean["reference_only"],
+        "psnr_gain_over_reference_only": mean["model"] - mean["reference_only"],
         "psnr_per_scene": scores,
         "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed, "level": level,
                      "threshold": threshold, "num_frame": t},
