@@ -395,3 +395,38 @@ def test_overview_rows_for_table1_g8_fig16_n5_and_table3_at_the_normal_rate():
     assert (row["ours"], row["seeds"]) == ("+0.210 ± 0.010 dB", 3)
     assert row["verdict"] == "no run collapses; PSNR: reproduced"
     assert {"table3", "fig17"} <= set(_overview(**pair)[claim]["experiments"])
+
+
+def _with_reference(runs, gains):
+    """``runs`` with ``psnr_gain_over_reference_only`` recorded: ``gains[seed]`` for n1, 0.3 else."""
+    for r in runs:
+        g = gains[r["seed"]] if r["condition"] == "n1" else 0.3
+        if g is not None:
+            r["measures"]["offsets_vs_flow"]["psnr_gain_over_reference_only"] = g
+    return runs
+
+
+def test_psnr_comparisons_need_a_baseline_whose_neighbours_reach_its_output():
+    """Offsets that follow the motion (+1.2 dB over zero offsets) in a model that takes nothing
+    from its neighbours (the centre frame in their place scores the same): PSNR rows get no
+    verdict, rows on the offsets' own structure (diversity, Fig. 6) keep theirs."""
+    deaf = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.01, -0.02, 0.00))
+    premise = report.baseline_premise(deaf)
+    assert not premise["holds"] and not premise["short"] and premise["temporal"]["n"] == 3
+    assert "takes nothing from its neighbours' content" in premise["why"]
+    assert report.baseline_premise(deaf, temporal=False)["holds"]
+    rows = _overview(fig9=deaf)
+    base = rows["Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"]
+    assert base["verdict"].startswith("holds for the offsets' own structure, not for PSNR")
+    assert "over the centre frame in place of its neighbours" in base["ours"]
+    assert rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"].startswith("no verdict")
+    diversity = rows["Fig. 9: diversity rises with N, N = 15 - N = 5 (N = 1 has none by definition)"]
+    assert diversity["verdict"] == "reproduced"
+    hearing = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.5, 0.6, 0.7))
+    assert report.baseline_premise(hearing)["holds"]
+    assert _overview(fig9=hearing)["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"] == "reproduced"
+    partly = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.5, None, 0.7))
+    assert "not measured on every seed" in report.baseline_premise(partly)["why"]
+    unmeasured = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))  # results from before the measure: as before
+    before = report.baseline_premise(unmeasured)
+    assert before["holds"] and before["temporal"] is None
