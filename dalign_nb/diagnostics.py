@@ -17,6 +17,7 @@ Offsets are in the layout of ``ops`` (``(dy, dx)`` pairs), flows ``(u, v)``, as 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import cv2
@@ -25,12 +26,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
 from .flow import estimate_flows
 from .models.modes import evaluating
 
-__all__ = ["PIXEL_KINDS", "capture_offsets", "descent_towards_flow", "dis_errors", "offset_errors",
-           "offset_gradients", "pixel_classes", "shares_by_kind", "shares_by_motion"]
+__all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
+           "dis_errors", "neighbour_information", "offset_errors", "offset_gradients", "pixel_classes",
+           "shares_by_kind", "shares_by_motion"]
 
 
 @contextlib.contextmanager
@@ -231,3 +234,108 @@ def shares_by_motion(errors: dict[str, np.ndarray], bins=MOTION_BINS, threshold:
         out.append({"from": lo, "to": hi, "pixels": n,
                     "within": float((errors["epe"][sel] < threshold).mean()) if n else float("nan")})
     return out
+
+
+# ------------------------------------------------------------------ what the neighbours carry
+
+DEGRADATIONS = ("BI", "BD")
+
+
+def degradation_matrix(size: int, scale: int = 4, degradation: str = "BI") -> np.ndarray:
+    """The 1-D x``scale`` downsampling of ``data.degrade`` as a dense ``(size / scale, size)``
+    matrix ``W``, so that a grey image ``X`` degrades to ``W @ X @ W.T``: ``"BI"`` MATLAB's
+    antialiased bicubic (``resize_weights``, as ``bi_degrade``), ``"BD"`` the 13-tap Gaussian of
+    sigma 1.6 with reflect-101 borders, then every ``scale``-th pixel from the first (as
+    ``bd_degrade``)."""
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    if size % scale:
+        raise ValueError(f"size {size} must be divisible by scale {scale}")
+    if degradation == "BI":
+        return resize_weights(size, size // scale, 1.0 / scale)
+    r, sigma = 6, 1.6
+    taps = np.exp(-np.arange(-r, r + 1) ** 2 / (2 * sigma ** 2))
+    taps /= taps.sum()
+    mat = np.zeros((size, size))
+    for i in range(size):
+        for j, w in zip(range(i - r, i + r + 1), taps):
+            j = -j if j < 0 else 2 * (size - 1) - j if j > size - 1 else j  # reflect-101
+            mat[i, j] += w
+    return mat[::scale]
+
+
+def neighbour_information(textures=None, *, num_crops: int = 4, size: int = 128, scale: int = 4,
+                          degradation: str = "BI", speed: tuple[float, float] = (2.0, 6.0),
+                          regularisation: float = 2e-4, seed: int = 0) -> dict:
+    """How much two neighbours can add to the centre frame at all: the HR centre (grey) rebuilt
+    by least squares from 8-bit LR frames whose degradation and motion are known exactly, from
+    the centre frame alone and from all three.
+
+    Per crop: a ``size`` x ``size`` HR window of a texture (the bundled training footage by
+    default) moved by a global motion of whole HR pixels, ``-d``, 0, ``+d`` over three frames
+    (``|d|`` drawn in ``speed`` LR px per frame, a random direction: the synthetic scenes'
+    background motion); each frame degraded by ``degradation_matrix`` and rounded to 8 bits.
+    The estimate ``X`` on a canvas covering all three frames minimises
+    ``sum_k ||W S_k(X) W^T - LR_k||^2 + regularisation * ||grad X||^2`` (L-BFGS), ``S_k`` the
+    crop of frame k; its PSNR is taken on the centre frame away from an 8-px border. An upper
+    bound on what alignment can bring a learned model, which knows neither the degradation
+    nor the motion. Returns ``psnr_centre_only`` and ``psnr_three_frames`` (per crop), ``gain``
+    (their mean difference, dB) and ``settings``.
+    """
+    if textures is None:
+        from .data.video import bundled_shots, load_bundled
+
+        textures = [f for shot in bundled_shots("train")
+                    for f in load_bundled(shot.clip)[shot.start:shot.stop:10]]
+    rng = np.random.default_rng(seed)
+    margin = int(math.ceil(speed[1] * scale)) + 1
+    textures = [t for t in textures if min(t.shape[:2]) >= size + 2 * margin]
+    if not textures:
+        raise ValueError(f"no texture of at least {size + 2 * margin} px a side")
+    w = torch.from_numpy(degradation_matrix(size, scale, degradation))
+    grey = np.array([0.299, 0.587, 0.114])
+    out = {"psnr_centre_only": [], "psnr_three_frames": []}
+    for _ in range(num_crops):
+        tex = textures[rng.integers(len(textures))].astype(np.float64) @ grey / 255.0
+        y0, x0 = (rng.integers(0, tex.shape[i] - size - 2 * margin + 1) for i in (0, 1))
+        canvas = torch.from_numpy(tex[y0:y0 + size + 2 * margin, x0:x0 + size + 2 * margin].copy())
+        angle = rng.uniform(0, 2 * np.pi)
+        d = np.round(rng.uniform(*speed) * scale * np.array([np.sin(angle), np.cos(angle)])).astype(int)
+        corners = [(margin - d[0], margin - d[1]), (margin, margin), (margin + d[0], margin + d[1])]
+        lrs = [torch.round((w @ _window(canvas, c, size) @ w.T).clamp(0, 1) * 255) / 255 for c in corners]
+        gt = _window(canvas, corners[1], size)[8:-8, 8:-8]
+        for key, frames in (("psnr_centre_only", (1,)), ("psnr_three_frames", (1, 0, 2))):
+            est = _least_squares([lrs[k] for k in frames], [corners[k] for k in frames], w, size, scale,
+                                 margin, regularisation)
+            est = _window(est, corners[1], size)[8:-8, 8:-8].clamp(0, 1)
+            out[key].append(10 * math.log10(1.0 / float(((est - gt) ** 2).mean())))
+    gain = float(np.mean(out["psnr_three_frames"]) - np.mean(out["psnr_centre_only"]))
+    return {**out, "gain": gain, "settings": {"num_crops": num_crops, "size": size, "scale": scale,
+                                               "degradation": degradation, "speed": speed,
+                                               "regularisation": regularisation, "seed": seed}}
+
+
+def _window(x: Tensor, corner, size: int) -> Tensor:
+    return x[corner[0]:corner[0] + size, corner[1]:corner[1] + size]
+
+
+def _least_squares(lrs, corners, w: Tensor, size: int, scale: int, margin: int,
+                   regularisation: float) -> Tensor:
+    """The canvas ``X`` minimising ``sum_k ||W window_k(X) W^T - LR_k||^2 + reg ||grad X||^2``
+    (L-BFGS from the bicubic upsampling of the first LR frame, the centre's, replicated to the
+    margins)."""
+    start = F.interpolate(lrs[0][None, None], scale_factor=scale, mode="bicubic", align_corners=False)
+    x = F.pad(start, (margin,) * 4, mode="replicate")[0, 0].clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([x], max_iter=300, history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        fit = sum(((w @ _window(x, c, size) @ w.T - lr) ** 2).sum() for lr, c in zip(lrs, corners))
+        smooth = ((x[1:] - x[:-1]) ** 2).sum() + ((x[:, 1:] - x[:, :-1]) ** 2).sum()
+        loss = fit + regularisation * smooth
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    return x.detach()

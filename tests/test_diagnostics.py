@@ -4,13 +4,14 @@ offset errors of models whose offsets are the exact flow or zero."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from dalign_nb import diagnostics as D
-from dalign_nb.data import SceneConfig, get_clips
+from dalign_nb.data import SceneConfig, bd_degrade, bi_degrade, get_clips
 from dalign_nb.losses import charbonnier_loss
 from dalign_nb.models.edvr import EDVR
 
@@ -175,3 +176,25 @@ def test_shares_by_kind_by_hand():
                                                     "median_epe": 2.5}
     assert s["background, away from boundaries"]["pixels"] == 0.25
     assert set(D.shares_by_kind(e)) == set(D.PIXEL_KINDS)
+
+
+@pytest.mark.parametrize("kind, degrade", [("BI", bi_degrade), ("BD", bd_degrade)])
+def test_degradation_matrix_is_the_datas_degradation(kind, degrade):
+    img = np.random.default_rng(1).random((48, 40))
+    w_rows, w_cols = D.degradation_matrix(48, 4, kind), D.degradation_matrix(40, 4, kind)
+    assert np.abs(w_rows @ img @ w_cols.T - degrade(img)).max() < 1e-12
+    with pytest.raises(ValueError, match="degradation"):
+        D.degradation_matrix(48, 4, "BX")
+
+
+def test_neighbours_carry_information_that_a_reconstruction_knowing_the_motion_recovers():
+    """Two neighbours moved by whole HR pixels: the least-squares estimate from all three 8-bit
+    LR frames beats the one from the centre frame alone on every crop."""
+    rng = np.random.default_rng(0)
+    noise = rng.random((160, 160, 3)) * 255  # blurred a little: detail down to a few HR pixels
+    textures = [cv2.GaussianBlur(noise, (0, 0), 1.5).astype(np.uint8)]
+    res = D.neighbour_information(textures, num_crops=2, size=48, speed=(1.0, 3.0))
+    assert all(three > one + 0.5 for one, three in zip(res["psnr_centre_only"], res["psnr_three_frames"]))
+    assert res["gain"] == pytest.approx(np.mean(res["psnr_three_frames"]) - np.mean(res["psnr_centre_only"]))
+    with pytest.raises(ValueError, match="no texture"):
+        D.neighbour_information(textures, size=160)
