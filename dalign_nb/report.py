@@ -296,6 +296,28 @@ def gains_over_zero(results: list[dict], conditions=None) -> list[list[str]]:
 GAIN_HEADERS = ["condition", "gain over offsets held at zero, per seed (dB)", "mean ± sd (dB)"]
 
 
+def gains_table(results: list[dict], conditions=None) -> list[list[str]]:
+    """``gains_over_zero`` with two more columns: the PSNR gain over the same model given the
+    centre frame in place of its neighbours (``psnr_gain_over_reference_only``: what the
+    neighbours' content adds), per seed and mean ± sd, "-" where not recorded; headers
+    ``GAINS_HEADERS``."""
+    by: dict[str, dict[int, float | None]] = {}
+    for r in results:
+        by.setdefault(r["condition"], {})[r["seed"]] = (_get(r, GAIN_OVER_REFERENCE)
+                                                        if _has_key(r, GAIN_OVER_REFERENCE) else None)
+    rows = []
+    for row in gains_over_zero(results, conditions):
+        seeds = by.get(row[0], {})
+        values = [v for v in seeds.values() if v is not None]
+        per_seed = ", ".join(f"s{s} {'-' if v is None else f'{v:+.2f}'}" for s, v in sorted(seeds.items()))
+        rows.append(row + [per_seed or "not run", mean_sd(stats(values), signed=True) if values else "-"])
+    return rows
+
+
+GAINS_HEADERS = GAIN_HEADERS + ["gain over the centre frame in place of the neighbours, per seed (dB)",
+                                "mean ± sd (dB)"]
+
+
 def premise_verdict(verdict: str, premise: dict) -> str:
     """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why (the
     premise fails, or has too few seeds yet), and what the rule alone would say."""

@@ -430,3 +430,13 @@ def test_psnr_comparisons_need_a_baseline_whose_neighbours_reach_its_output():
     unmeasured = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))  # results from before the measure: as before
     before = report.baseline_premise(unmeasured)
     assert before["holds"] and before["temporal"] is None
+
+
+def test_gains_table_puts_the_reference_only_gain_beside_the_zero_offset_one():
+    runs = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.01, None, -0.02))
+    rows = {r[0]: r for r in report.gains_table(runs)}
+    assert rows["n1"] == ["n1", "s0 +1.20, s1 +0.90, s2 +1.50", "+1.20 ± 0.30", "s0 +0.01, s1 -, s2 -0.02",
+                          "-0.01 ± 0.02"]
+    assert rows["n5"][3:] == ["s0 +0.30, s1 +0.30, s2 +0.30", "+0.30 ± 0.00"]
+    assert len(report.GAINS_HEADERS) == len(rows["n1"])
+    assert report.gains_table(_fig9((0.3,) * 3, (0.4,) * 3))[0][3:] == ["s0 -, s1 -, s2 -", "-"]
