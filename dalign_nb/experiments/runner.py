@@ -55,12 +55,15 @@ def _changes(profile: Profile, saved: dict) -> tuple[list[str], list[str]]:
 
 
 def _git() -> dict:
+    """The commit checked out and whether a tracked file differs from it (``git_dirty``), results
+    aside: ``data/results`` is what a sweep writes and commits while its other runs train, not
+    code that a run executes."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
 
     try:
         head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)data/results")
     except (OSError, subprocess.SubprocessError):
         return {"git_commit": None, "git_dirty": None}
     if head.returncode:
