@@ -428,3 +428,21 @@ def test_load_sweep_reads_sec4_under_the_sweeps_suffix_and_fig5_table2_as_they_a
         assert tuple(sweep) == E.SWEEP_EXPERIMENTS
         expected = {**dict.fromkeys(E.SWEEP_EXPERIMENTS, 0), "fig9": fig9, "fig5": 1, "table2": 1}
         assert {k: len(v) for k, v in sweep.items()} == expected
+
+
+def test_provenance_calls_a_tree_dirty_for_code_not_for_committed_results(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "data" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "data" / "results" / "run.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "start")
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    assert runner._git()["git_dirty"] is False
+    (tmp_path / "data" / "results" / "run.json").write_text('{"remeasured": true}\n')  # a sweep's result
+    assert runner._git()["git_dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runner._git()["git_dirty"] is True
