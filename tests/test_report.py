@@ -262,10 +262,14 @@ def test_overview_reads_table2_seed_for_seed():
 def test_table2_beside_the_paper_per_family_and_n(capsys):
     rows = report.table2(_table2())
     assert len(rows) == 6 and len(rows[0]) == len(report.TABLE2_HEADERS)
-    assert rows[0] == ["TDAN", 1, 33.313, "27.10 ± 0.10", "30.10 ± 0.10", "+1.20 ± 0.20", "0.000 ± 0.000",
-                       "50.0 ± 0.0 %", "0, 1, 2"]
+    assert rows[0] == ["TDAN", 1, 33.313, "27.10 ± 0.10", "30.10 ± 0.10", "+1.20 ± 0.20", "not run",
+                       "0.000 ± 0.000", "50.0 ± 0.0 %", "0, 1, 2"]  # results without the reference-only PSNR
     assert rows[1][:4] == ["TDAN", 9, 33.483, "not run"] and rows[1][-1] == "-"
-    assert rows[2][3:7] == ["27.31 ± 0.11", "30.10 ± 0.10", "+0.80 ± 0.00", "0.400 ± 0.100"]
+    assert rows[2][3:8] == ["27.31 ± 0.11", "30.10 ± 0.10", "+0.80 ± 0.00", "not run", "0.400 ± 0.100"]
+    heard = _table2()
+    for r in heard:
+        r["measures"]["offsets_vs_flow"]["psnr_gain_over_reference_only"] = 0.1 * (r["seed"] + 1)
+    assert report.table2(heard)[0][6] == "+0.20 ± 0.10"
     assert [r[1] for r in rows[3:]] == [1, 2, 3] and all(r[3] == "not run" for r in rows[3:])
     lines = report.table2_verdicts(_table2())
     out = capsys.readouterr().out
