@@ -226,7 +226,8 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
 
     With ``temporal`` (for comparisons of PSNR), also whether what it aligns reaches its output:
     its gain over itself given the centre frame in place of its neighbours
-    (``psnr_gain_over_reference_only``), by the same rule, where its results record it. A model
+    (``psnr_gain_over_reference_only``), by the same rule and larger than a flat difference
+    (``PLATEAU_TOLERANCE``), where its results record it. A model
     whose offsets follow the motion but whose fusion takes nothing from the neighbours' content
     passes the first test (misaligned features hurt its fusion) and fails this one: PSNR
     differences between such models are not differences of alignment.
@@ -258,7 +259,7 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
         text += (f"; over itself given the centre frame in place of its neighbours: "
                  f"{', '.join(f'{v:+.2f}' for v in reference['values'])} dB (seeds {reference['seeds']})")
         if holds and (reference["n"] < gains["n"] or not all(v > 0 for v in reference["values"])
-                      or reference["mean"] <= reference["std"]):
+                      or reference["mean"] <= max(reference["std"], PLATEAU_TOLERANCE)):
             holds = False
             seen = ("not measured on every seed" if reference["n"] < gains["n"]
                     else f"mean {mean_sd(reference, signed=True)} dB over the centre frame alone")

@@ -444,3 +444,11 @@ def test_gains_table_puts_the_reference_only_gain_beside_the_zero_offset_one():
     assert rows["n5"][3:] == ["s0 +0.30, s1 +0.30, s2 +0.30", "+0.30 ± 0.00"]
     assert len(report.GAINS_HEADERS) == len(rows["n1"])
     assert report.gains_table(_fig9((0.3,) * 3, (0.4,) * 3))[0][3:] == ["s0 -, s1 -, s2 -", "-"]
+
+
+def test_a_gain_over_the_centre_frame_alone_must_be_more_than_flat():
+    """+0.005, +0.010, +0.006 dB: positive on every seed and beyond its spread, but flat."""
+    tiny = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.005, 0.010, 0.006))
+    assert not report.baseline_premise(tiny)["holds"]
+    enough = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.10, 0.12, 0.09))
+    assert report.baseline_premise(enough)["holds"]
