@@ -104,12 +104,7 @@ print(f"profile {PROFILE} on {DEVICE}")
 # the offsets themselves need only the first.
 
 # %%
-MINE = ("table1", "fig9", "fig16")
-ALIGN2 = experiments.load_sweep("", RESULTS_DIR)  # every experiment of the sweep on align2, as committed
-print(format_table(experiments.progress_table(experiments.progress(MINE, RESULTS_DIR)),
-                   experiments.PROGRESS_HEADERS))
-print()
-print(format_table(report.overview_of(report.overview(ALIGN2), *MINE), report.OVERVIEW_HEADERS))
+print(experiments.sweep_status(("table1", "fig9", "fig16"), results_dir=RESULTS_DIR))
 
 # %% [markdown]
 # ## 1. The setting, and what was cut

@@ -103,12 +103,7 @@ print(f"profile {PROFILE} on {DEVICE}")
 # verdict; claims about the offsets themselves need only the first.
 
 # %%
-MINE = ("table4",)
-ALIGN2 = experiments.load_sweep("", RESULTS_DIR)  # every experiment of the sweep on align2, as committed
-print(format_table(experiments.progress_table(experiments.progress(("fig9", "table4"), RESULTS_DIR)),
-                   experiments.PROGRESS_HEADERS))
-print()
-print(format_table(report.overview_of(report.overview(ALIGN2), *MINE), report.OVERVIEW_HEADERS))
+print(experiments.sweep_status(("table4",), ("fig9", "table4"), RESULTS_DIR))
 
 # %% [markdown]
 # ## 1. Two ways to use one flow

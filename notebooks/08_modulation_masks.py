@@ -103,12 +103,7 @@ print(f"profile {PROFILE} on {DEVICE}")
 # themselves need only the first.
 
 # %%
-MINE = ("fig17",)
-ALIGN2 = experiments.load_sweep("", RESULTS_DIR)  # every experiment of the sweep on align2, as committed
-print(format_table(experiments.progress_table(experiments.progress(("fig9", "fig17"), RESULTS_DIR)),
-                   experiments.PROGRESS_HEADERS))
-print()
-print(format_table(report.overview_of(report.overview(ALIGN2), *MINE), report.OVERVIEW_HEADERS))
+print(experiments.sweep_status(("fig17",), ("fig9", "fig17"), RESULTS_DIR))
 
 # %% [markdown]
 # ## 1. Eq. 7: a mask per sampled value

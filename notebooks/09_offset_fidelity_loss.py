@@ -97,12 +97,7 @@ print(f"profile {PROFILE} on {DEVICE}")
 # themselves need only the first.
 
 # %%
-MINE = ("table3",)
-ALIGN2 = experiments.load_sweep("", RESULTS_DIR)  # every experiment of the sweep on align2, as committed
-print(format_table(experiments.progress_table(experiments.progress(("fig9", "table3"), RESULTS_DIR)),
-                   experiments.PROGRESS_HEADERS))
-print()
-print(format_table(report.overview_of(report.overview(ALIGN2), *MINE), report.OVERVIEW_HEADERS))
+print(experiments.sweep_status(("table3",), ("fig9", "table3"), RESULTS_DIR))
 
 # %% [markdown]
 # ## 1. The runs
@@ -347,7 +342,7 @@ plt.show()
 # model of the sweep on `align2`; Table 2's rows rest on each family's own $N = 1$ (notebook 11).
 
 # %%
-sweeps = {"the sweep on align2 (3000 iterations), as far as it got": ALIGN2}
+sweeps = {"the sweep on align2 (3000 iterations), as far as it got": experiments.load_sweep("", RESULTS_DIR)}
 if SWEEP:
     sweeps[f"the sweep {SWEEP}"] = experiments.load_sweep(SWEEP, RESULTS_DIR)
 for title, R in sweeps.items():  # the rules of dalign_nb.report, paper.py's numbers

@@ -446,3 +446,11 @@ def test_provenance_calls_a_tree_dirty_for_code_not_for_committed_results(tmp_pa
     assert runner._git()["git_dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
     assert runner._git()["git_dirty"] is True
+
+
+def test_sweep_status_prints_progress_then_the_verdicts_that_read_the_experiments(tmp_path):
+    text = E.sweep_status(("table4",), ("fig9", "table4"), tmp_path)
+    progress, verdicts = text.split("\n\n")
+    assert "| fig9 | 0 / 12 |" in progress and "| table4 | 0 / 3 | image_warping 0/3 | - | - |" in progress
+    assert "Sec. 4's baseline" in verdicts and "Table 4: feature - image warping" in verdicts
+    assert "Fig. 9" not in verdicts  # rows of fig9 alone are not table4's

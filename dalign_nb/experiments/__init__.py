@@ -110,6 +110,7 @@ from .results import (
     load_sweep,
     progress,
     progress_table,
+    sweep_status,
 )
 from .runner import run_experiment
 
@@ -175,6 +176,7 @@ __all__ = [
     "roc_auc",
     "run_experiment",
     "summarize",
+    "sweep_status",
     "table2_model",
     "with_overrides",
     "zero_offsets",

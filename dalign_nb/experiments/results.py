@@ -12,14 +12,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from dalign_nb import report
 from dalign_nb.config import Profile
 from dalign_nb.models import build_model
+from dalign_nb.paper import format_table
 
 from .catalogue import plan
 from .files import RESULTS_DIR, read_result
 
 __all__ = ["PROGRESS_HEADERS", "SEC4_NAMES", "SWEEP_EXPERIMENTS", "load_model", "load_results", "load_sweep",
-           "progress", "progress_table"]
+           "progress", "progress_table", "sweep_status"]
 
 
 def load_results(name: str, results_dir=None, missing_ok: bool = False) -> list[dict]:
@@ -103,3 +105,12 @@ def progress_table(rows: list[dict]) -> list[list[str]]:
                       f"{p['train_hours']:.1f} h" if p["done"] else "-",
                       f"{p['median_minutes']:.0f} min" if p["median_minutes"] is not None else "-"])
     return table
+
+
+def sweep_status(names, progress_of=None, results_dir=None) -> str:
+    """How far the sweep on align2 got, as text for a notebook: the ``progress`` table of the
+    experiments ``progress_of`` (default ``names``), then every row of ``report.overview`` that
+    reads ``names`` (with Sec. 4's baseline row where they rest on it, ``report.overview_of``)."""
+    rows = report.overview(load_sweep("", results_dir))
+    return (format_table(progress_table(progress(progress_of or names, results_dir)), PROGRESS_HEADERS)
+            + "\n\n" + format_table(report.overview_of(rows, *names), report.OVERVIEW_HEADERS))
