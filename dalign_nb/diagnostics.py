@@ -277,10 +277,11 @@ def neighbour_information(textures=None, *, num_crops: int = 4, size: int = 128,
     background motion); each frame degraded by ``degradation_matrix`` and rounded to 8 bits.
     The estimate ``X`` on a canvas covering all three frames minimises
     ``sum_k ||W S_k(X) W^T - LR_k||^2 + regularisation * ||grad X||^2`` (L-BFGS), ``S_k`` the
-    crop of frame k; its PSNR is taken on the centre frame away from an 8-px border. An upper
-    bound on what alignment can bring a learned model, which knows neither the degradation
-    nor the motion. Returns ``psnr_centre_only`` and ``psnr_three_frames`` (per crop), ``gain``
-    (their mean difference, dB) and ``settings``.
+    crop of frame k; its PSNR is taken on the centre frame away from an 8-px border. Evidence
+    that the neighbours carry information beyond the centre frame, not a bound on what a
+    learned model can gain from them (it knows neither the degradation nor the motion, but can
+    learn a stronger prior than a smoothness term). Returns ``psnr_centre_only`` and
+    ``psnr_three_frames`` (per crop), ``gain`` (their mean difference, dB) and ``settings``.
     """
     if textures is None:
         from .data.video import bundled_shots, load_bundled

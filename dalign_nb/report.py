@@ -270,21 +270,28 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
             "line": f"{text}; {why}"}
 
 
+def _per_seed_cells(results: list[dict], key: str, conditions=None) -> dict[str, list[str]]:
+    """Per condition (those of ``results`` in order of appearance, or ``conditions``): the value
+    of ``key`` on every seed and their mean ± sd, as two cells (``"s0 +2.09, s1 -"``, "-" where
+    a seed does not record it; "not run" without runs)."""
+    by: dict[str, dict[int, float | None]] = {}
+    for r in results:
+        by.setdefault(r["condition"], {})[r["seed"]] = _get(r, key) if _has(r, key) else None
+    cells = {}
+    for cond in conditions or by:
+        seeds = by.get(cond, {})
+        values = [v for v in seeds.values() if v is not None]
+        per_seed = ", ".join(f"s{s} {'-' if v is None else f'{v:+.2f}'}" for s, v in sorted(seeds.items()))
+        cells[cond] = [per_seed or "not run", mean_sd(stats(values), signed=True) if values else "-"]
+    return cells
+
+
 def gains_over_zero(results: list[dict], conditions=None) -> list[list[str]]:
     """Per condition (those of ``results`` in order of appearance, or ``conditions``), its PSNR
     gain over the same model with its offsets held at zero on every seed and their mean ± sd:
     rows ``[condition, "s0 +2.09", ..., mean_sd]`` for ``paper.format_table`` (headers
     ``GAIN_HEADERS``), "-" for a model without offsets to hold (flow-guided)."""
-    by: dict[str, dict[int, float | None]] = {}
-    for r in results:
-        by.setdefault(r["condition"], {})[r["seed"]] = _get(r, GAIN_OVER_ZERO)
-    rows = []
-    for cond in conditions or by:
-        seeds = by.get(cond, {})
-        values = [v for v in seeds.values() if v is not None]
-        per_seed = ", ".join(f"s{s} {'-' if v is None else f'{v:+.2f}'}" for s, v in sorted(seeds.items()))
-        rows.append([cond, per_seed or "not run", mean_sd(stats(values), signed=True) if values else "-"])
-    return rows
+    return [[cond, *cells] for cond, cells in _per_seed_cells(results, GAIN_OVER_ZERO, conditions).items()]
 
 
 GAIN_HEADERS = ["condition", "gain over offsets held at zero, per seed (dB)", "mean ± sd (dB)"]
@@ -295,17 +302,8 @@ def gains_table(results: list[dict], conditions=None) -> list[list[str]]:
     centre frame in place of its neighbours (``psnr_gain_over_reference_only``: what the
     neighbours' content adds), per seed and mean ± sd, "-" where not recorded; headers
     ``GAINS_HEADERS``."""
-    by: dict[str, dict[int, float | None]] = {}
-    for r in results:
-        by.setdefault(r["condition"], {})[r["seed"]] = (_get(r, GAIN_OVER_REFERENCE)
-                                                        if _has(r, GAIN_OVER_REFERENCE) else None)
-    rows = []
-    for row in gains_over_zero(results, conditions):
-        seeds = by.get(row[0], {})
-        values = [v for v in seeds.values() if v is not None]
-        per_seed = ", ".join(f"s{s} {'-' if v is None else f'{v:+.2f}'}" for s, v in sorted(seeds.items()))
-        rows.append(row + [per_seed or "not run", mean_sd(stats(values), signed=True) if values else "-"])
-    return rows
+    reference = _per_seed_cells(results, GAIN_OVER_REFERENCE, conditions)
+    return [row + reference[row[0]] for row in gains_over_zero(results, conditions)]
 
 
 GAINS_HEADERS = GAIN_HEADERS + ["gain over the centre frame in place of the neighbours, per seed (dB)",
@@ -498,6 +496,9 @@ def _overflow_verdict(runs: list[dict]) -> str:
     return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
 
 
+OVERVIEW_EXPERIMENTS = ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3", "table2")
+
+
 def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None) -> list[dict]:
     """Every number the paper states beside ours, one row per claim: ``claim``, ``paper`` (from
     ``dalign_nb.paper``), ``ours`` (mean ± sd over seeds), ``seeds``, ``verdict`` (by the rules
@@ -505,8 +506,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     ``results``: experiment name -> its result dicts (``experiments.load_results``); a missing
     experiment gives a "not run" row. ``bilinear_psnr``: EDVR's bilinear base on the
     held-out scenes, for results that do not record it (``collapsed``)."""
-    R = {name: results.get(name, []) for name in
-         ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3", "table2")}
+    R = {name: results.get(name, []) for name in OVERVIEW_EXPERIMENTS}
     rows = []
     tagged = 0
 

@@ -130,8 +130,9 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     model, bicubic, and the model with its offsets held at zero (``alignment.zero_offsets``; null for
     flow-guided alignment, whose offsets are the flow plus a residue and cannot be zeroed so),
     and the model given the centre frame in place of every neighbour (``psnr_reference_only``;
-    zero motion for a model that takes flows): what the neighbours' content adds at all, which
-    no alignment can exceed; ``psnr_gain_over_reference_only`` is the model's PSNR minus it.
+    zero motion for a model that takes flows): ``psnr_gain_over_reference_only``, the model's
+    PSNR minus it, is what the neighbours' content adds to this model's output at all, so what
+    any alignment of them can have brought it.
     Scenes: ``num_scenes`` of ``size`` x ``size`` HR pixels (``held_out_scenes``).
     """
     device = device or next(model.parameters()).device

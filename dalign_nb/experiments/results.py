@@ -17,7 +17,7 @@ from dalign_nb.config import Profile
 from dalign_nb.models import build_model
 from dalign_nb.paper import format_table
 
-from .catalogue import plan
+from .catalogue import SEC4, plan
 from .files import RESULTS_DIR, read_result
 
 __all__ = ["PROGRESS_HEADERS", "SEC4_NAMES", "SWEEP_EXPERIMENTS", "load_model", "load_results", "load_sweep",
@@ -53,8 +53,8 @@ def load_model(name: str, run: str, results_dir=None, device="cpu") -> nn.Module
     return model.to(device).eval()
 
 
-SWEEP_EXPERIMENTS = ("fig5", "table1", "fig9", "fig16", "table4", "fig17", "table3", "table2")
-SEC4_NAMES = ("table1", "fig9", "fig16", "table4", "fig17", "table3")  # the sweep's, with an archive
+SWEEP_EXPERIMENTS = report.OVERVIEW_EXPERIMENTS
+SEC4_NAMES = tuple(e.name for e in SEC4)  # the sweep's experiments, each with its 600-iteration archive
 
 
 def load_sweep(suffix: str = "", results_dir=None) -> dict[str, list[dict]]:
