@@ -56,6 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dalign_nb.alignment import AlignmentConfig
+from dalign_nb.data.degrade import DEGRADATIONS
 from dalign_nb.losses import PHOTOMETRIC_PENALTIES, PHOTOMETRIC_TARGETS
 from dalign_nb.models import MODEL_TYPES, ModelConfig, model_type
 from dalign_nb.models.edvr import EDVRConfig
@@ -99,7 +100,11 @@ class DataConfig:
     (``"bundled"``: the test shots of the bundled clips, never trained on; ``"synthetic"``:
     scenes cut from held-out footage, with their exact flows and occlusion masks, one
     sample per scene; ``"reds"``: REDS4). ``patch_size`` is the LR patch side; the GT patch
-    is 4x.
+    is 4x. ``degradation``: how the LR frames are made from the HR ones, ``"bi"`` (MATLAB
+    bicubic, the paper's setting on REDS and Vimeo-90K) or ``"bd"`` (Gaussian blur, sigma 1.6,
+    then every 4th pixel: DUF's and BasicSR's BD, ``data.degrade``), for the training scenes, the
+    held-out scenes and the bundled clips alike (sources stored as LR image folders are BI
+    only: ``data.get_clips``).
     """
 
     source: str = "synthetic"
@@ -113,6 +118,11 @@ class DataConfig:
     samples_per_epoch: int = 1000  # patch draws before the data order reshuffles
     val_clips: int = 1  # held-out clips (synthetic: scenes) scored, the first ones of val_source
     val_frames: int = 4  # centre frames per held-out clip scored for the validation PSNR
+    degradation: str = "bi"  # "bi" (bicubic) or "bd" (blur + subsample), training and held-out alike
+
+    def __post_init__(self):
+        if self.degradation not in DEGRADATIONS:
+            raise ValueError(f"data.degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from dalign_nb.config import Profile, get_profile
 from dalign_nb.data import (
     DatasetNotFoundError,
     PatchDataset,
     SceneConfig,
     VideoError,
     augment,
+    bd_degrade,
     bundled_clips,
     bundled_shots,
     read_video,
@@ -206,3 +208,51 @@ def test_validation_clips():
     (syn,) = validation_clips("synthetic", num_scenes=1, scene_config=SMALL)
     assert syn.lq.shape == (5, 3, 32, 32) and syn.flow.shape == (5, 2, 32, 32)
     assert syn.occlusion.shape == (5, 32, 32) and syn.gt.shape == (5, 3, 128, 128)
+
+
+# ---------------------------------------------------------------- degradation (BI / BD)
+
+
+def _bd_of(gt: torch.Tensor) -> torch.Tensor:
+    """(T, 3, H, W) float in [0, 1] of 8-bit frames -> their BD LR frames, the same way."""
+    frames = (gt.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return torch.from_numpy(np.stack([bd_degrade(f) for f in frames])).permute(0, 3, 1, 2).float() / 255
+
+
+def test_bd_clips_are_bd_degraded_from_the_same_hr_frames():
+    sources = (("synthetic", {"num_scenes": 1, "scene_config": SMALL}), ("bundled", {"max_frames": 3}))
+    for source, kw in sources:
+        (bi,) = validation_clips(source, max_clips=1, **kw)
+        (bd,) = validation_clips(source, max_clips=1, degradation="bd", **kw)
+        torch.testing.assert_close(bd.gt, bi.gt, rtol=0, atol=0)
+        torch.testing.assert_close(bd.lq, _bd_of(bd.gt), rtol=0, atol=0)
+        assert (bd.lq - bi.lq).abs().mean() > 0.005  # not the BI frames: another LR grid and blur
+        if bi.flow is not None:  # a translation's LR flow does not depend on how LR was made
+            torch.testing.assert_close(bd.flow, bi.flow, rtol=0, atol=0)
+
+
+def test_bd_training_patches_and_the_profile_field():
+    ds = PatchDataset("synthetic", num_frames=3, patch_size=8, num_scenes=1, augment=False,
+                      scene_config=SceneConfig(height=64, width=64, num_frames=3), degradation="bd")
+    clip = ds.clips[0]
+    lr = np.stack([clip.lr(i) for i in range(len(clip))])
+    hr8 = (np.stack([clip.hr(i) for i in range(len(clip))]) * 255).round().astype(np.uint8)
+    np.testing.assert_array_equal((lr * 255).round().astype(np.uint8), np.stack([bd_degrade(f) for f in hr8]))
+    item = ds[0]
+    assert item["lq"].shape == (3, 3, 8, 8) and item["gt"].shape == (3, 32, 32)
+
+    p = get_profile("quick").with_overrides({"data.degradation": "bd"})
+    assert Profile.from_dict(p.to_dict()).data.degradation == "bd"
+    assert get_profile("quick").resume_conflicts(p) == ["data.degradation"]  # another training set
+    legacy = p.to_dict()
+    del legacy["data"]["degradation"]  # results stored before the field read as BI
+    assert Profile.from_dict(legacy).data.degradation == "bi"
+
+
+def test_bad_degradations_are_refused():
+    with pytest.raises(ValueError, match="degradation must be one of"):
+        get_profile("quick").with_overrides({"data.degradation": "bicubic"})
+    with pytest.raises(ValueError, match="degradation must be one of"):
+        validation_clips("synthetic", num_scenes=1, scene_config=SMALL, degradation="BD")
+    with pytest.raises(ValueError, match="read from BI LR frames"):
+        validation_clips("reds", degradation="bd")

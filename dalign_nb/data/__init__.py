@@ -22,7 +22,7 @@ from .clips import (
     video_clips,
     vimeo_clips,
 )
-from .degrade import bd_degrade, bi_degrade, cubic, imresize, resize_weights
+from .degrade import DEGRADATIONS, bd_degrade, bi_degrade, cubic, degrade, imresize, resize_weights
 from .patches import PatchDataset, ValClip, augment, get_clips, validation_clips, validation_samples
 from .synthetic import Layer, Scene, SceneConfig, flow_to_lr, render_layers, synthetic_scene
 from .video import (
@@ -53,12 +53,14 @@ __all__ = [
     "ValClip",
     "VideoError",
     "augment",
+    "DEGRADATIONS",
     "bd_degrade",
     "bi_degrade",
     "bundled_clips",
     "bundled_path",
     "bundled_shots",
     "cubic",
+    "degrade",
     "detect_shots",
     "flow_to_lr",
     "get_clips",

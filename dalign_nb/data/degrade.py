@@ -18,7 +18,7 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["bd_degrade", "bi_degrade", "cubic", "imresize", "resize_weights"]
+__all__ = ["DEGRADATIONS", "bd_degrade", "bi_degrade", "cubic", "degrade", "imresize", "resize_weights"]
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -107,3 +107,13 @@ def bd_degrade(img: np.ndarray, scale: int = 4, sigma: float = 1.6) -> np.ndarra
     blurred = cv2.GaussianBlur(img.astype(np.float64), (13, 13), sigma, borderType=cv2.BORDER_REFLECT_101)
     out = blurred[::scale, ::scale]  # (H/scale, W/scale[, C])
     return _saturate_uint8(out) if img.dtype == np.uint8 else out.astype(img.dtype)
+
+
+DEGRADATIONS = ("bi", "bd")
+
+
+def degrade(img: np.ndarray, degradation: str = "bi", scale: int = 4) -> np.ndarray:
+    """``bi_degrade`` or ``bd_degrade`` by name (``DEGRADATIONS``), as ``data.degradation`` says."""
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    return (bi_degrade if degradation == "bi" else bd_degrade)(img, scale)

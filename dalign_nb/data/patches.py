@@ -37,26 +37,35 @@ from .clips import (
     video_clips,
     vimeo_clips,
 )
+from .degrade import DEGRADATIONS
 from .synthetic import SceneConfig
 
 __all__ = ["PatchDataset", "ValClip", "augment", "get_clips", "validation_clips", "validation_samples"]
 
 
 def get_clips(source="synthetic", split: str = "train", *, root=None, num_scenes: int = 32,
-              scene_config: SceneConfig | None = None, seed: int = 0) -> list:
+              scene_config: SceneConfig | None = None, seed: int = 0, degradation: str = "bi") -> list:
     """Clips from a named source, or ``source`` itself if it is already a list of clips.
 
     ``"synthetic"`` (``num_scenes`` scenes of ``scene_config``), ``"bundled"`` (alias
     ``"clips"``: the shots of the bundled real clips), ``"reds"``, ``"vimeo"``, ``"vid4"``
     (image folders under ``root``, default ``data/<dataset>``), or a path to a video file.
+    ``degradation`` (``data.DEGRADATIONS``): how LR frames are made; "bd" for the synthetic
+    scenes (rendered so) and the bundled clips (LR made again from their HR frames) only --
+    the LR folders of REDS / Vimeo-90K / Vid4 are BI.
     """
+    if degradation not in DEGRADATIONS:
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
     if not isinstance(source, (str, Path)):
         return list(source)
     name = str(source)
     if name == "synthetic":
-        return synthetic_clips(num_scenes, scene_config, seed, split)
+        return synthetic_clips(num_scenes, scene_config, seed, split, degradation)
     if name in ("bundled", "clips"):
-        return bundled_clips(split)
+        return [clip.degraded(degradation) for clip in bundled_clips(split)]
+    if degradation != "bi":
+        raise ValueError(f"degradation {degradation!r} is made for the synthetic scenes and the bundled "
+                         f"clips; {source!r} is read from BI LR frames")
     if name == "reds":
         return reds_clips(root, split)
     if name == "vimeo":
@@ -122,7 +131,7 @@ class PatchDataset(Dataset):
                  augment: bool = True, flip: bool = True, rotate: bool = True, reverse: bool = True,
                  with_flow: bool = False, seed: int = 0, samples_per_epoch: int = 1000,
                  temporal_stride=1, split: str = "train", root=None, num_scenes: int = 32,
-                 scene_config: SceneConfig | None = None):
+                 scene_config: SceneConfig | None = None, degradation: str = "bi"):
         if num_frames < 1 or num_frames % 2 == 0:
             raise ValueError(f"num_frames must be odd and positive (a centre frame), got {num_frames}")
         if scene_config is None:
@@ -136,7 +145,7 @@ class PatchDataset(Dataset):
         self.with_flow, self.seed, self.samples_per_epoch, self.epoch = with_flow, seed, samples_per_epoch, 0
         self.strides = (temporal_stride,) if isinstance(temporal_stride, int) else tuple(temporal_stride)
         clips = get_clips(source, split, root=root, num_scenes=num_scenes, scene_config=scene_config,
-                          seed=seed)
+                          seed=seed, degradation=degradation)
         self.clips = [c for c in clips if self._fits(c)]
         if not self.clips:
             raise ValueError(f"no clip of {source!r} ({split}) is large enough for {num_frames} frames "
@@ -211,7 +220,7 @@ class ValClip:
 
 def validation_clips(source="bundled", max_frames: int | None = None, *, root=None, num_scenes: int = 2,
                      scene_config: SceneConfig | None = None, seed: int = 0,
-                     max_clips: int | None = None) -> list[ValClip]:
+                     max_clips: int | None = None, degradation: str = "bi") -> list[ValClip]:
     """The held-out clips of a source, whole, for PSNR evaluation.
 
     ``"bundled"``: the test shots of ``video.SPLIT`` (bikes shot 2, carphone), never used
@@ -219,8 +228,10 @@ def validation_clips(source="bundled", max_frames: int | None = None, *, root=No
     no training scene uses; ``"reds"``: REDS4; ``"vimeo"``: Vimeo-90K-T; ``"vid4"``: Vid4.
     ``max_frames`` keeps the first frames of each clip (the centre of a synthetic scene is
     always kept, with its flows). ``max_clips`` keeps the first clips; the others are never read.
+    ``degradation``: see ``get_clips``.
     """
-    clips = get_clips(source, "test", root=root, num_scenes=num_scenes, scene_config=scene_config, seed=seed)
+    clips = get_clips(source, "test", root=root, num_scenes=num_scenes, scene_config=scene_config, seed=seed,
+                      degradation=degradation)
     out = []
     clips = clips[:max_clips]
     for clip in clips:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .degrade import bd_degrade, bi_degrade
+from .degrade import degrade
 
 __all__ = ["Layer", "Scene", "SceneConfig", "flow_to_lr", "render_layers", "synthetic_scene"]
 
@@ -74,11 +74,11 @@ class Scene:
         As image files are, frames are 8-bit before and after the degradation (so LR values
         stay in [0, 1]); HR frames cut from 8-bit textures are not changed by it.
         """
-        degrade = {"bi": bi_degrade, "bd": bd_degrade}[degradation]
         s = self.scale
         t, h, w = self.occlusion.shape
         hr8 = np.round(np.clip(self.frames, 0, 1) * 255).astype(np.uint8)
-        frames = np.stack([degrade(f, s) for f in hr8]).astype(np.float32) / 255  # (T, H/s, W/s, 3)
+        frames = np.stack([degrade(f, degradation, s) for f in hr8]).astype(np.float32) / 255
+        # frames: (T, H/s, W/s, 3)
         occ = self.occlusion.reshape(t, h // s, s, w // s, s).any(axis=(2, 4))  # (T, H/s, W/s)
         labels = self.labels[:, s // 2 :: s, s // 2 :: s]
         return Scene(frames, flow_to_lr(self.flows, s), occ, labels, s, self.center)

@@ -71,7 +71,8 @@ def held_out_scenes(profile: Profile, num_scenes: int, size: int, scene_seed: in
     ``num_frame`` frames (``validation_clips("synthetic")``: textures from held-out footage,
     seeds no training scene uses), with exact flows and occlusion masks."""
     config = SceneConfig(height=size, width=size, num_frames=profile.model.num_frame)
-    return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config)
+    return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config,
+                            degradation=profile.data.degradation)
 
 
 def _check_centre(model: nn.Module, num_frame: int) -> None:
@@ -306,7 +307,7 @@ def psnr_real(model: nn.Module, profile: Profile, *, clips=None, frames_per_clip
     gets DIS flows. Per clip and over all frames;
     ``clips``: the clip names to score (default all).
     """
-    found = get_clips("bundled", "test")
+    found = get_clips("bundled", "test", degradation=profile.data.degradation)
     names = [c.name for c in found]
     if clips is not None:
         unknown = set(clips) - set(names)
@@ -383,8 +384,9 @@ def motion_sets(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size
         out = {"fig5": _shares(errors(held_out_scenes(profile, num_scenes, size, 0)), threshold),
                "other_seeds": _shares(pooled, threshold),
                "by_seed": {s: _shares(e, threshold) for s, e in by_seed.items()},
-               "real_global": _shares(errors(validation_clips("synthetic", num_scenes=num_scenes,
-                                                              seed=real_seed, scene_config=real)), threshold)}
+               "real_global": _shares(errors(validation_clips(
+                   "synthetic", num_scenes=num_scenes, seed=real_seed, scene_config=real,
+                   degradation=profile.data.degradation)), threshold)}
     for name in ("fig5", "other_seeds", "real_global"):  # the headline numbers, flat
         out[f"within_1px_{name}"] = out[name]["offsets"].get("within_1px")
         out[f"dis_within_1px_{name}"] = out[name]["dis"].get("within_1px")
