@@ -17,13 +17,16 @@ from dalign_nb.data import (
     bd_degrade,
     bundled_clips,
     bundled_shots,
+    get_clips,
     read_video,
     reds_clips,
     validation_clips,
+    validation_samples,
     vid4_clips,
     video_clips,
     vimeo_clips,
 )
+from dalign_nb.flow import estimate_flows
 from dalign_nb.ops import flow_warp
 
 
@@ -256,3 +259,31 @@ def test_bad_degradations_are_refused():
         validation_clips("synthetic", num_scenes=1, scene_config=SMALL, degradation="BD")
     with pytest.raises(ValueError, match="read from BI LR frames"):
         validation_clips("reds", degradation="bd")
+
+
+def test_dis_flow_source_gives_estimated_flows_and_keeps_the_exact_ones():
+    config = SceneConfig(height=128, width=128, num_frames=3)
+    exact = PatchDataset("synthetic", num_frames=3, patch_size=16, num_scenes=1, augment=False,
+                         with_flow=True, scene_config=config)
+    dis = PatchDataset("synthetic", num_frames=3, patch_size=16, num_scenes=1, augment=False,
+                       with_flow=True, scene_config=config, flow_source="dis")
+    a, b = exact[0], dis[0]
+    torch.testing.assert_close(b["lq"], a["lq"], rtol=0, atol=0)  # the same draw
+    torch.testing.assert_close(b["flow"], estimate_flows(b["lq"]), rtol=0, atol=0)
+    assert (b["flow"] - a["flow"]).abs().max() > 0  # an estimate, not the exact flow
+
+    (clip,) = get_clips("synthetic", "test", num_scenes=1, scene_config=config)
+    (s_exact,) = validation_samples([clip], 3, 1, with_flow=True)
+    (s_dis,) = validation_samples([clip], 3, 1, with_flow=True, flow_source="dis")
+    torch.testing.assert_close(s_dis["flow_exact"], s_exact["flow"], rtol=0, atol=0)
+    torch.testing.assert_close(s_dis["flow"], estimate_flows(s_dis["lq"]), rtol=0, atol=0)
+    # DIS on these frames: most visible pixels within 1 px of the exact flow
+    err = (s_dis["flow"] - s_exact["flow"]).norm(dim=1)[~s_exact["occlusion"]]
+    assert (err < 1).float().mean() > 0.5
+
+    p = get_profile("quick").with_overrides({"data.flow_source": "dis"})
+    assert get_profile("quick").resume_conflicts(p) == ["data.flow_source"]
+    with pytest.raises(ValueError, match="flow_source must be one of"):
+        get_profile("quick").with_overrides({"data.flow_source": "pwc"})
+    with pytest.raises(ValueError, match="flow_source must be one of"):
+        validation_samples([clip], 3, 1, flow_source="DIS")

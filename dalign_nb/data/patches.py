@@ -40,7 +40,12 @@ from .clips import (
 from .degrade import DEGRADATIONS
 from .synthetic import SceneConfig
 
-__all__ = ["PatchDataset", "ValClip", "augment", "get_clips", "validation_clips", "validation_samples"]
+__all__ = ["FLOW_SOURCES", "PatchDataset", "ValClip", "augment", "get_clips", "validation_clips",
+           "validation_samples"]
+
+
+# the flows a model is given on clips with exact flows: those, or DIS's estimate (as on real clips)
+FLOW_SOURCES = ("exact", "dis")
 
 
 def get_clips(source="synthetic", split: str = "train", *, root=None, num_scenes: int = 32,
@@ -124,16 +129,21 @@ class PatchDataset(Dataset):
 
     source: see ``get_clips``. ``temporal_stride``: an int, or a tuple of ints to draw from,
     spacing of the sampled frames (real clips only; synthetic scenes are rendered with
-    ``scene_config.num_frames = num_frames`` and used whole).
+    ``scene_config.num_frames = num_frames`` and used whole). ``flow_source``: a synthetic
+    scene's exact flows, or ``"dis"``: DIS's estimate on the patch, as a real clip gets.
     """
 
     def __init__(self, source="synthetic", num_frames: int = 5, patch_size: int = 64, scale: int = 4, *,
                  augment: bool = True, flip: bool = True, rotate: bool = True, reverse: bool = True,
                  with_flow: bool = False, seed: int = 0, samples_per_epoch: int = 1000,
                  temporal_stride=1, split: str = "train", root=None, num_scenes: int = 32,
-                 scene_config: SceneConfig | None = None, degradation: str = "bi"):
+                 scene_config: SceneConfig | None = None, degradation: str = "bi",
+                 flow_source: str = "exact"):
         if num_frames < 1 or num_frames % 2 == 0:
             raise ValueError(f"num_frames must be odd and positive (a centre frame), got {num_frames}")
+        if flow_source not in FLOW_SOURCES:
+            raise ValueError(f"flow_source must be one of {FLOW_SOURCES}, got {flow_source!r}")
+        self.flow_source = flow_source
         if scene_config is None:
             side = max(256, scale * patch_size)
             scene_config = SceneConfig(height=side, width=side, num_frames=num_frames, scale=scale)
@@ -183,7 +193,7 @@ class PatchDataset(Dataset):
         gt = _to_tensor(clip.hr(frame_ids[len(frame_ids) // 2])[s * y : s * (y + p), s * x : s * (x + p)])
         if not self.with_flow:
             flow = None
-        elif flow is not None:  # exact: (T, h, w, 2) -> (T, 2, p, p)
+        elif flow is not None and self.flow_source == "exact":  # (T, h, w, 2) -> (T, 2, p, p)
             flow = torch.from_numpy(np.ascontiguousarray(flow[:, y : y + p, x : x + p])).permute(0, 3, 1, 2)
         else:
             flow = estimate_flows(lq)  # (T, 2, p, p)
@@ -248,7 +258,8 @@ def validation_clips(source="bundled", max_frames: int | None = None, *, root=No
     return out
 
 
-def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: bool = False) -> list[dict]:
+def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: bool = False,
+                       flow_source: str = "exact") -> list[dict]:
     """Whole-frame samples of held-out clips (any clip of ``get_clips(..., "test")``).
 
     Each sample is a dict ``{"lq": (T, 3, h, w), "gt": (3, 4h, 4w), "name": "<clip>#<centre>"}``
@@ -257,8 +268,11 @@ def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: b
     the centre frame, and ``"occlusion"`` (T, h, w) bool. Any other clip gives
     ``frames_per_clip`` samples, centres evenly spaced among the frames with ``num_frame // 2``
     frames on either side, and with ``with_flow`` DIS flows (``dalign_nb.flow.estimate_flows``).
-    Only the frames used are read.
+    ``flow_source="dis"``: a synthetic scene's sample also has DIS flows in ``"flow"`` (the exact
+    ones in ``"flow_exact"``). Only the frames used are read.
     """
+    if flow_source not in FLOW_SOURCES:
+        raise ValueError(f"flow_source must be one of {FLOW_SOURCES}, got {flow_source!r}")
     half, out = num_frame // 2, []
     for clip in clips:
         if len(clip) < num_frame:
@@ -277,6 +291,8 @@ def validation_samples(clips, num_frame: int, frames_per_clip: int, with_flow: b
                 flows = np.ascontiguousarray(clip.flows[window])  # (T, h, w, 2)
                 sample["flow"] = torch.from_numpy(flows).permute(0, 3, 1, 2).contiguous()
                 sample["occlusion"] = torch.from_numpy(np.ascontiguousarray(clip.occlusion[window]))
+                if flow_source == "dis":
+                    sample["flow_exact"], sample["flow"] = sample["flow"], estimate_flows(sample["lq"])
             elif with_flow:
                 sample["flow"] = estimate_flows(sample["lq"])
             out.append(sample)

@@ -84,10 +84,14 @@ def _check_centre(model: nn.Module, num_frame: int) -> None:
 
 
 def _run_on(model: nn.Module, profile: Profile, clip, device):
-    """The model on a held-out scene: ``(lq (1, T, 3, h, w), flow kwargs, output (1, 3, H, W), aux)``."""
+    """The model on a held-out scene: ``(lq (1, T, 3, h, w), flow kwargs, output (1, 3, H, W), aux)``;
+    a model that takes flows gets the scene's exact flows, or DIS's (``data.flow_source``)."""
     _check_centre(model, clip.lq.shape[0])
     lq = clip.lq[None].to(device)  # (1, T, 3, h, w)
-    kw = {"flows": clip.flow[None].to(device)} if profile.model.takes_flows else {}
+    kw = {}
+    if profile.model.takes_flows:
+        flows = estimate_flows(clip.lq) if profile.data.flow_source == "dis" else clip.flow
+        kw = {"flows": flows[None].to(device)}
     out, aux = model(lq, return_aux=True, **kw)
     return lq, kw, out, aux
 

@@ -42,10 +42,10 @@ def build_data(profile):
     train_set = PatchDataset(d.source, num_frames=m.num_frame, patch_size=d.patch_size,
                              augment=d.augment, with_flow=with_flow, seed=profile.train.seed,
                              samples_per_epoch=d.samples_per_epoch, temporal_stride=d.temporal_stride,
-                             num_scenes=d.num_scenes, degradation=d.degradation)
+                             num_scenes=d.num_scenes, degradation=d.degradation, flow_source=d.flow_source)
     clips = get_clips(d.val_source, "test", num_scenes=d.val_clips, degradation=d.degradation,
                       scene_config=SceneConfig(num_frames=m.num_frame))[: d.val_clips]
-    return train_set, validation_samples(clips, m.num_frame, d.val_frames, with_flow)
+    return train_set, validation_samples(clips, m.num_frame, d.val_frames, with_flow, d.flow_source)
 
 
 @torch.no_grad()
