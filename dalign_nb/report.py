@@ -310,6 +310,58 @@ GAINS_HEADERS = GAIN_HEADERS + ["gain over the centre frame in place of the neig
                                 "mean ± sd (dB)"]
 
 
+WITHIN_1PX = "measures.offsets_vs_flow.within_1px"
+
+
+def neighbour_use_verdict(gains: dict, min_seeds: int = MIN_SEEDS) -> str:
+    """Whether a setting's models take anything from their neighbours' content, from ``stats`` of
+    their gains over themselves given the centre frame alone (``psnr_gain_over_reference_only``),
+    by the module's rule: one or two seeds are inconclusive; a 95 % interval inside
+    ``± PLATEAU_TOLERANCE`` is flat (nothing taken); above zero and a mean beyond the tolerance,
+    the neighbours reach the output; positive on every seed with an interval that touches zero, a
+    trend, not shown."""
+    if gains["n"] < min_seeds:
+        return f"inconclusive: {gains['n']} seed(s), a spread needs {min_seeds}"
+    lo, hi = interval(gains)
+    if -PLATEAU_TOLERANCE < lo and hi < PLATEAU_TOLERANCE:
+        return f"flat: the neighbours do not reach the output (95 % interval inside ± {PLATEAU_TOLERANCE} dB)"
+    if lo > 0 and gains["mean"] > PLATEAU_TOLERANCE:
+        return "the neighbours reach the output (95 % interval above zero)"
+    if _every_seed(gains, 1):
+        return ("a trend, not shown (positive on every seed; the 95 % interval includes zero or a flat "
+                "difference)")
+    if hi < 0:
+        return "the neighbours cost the output (95 % interval below zero)"
+    return "inconclusive (within noise)"
+
+
+def neighbour_use(settings: dict[str, list[dict]], min_seeds: int = MIN_SEEDS) -> list[list[str]]:
+    """One row per setting (label -> its runs, one condition, any seeds) for ``paper.format_table``
+    (headers ``NEIGHBOUR_HEADERS``): within 1 px of the exact flow and PSNR (means ± sd over
+    seeds; "-" for a model whose offsets were not scored), the gain over itself given the centre
+    frame in place of every neighbour per seed and mean ± sd, and ``neighbour_use_verdict``. The
+    question a setting must answer "yes" to before Sec. 4's PSNR comparisons mean anything about
+    alignment (``baseline_premise``); runs that do not record the gain are left out of it."""
+    rows = []
+    for label, runs in settings.items():
+        recorded = [r for r in runs if _has(r, GAIN_OVER_REFERENCE)]
+        if not recorded:
+            state = "not measured" if runs else "not run"
+            rows.append([label, "-", "-", state, "-", "no runs with the measure" if runs else "not run"])
+            continue
+        within = stats(_get(r, WITHIN_1PX) for r in recorded)
+        gains = {**stats(_get(r, GAIN_OVER_REFERENCE) for r in recorded),
+                 "seeds": [r["seed"] for r in recorded]}
+        per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(gains["seeds"], gains["values"]))
+        rows.append([label, mean_sd(within, 1, percent=True), mean_sd(stats(_get(r, PSNR) for r in recorded)),
+                     per_seed, mean_sd(gains, signed=True), neighbour_use_verdict(gains, min_seeds)])
+    return rows
+
+
+NEIGHBOUR_HEADERS = ["setting", "within 1 px", "PSNR (dB)", "gain over the centre frame alone, per seed (dB)",
+                     "mean ± sd (dB)", "verdict"]
+
+
 def premise_verdict(verdict: str, premise: dict) -> str:
     """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why (the
     premise fails, or has too few seeds yet), and what the rule alone would say."""

@@ -452,3 +452,33 @@ def test_a_gain_over_the_centre_frame_alone_must_be_more_than_flat():
     assert not report.baseline_premise(tiny)["holds"]
     enough = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.10, 0.12, 0.09))
     assert report.baseline_premise(enough)["holds"]
+
+
+def _neighbour_runs(gains, within=0.8):
+    return [_run("fig9", "n1", s, 27.5, offsets_vs_flow={
+        "psnr": 27.5 + 0.01 * s, "psnr_gain_over_zero": 1.0, "psnr_gain_over_reference_only": g,
+        "within_1px": within}) for s, g in enumerate(gains)]
+
+
+@pytest.mark.parametrize("gains, verdict", [
+    ((0.36,), "inconclusive: 1 seed(s)"),
+    ((0.36, 0.30, 0.41), "the neighbours reach the output"),
+    ((0.00, 0.01, 0.00), "flat: the neighbours do not reach the output"),
+    ((0.04, 0.03, 0.05), "a trend, not shown"),  # above zero, but no more than a flat difference
+    ((0.40, 0.02, 0.90), "a trend, not shown"),
+    ((-0.01, -0.02, 0.39), "inconclusive (within noise)"),
+    ((-0.30, -0.35, -0.40), "the neighbours cost the output"),
+])
+def test_neighbour_use_follows_the_rule(gains, verdict):
+    (row,) = report.neighbour_use({"setting": _neighbour_runs(gains)})
+    assert row[0] == "setting" and row[-1].startswith(verdict)
+    assert row[3].startswith("s0 ") and len(row) == len(report.NEIGHBOUR_HEADERS)
+
+
+def test_neighbour_use_leaves_out_runs_without_the_measure():
+    old = _run("fig9", "n1", 0, 27.5,
+               offsets_vs_flow={"psnr": 27.5, "psnr_gain_over_zero": 1.0, "within_1px": 0.7})
+    rows = report.neighbour_use({"old": [old], "mixed": [old, *_neighbour_runs((0.36,), within=0.9)[:1]],
+                                 "none": []})
+    assert rows[0][3] == "not measured" and rows[2][3] == rows[2][-1] == "not run"
+    assert rows[1][1] == "90.0 %" and rows[1][3] == "s0 +0.36"
