@@ -261,6 +261,17 @@ def test_bad_degradations_are_refused():
         validation_clips("reds", degradation="bd")
 
 
+def _patch_corner(scene, lq):
+    """Where the LR patch ``lq`` (T, 3, p, p) was cut from ``scene``'s frames."""
+    frames = np.stack([scene.lr(i) for i in range(len(scene))])  # (T, h, w, 3)
+    p = lq.shape[-1]
+    target = lq.permute(0, 2, 3, 1).numpy()
+    hits = [(y, x) for y in range(frames.shape[1] - p + 1) for x in range(frames.shape[2] - p + 1)
+            if np.array_equal(frames[:, y : y + p, x : x + p], target)]
+    assert len(hits) == 1
+    return hits[0]
+
+
 def test_dis_flow_source_gives_estimated_flows_and_keeps_the_exact_ones():
     config = SceneConfig(height=128, width=128, num_frames=3)
     exact = PatchDataset("synthetic", num_frames=3, patch_size=16, num_scenes=1, augment=False,
@@ -269,7 +280,11 @@ def test_dis_flow_source_gives_estimated_flows_and_keeps_the_exact_ones():
                        with_flow=True, scene_config=config, flow_source="dis")
     a, b = exact[0], dis[0]
     torch.testing.assert_close(b["lq"], a["lq"], rtol=0, atol=0)  # the same draw
-    torch.testing.assert_close(b["flow"], estimate_flows(b["lq"]), rtol=0, atol=0)
+    scene = dis.clips[0]
+    whole = estimate_flows(torch.from_numpy(np.stack([scene.lr(i) for i in range(3)])).permute(0, 3, 1, 2))
+    y, x = _patch_corner(scene, a["lq"])
+    # DIS on the whole scene, cut as the patch is (not DIS on the patch)
+    torch.testing.assert_close(b["flow"], whole[:, :, y : y + 16, x : x + 16], rtol=0, atol=0)
     assert (b["flow"] - a["flow"]).abs().max() > 0  # an estimate, not the exact flow
 
     (clip,) = get_clips("synthetic", "test", num_scenes=1, scene_config=config)

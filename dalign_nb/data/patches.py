@@ -130,7 +130,8 @@ class PatchDataset(Dataset):
     source: see ``get_clips``. ``temporal_stride``: an int, or a tuple of ints to draw from,
     spacing of the sampled frames (real clips only; synthetic scenes are rendered with
     ``scene_config.num_frames = num_frames`` and used whole). ``flow_source``: a synthetic
-    scene's exact flows, or ``"dis"``: DIS's estimate on the patch, as a real clip gets.
+    scene's exact flows, or ``"dis"``: DIS's estimate on the scene's whole LR frames, cut as the
+    patch is (a real clip's patch gets DIS on the patch itself).
     """
 
     def __init__(self, source="synthetic", num_frames: int = 5, patch_size: int = 64, scale: int = 4, *,
@@ -143,7 +144,7 @@ class PatchDataset(Dataset):
             raise ValueError(f"num_frames must be odd and positive (a centre frame), got {num_frames}")
         if flow_source not in FLOW_SOURCES:
             raise ValueError(f"flow_source must be one of {FLOW_SOURCES}, got {flow_source!r}")
-        self.flow_source = flow_source
+        self.flow_source, self._dis = flow_source, {}  # DIS flows per scene name, made on first use
         if scene_config is None:
             side = max(256, scale * patch_size)
             scene_config = SceneConfig(height=side, width=side, num_frames=num_frames, scale=scale)
@@ -193,8 +194,8 @@ class PatchDataset(Dataset):
         gt = _to_tensor(clip.hr(frame_ids[len(frame_ids) // 2])[s * y : s * (y + p), s * x : s * (x + p)])
         if not self.with_flow:
             flow = None
-        elif flow is not None and self.flow_source == "exact":  # (T, h, w, 2) -> (T, 2, p, p)
-            flow = torch.from_numpy(np.ascontiguousarray(flow[:, y : y + p, x : x + p])).permute(0, 3, 1, 2)
+        elif flow is not None:  # a scene's exact flows, or DIS's on its whole frames: (T, 2, p, p)
+            flow = self._scene_flows(clip, flow)[:, :, y : y + p, x : x + p]
         else:
             flow = estimate_flows(lq)  # (T, 2, p, p)
         hflip, vflip, transpose, rev = rng.random(4) < 0.5
@@ -204,6 +205,17 @@ class PatchDataset(Dataset):
         if flow is not None:
             item["flow"] = flow.contiguous()
         return item
+
+    def _scene_flows(self, clip, exact: np.ndarray) -> Tensor:
+        """A synthetic scene's flows ``(T, 2, h, w)``: its exact ones, or (``flow_source="dis"``)
+        DIS's on its whole LR frames, estimated once per scene -- as a flow network sees whole
+        frames, and as the held-out scenes get them; on a cut patch DIS sees less context."""
+        if self.flow_source == "exact":
+            return torch.from_numpy(np.ascontiguousarray(exact)).permute(0, 3, 1, 2)
+        if clip.name not in self._dis:
+            frames = np.stack([clip.lr(i) for i in range(len(clip))])  # (T, h, w, 3)
+            self._dis[clip.name] = estimate_flows(_to_tensor(frames))
+        return self._dis[clip.name]
 
     def _window(self, rng, clip):
         if clip.has_flow:  # a synthetic scene: used whole, exact flows
