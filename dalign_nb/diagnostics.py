@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
 from .flow import estimate_flows
@@ -238,7 +239,7 @@ def shares_by_motion(errors: dict[str, np.ndarray], bins=MOTION_BINS, threshold:
 
 # ------------------------------------------------------------------ what the neighbours carry
 
-DEGRADATIONS = ("BI", "BD")
+DEGRADATIONS = tuple(d.upper() for d in LR_DEGRADATIONS)  # data.degrade's, named as the literature does
 
 
 def degradation_matrix(size: int, scale: int = 4, degradation: str = "BI") -> np.ndarray:

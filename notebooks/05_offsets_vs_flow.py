@@ -546,10 +546,11 @@ print(format_table(report.neighbour_use(SCREENS), report.NEIGHBOUR_HEADERS))
 # 3 seeds still includes zero), with its alignment within about a tenth of a pixel of the motion
 # (end-point error 0.06-0.14 px). align2's learned offsets (three quarters within 1 px), the same
 # trained twice as long and flow-guided alignment on DIS's flow estimated on each 32² training
-# patch get no more than a flat difference (0.05 dB). DIS estimated on whole frames, as the
+# patch gain no more than 0.05 dB on any seed. DIS estimated on whole frames, as the
 # held-out scenes get it, is between them: +0.09 dB on one seed (inconclusive alone). On BD frames
-# the model stays below bicubic after 3000 iterations: BD is not a way in at this scale. So at
-# this size and schedule the neighbours pay for an alignment close to exact, and the comparisons
+# the model stays below bicubic after 3000 iterations: BD is not a way in at this scale (one
+# seed). The screens point to (no more than that) neighbours that pay at this size and schedule
+# only for an alignment close to exact; the comparisons
 # of Sec. 4 that rest on PSNR stay without a verdict (`report.baseline_premise`) until a setting
 # whose own alignment gets there is found.
 

@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .degrade import DEGRADATIONS, bi_degrade, degrade
+from .degrade import bi_degrade, degrade
 from .synthetic import SceneConfig, synthetic_scene
 from .video import bundled_shots, load_bundled, read_video
 
@@ -81,9 +81,7 @@ class ArrayClip:
 
     def degraded(self, degradation: str, scale: int = 4) -> ArrayClip:
         """The same clip with LR frames made again from its HR frames (``data.degrade``): a clip
-        stored as BI read as BD. ``"bi"`` returns the clip itself."""
-        if degradation not in DEGRADATIONS:
-            raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+        stored as BI read as BD. ``"bi"`` returns the clip itself; ``degrade`` refuses other names."""
         if degradation == "bi":
             return self
         lr = np.stack([degrade(np.asarray(f), degradation, scale) for f in self.hr_frames])
