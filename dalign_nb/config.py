@@ -154,10 +154,11 @@ class TrainConfig:
     ``photometric_until`` iterations (0: throughout); ``photometric_target`` says which offsets
     it warps: ``"each"`` (every offset must reproduce the centre frame) or ``"mean"`` (only the
     mean of each group's N offsets, so their spread -- the offset diversity of Sec. 4.2 -- is
-    left to the SR loss). ``photometric_penalty`` is what that term compares: ``"rgb"`` colours
-    or ``"census"`` (soft census transforms, UnFlow's); ``photometric_scales``: the warping term
-    also acts on each level's offsets average-pooled by each ``s`` > 1 against the frames pooled
-    by ``s`` (a coarse-to-fine term on one offset field, for a model with a single offset level:
+    left to the SR loss). ``photometric_penalty`` is what that term compares: ``"rgb"`` colours,
+    ``"census"`` (soft census transforms, UnFlow's) or ``"census+rgb"`` (both terms, summed);
+    ``photometric_scales``: the warping term also acts on each level's offsets average-pooled by
+    each ``s`` > 1 against the frames pooled by ``s`` (a coarse-to-fine term on one offset
+    field, for a model with a single offset level:
     ``losses.photometric_warping_loss``); ``smoothness_weight`` > 0 adds the
     edge-aware smoothness of the same offsets (``losses.smoothness_loss``, exponent
     ``smoothness_edge``) for the same iterations. Both are ours, not the paper's.
@@ -189,7 +190,7 @@ class TrainConfig:
     photometric_levels: tuple[str, ...] = ("l1", "l2", "l3")  # PCD levels whose offsets it shapes
     photometric_until: int = 0  # iterations with the warping loss (0: all)
     photometric_target: str = "each"  # "each" offset, or the "mean" of each group's N offsets
-    photometric_penalty: str = "rgb"  # "rgb" colour difference or "census" (soft census, UnFlow)
+    photometric_penalty: str = "rgb"  # "rgb" colours, "census" (soft census, UnFlow) or "census+rgb"
     photometric_scales: tuple[int, ...] = (1,)  # the warping term also on each level's offsets pooled by s
     smoothness_weight: float = 0.0  # edge-aware first-order smoothness of the offsets (0: off)
     smoothness_edge: float = 10.0  # exp(-smoothness_edge * |grad I_ref|) down-weights edges

@@ -39,7 +39,7 @@ __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "aligned_frames_loss", "cens
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
-PHOTOMETRIC_PENALTIES = ("rgb", "census")
+PHOTOMETRIC_PENALTIES = ("rgb", "census", "census+rgb")
 
 
 def charbonnier_loss(pred: Tensor, target: Tensor, eps: float = 1e-12) -> Tensor:
@@ -240,7 +240,9 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     transforms of the warped neighbour and of the centre frame (``census_transform``,
     ``soft_hamming``; UnFlow, Meister et al. AAAI 2018), which compares local brightness
     *order*: it does not reward the flat, textureless matches and brightness changes that
-    the RGB difference does.
+    the RGB difference does; ``"census+rgb"`` -- the sum of the two terms: census finds the
+    motion, the colour difference (exact where the frames are, as BI frames of one scene are,
+    the same colours) pins its sub-pixel part, which census's 7 x 7 ranks see coarsely.
 
     ``target``: ``"each"`` -- every offset warped must reproduce the centre frame (all N
     offsets of a group are pulled onto the motion); ``"mean"`` -- only each group's mean
@@ -284,12 +286,14 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
             x = torch.arange(wl, device=flow.device).view(1, wl) + flow[:, 0]
             y = torch.arange(hl, device=flow.device).view(hl, 1) + flow[:, 1]
             inside = ((x >= 0) & (x <= wl - 1) & (y >= 0) & (y <= hl - 1)).float()[:, None]
-        if penalty == "census":
-            d, channels = soft_hamming(census_transform(warped), census_transform(ref.float())), 1
-        else:
-            d, channels = warped - ref.float(), c
-        penalty_map = torch.sqrt(d ** 2 + eps)  # (B*T'*P, channels, h_l, w_l)
-        total = total + (penalty_map * inside).sum() / (inside.sum() * channels).clamp_min(1.0)
+        differences = []  # (d, channels) per penalty compared
+        if penalty in ("census", "census+rgb"):
+            differences.append((soft_hamming(census_transform(warped), census_transform(ref.float())), 1))
+        if penalty in ("rgb", "census+rgb"):
+            differences.append((warped - ref.float(), c))
+        for d, channels in differences:
+            penalty_map = torch.sqrt(d ** 2 + eps)  # (B*T'*P, channels, h_l, w_l)
+            total = total + (penalty_map * inside).sum() / (inside.sum() * channels).clamp_min(1.0)
     return total / (len(levels) * len(scales))
 
 

@@ -264,6 +264,21 @@ def test_census_term_is_blind_to_a_brightness_change_that_the_rgb_term_sees():
     assert census < 0.1 * census_wrong  # the brightness order does not
 
 
+def test_census_plus_rgb_is_the_sum_of_the_two_terms_and_keeps_the_colour_term_precise():
+    lq = _smooth_shifted_clip(shift=2)
+    for u in (-2.0, -1.7, -0.5):
+        off = _constant_offsets(u)
+        both = photometric_warping_loss(lq, off, 1, ("l1", "l2"), penalty="census+rgb").item()
+        parts = [photometric_warping_loss(lq, off, 1, ("l1", "l2"), penalty=p).item()
+                 for p in ("census", "rgb")]
+        assert both == pytest.approx(sum(parts), rel=1e-12)
+    # a quarter pixel off the motion costs the sum
+    near = [photometric_warping_loss(lq, _constant_offsets(u), 1, ("l1",), penalty="census+rgb").item()
+            for u in (-2.0, -1.75)]
+    assert near[0] < near[1]
+    assert TrainConfig(photometric_penalty="census+rgb").photometric_penalty == "census+rgb"
+
+
 def _step_field(size: int = 16, column: int = 8):
     """Offsets (1, 3, 2, size, size) at l1: dx = 0 left of ``column``, 1 from it on."""
     off = torch.zeros(1, 3, 2, size, size, dtype=torch.float64)
