@@ -162,6 +162,10 @@ class TrainConfig:
     ``losses.photometric_warping_loss``); ``smoothness_weight`` > 0 adds the
     edge-aware smoothness of the same offsets (``losses.smoothness_loss``, exponent
     ``smoothness_edge``) for the same iterations. Both are ours, not the paper's.
+    ``sr_after`` > 0 leaves the SR loss out of the first ``sr_after`` iterations: only the
+    warping and smoothness terms train, so the alignment is learned before the fusion and
+    reconstruction see a neighbour (ours too; with ``periods`` ``(sr_after, rest)`` the SR stage
+    gets a schedule of its own).
     ``aligned_lr_weight`` > 0 adds TDAN's own alignment loss (``losses.aligned_frames_loss``:
     its aligned LR neighbours against the reference LR frame; MMEditing trains TDAN with 0.25),
     for a TDAN model only.
@@ -194,6 +198,7 @@ class TrainConfig:
     photometric_scales: tuple[int, ...] = (1,)  # the warping term also on each level's offsets pooled by s
     smoothness_weight: float = 0.0  # edge-aware first-order smoothness of the offsets (0: off)
     smoothness_edge: float = 10.0  # exp(-smoothness_edge * |grad I_ref|) down-weights edges
+    sr_after: int = 0  # iterations at the start without the SR loss (only the warping terms)
     aligned_lr_weight: float = 0.0  # TDAN's own alignment loss on its aligned LR frames (0: off)
     seed: int = 0
     amp: bool = True  # automatic mixed precision; used on CUDA only
@@ -227,6 +232,12 @@ class TrainConfig:
                 for lvl in self.offset_fidelity_levels):
             raise ValueError(f"offset_fidelity_levels must be a non-empty tuple of 'l1', 'l2', ... or "
                              f"'cascade', got {self.offset_fidelity_levels!r}")
+        if self.sr_after < 0 or self.sr_after >= self.total_iter:
+            raise ValueError(f"sr_after must be in [0, total_iter = {self.total_iter}), got {self.sr_after}")
+        if self.sr_after > 0 and (self.photometric_weight <= 0 or 0 < self.photometric_until < self.sr_after):
+            raise ValueError("sr_after > 0 trains only the warping term at first: it needs "
+                             "photometric_weight > 0 for at least those iterations (photometric_until 0 "
+                             "or >= sr_after)")
         if self.photometric_target not in PHOTOMETRIC_TARGETS:
             raise ValueError(f"photometric_target must be one of {PHOTOMETRIC_TARGETS}, "
                              f"got {self.photometric_target!r}")

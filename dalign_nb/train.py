@@ -292,9 +292,11 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            terms = {"sr": charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)}  # mean over pixels
-            if self.cfg.loss_reduction == "sum":
-                terms["sr"] = terms["sr"] * out.numel()
+            terms = {}
+            if self.iteration >= self.cfg.sr_after:  # before: the warping terms alone (sr_after)
+                terms["sr"] = charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)  # mean over pixels
+                if self.cfg.loss_reduction == "sum":
+                    terms["sr"] = terms["sr"] * out.numel()
             if self.cfg.offset_fidelity_weight > 0:
                 terms["fidelity"] = self._fidelity(aux["offsets"], self._flows(batch).float())
             if self._photometric():

@@ -485,6 +485,29 @@ def test_photometric_loss_enters_only_for_its_iterations(tmp_path):
         tiny_profile(1, photometric_weight=1.0, photometric_levels=("l4",))
 
 
+def test_sr_after_trains_the_alignment_alone_first(tmp_path):
+    """For the first ``sr_after`` iterations only the warping term trains: the offset branch and
+    the features below it move, the fusion and the upsampling (reached by the SR loss alone) do
+    not; from then on the SR loss is back and every part trains."""
+    p = tiny_profile(4, log_every=1, photometric_weight=1.0, photometric_levels=("l1",), sr_after=2,
+                     ckpt_every=100, val_every=100)
+    model = tiny_model(offset_bias=0.3)
+    before = _weights(model)
+    res = T.train(p, tmp_path, model=model, train_set=TinyPatches(), val_set=None, stop_at=2, progress=False)
+    changed = {k for k, v in _weights(res.model).items() if not torch.equal(before[k], v)}
+    assert changed == {"feat.weight", "feat.bias", "conv_offset.weight", "conv_offset.bias"}
+    assert [sorted(e["terms"]) for e in res.history["train"]] == [["photometric"]] * 2
+    res = T.train(p, tmp_path, model=tiny_model(offset_bias=0.3), train_set=TinyPatches(), val_set=None,
+                  progress=False)
+    assert [sorted(e["terms"]) for e in res.history["train"][2:]] == [["photometric", "sr"]] * 2
+    after = _weights(res.model)
+    assert all(not torch.equal(before[k], after[k]) for k in ("fusion.weight", "upconv.weight"))
+    with pytest.raises(ValueError, match="sr_after"):
+        tiny_profile(4, sr_after=2)  # nothing would train
+    with pytest.raises(ValueError, match="sr_after"):
+        tiny_profile(4, photometric_weight=1.0, sr_after=4)
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_cpu_autocast_where_the_cpu_has_bfloat16_and_float32_with_the_reason_elsewhere(tmp_path, monkeypatch,
                                                                                       native):
