@@ -191,6 +191,36 @@ def test_offsets_vs_flow_skips_the_zero_offset_psnr_of_flow_guided_alignment():
     assert res["psnr_bilinear_base"] < res["psnr_bicubic"]
 
 
+def test_flow_tolerance_matches_offsets_vs_flow_at_zero_noise_and_refuses_models_without_flows():
+    """At sigma 0 the model gets the exact flow, as ``offsets_vs_flow`` gives it: the same PSNR and
+    the same reference-only PSNR on the same scenes; the median error of the flow given is 0 there
+    and grows with sigma (about 1.18 sigma for a 2-D Gaussian, Rayleigh's median)."""
+    torch.manual_seed(0)
+    model_fields = {k: v for k, v in E.TINY.items() if k.startswith("model.")}
+    profile = E.with_overrides(get_profile("quick"), {**model_fields, KIND: "flow_guided"})
+    model = EDVR.from_config(profile.model).eval()
+    with torch.no_grad():  # an output that depends on the neighbours (zero_init_output leaves it at the base)
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    res = E.flow_tolerance(model, profile, sigmas=(0.0, 0.5), num_scenes=1, size=64)  # DIS: 12 LR px or more
+    ref = E.offsets_vs_flow(model, profile, num_scenes=1, size=64)
+    assert res["psnr"][0] == pytest.approx(ref["psnr"], abs=1e-6)
+    assert res["psnr_reference_only"] == pytest.approx(ref["psnr_reference_only"], abs=1e-6)
+    gains = [p - res["psnr_reference_only"] for p in res["psnr"]]
+    assert res["gain_over_reference_only"] == pytest.approx(gains)
+    assert res["median_epe"][0] == 0.0 and res["median_epe"][1] == pytest.approx(0.5 * 1.1774, rel=0.2)
+    assert res["psnr"][1] != res["psnr"][0]  # the noise reaches the output
+    assert res["median_epe_dis"] > 0
+    assert res["gain_dis"] == pytest.approx(res["psnr_dis"] - res["psnr_reference_only"])
+    assert E.MEASURES["flow_tolerance"].applies(profile)
+    learned = E.with_overrides(get_profile("quick"), model_fields)
+    assert not E.MEASURES["flow_tolerance"].applies(learned)
+    with pytest.raises(ValueError, match="takes flows"):
+        E.flow_tolerance(EDVR.from_config(learned.model), learned, num_scenes=1, size=32)
+    with pytest.raises(ValueError, match="sigmas"):
+        E.flow_tolerance(model, profile, sigmas=(-0.1,), num_scenes=1, size=32)
+
+
 # --------------------------------------------------------------------------- ROC AUC
 
 

@@ -100,7 +100,16 @@ from .catalogue import (
 )
 from .cli import main
 from .files import RESULTS_DIR, ROOT, RUNS_DIR, DamagedResultError, ExperimentError, read_result
-from .measures import MEASURES, Measure, diversity, held_out_scenes, masks, offsets_vs_flow, psnr_real
+from .measures import (
+    MEASURES,
+    Measure,
+    diversity,
+    flow_tolerance,
+    held_out_scenes,
+    masks,
+    offsets_vs_flow,
+    psnr_real,
+)
 from .results import (
     PROGRESS_HEADERS,
     SEC4_NAMES,
@@ -159,6 +168,7 @@ __all__ = [
     "decomposed",
     "decomposed_on_grid",
     "diversity",
+    "flow_tolerance",
     "experiment",
     "held_out_scenes",
     "load_model",

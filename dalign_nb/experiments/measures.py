@@ -399,6 +399,60 @@ def motion_sets(model: nn.Module, profile: Profile, *, num_scenes: int = 8, size
     return out
 
 
+def flow_tolerance(model: nn.Module, profile: Profile, *, sigmas=(0.0, 0.1, 0.2, 0.3, 0.5),
+                   num_scenes: int = 8, size: int = 256, scene_seed: int = 0, noise_seed: int = 0,
+                   device=None) -> dict:
+    """How exact must the flow be for the neighbours to help? A model that takes flows (flow-guided
+    alignment, Table 3's oracle) on held-out synthetic scenes, given the exact flow plus independent
+    Gaussian noise of standard deviation ``sigma`` LR px on each component of each pixel, and given
+    DIS's flow (``flow.estimate_flows``), against the same model given the centre frame in place of
+    every neighbour with zero motion (``psnr_reference_only``, as ``offsets_vs_flow``'s).
+
+    Per sigma: the PSNR, its gain over the centre frame alone and the median end-point error of
+    the flow given (over every pixel of every neighbour). Per-pixel noise is not the error of a
+    learned alignment (which is smooth in space and largest at motion boundaries); the median
+    error is what places the two side by side. The noise is drawn from ``noise_seed``, the same
+    for every model. Not a figure of the paper: it asks what Sec. 4's PSNR comparisons need.
+    """
+    if not profile.model.takes_flows:
+        raise ValueError("flow_tolerance needs a model that takes flows (model.alignment.kind "
+                         "'flow_guided'); this profile's model estimates its own motion")
+    if any(s < 0 for s in sigmas):
+        raise ValueError(f"sigmas must be >= 0, got {tuple(sigmas)}")
+    device = device or next(model.parameters()).device
+    c = profile.model.num_frame // 2
+    clips = held_out_scenes(profile, num_scenes, size, scene_seed)
+    g = torch.Generator().manual_seed(noise_seed)
+
+    def run(flows_of) -> tuple[float, float]:
+        scores, errors = [], []
+        for clip in clips:
+            flows = flows_of(clip)  # (T, 2, h, w)
+            nbrs = [k for k in range(flows.shape[0]) if k != c]
+            errors.append((flows[nbrs] - clip.flow[nbrs]).norm(dim=1).flatten())
+            out = model(clip.lq[None].to(device), flows=flows[None].to(device))
+            scores.append(psnr(quantize(out.float().cpu()), clip.gt[c][None]))
+        return float(np.mean(scores)), float(torch.cat(errors).median())
+
+    with evaluating(model):
+        still = []
+        for clip in clips:
+            lq = clip.lq[None].to(device)
+            out = model(lq[:, c:c + 1].expand_as(lq).contiguous(),
+                        flows=torch.zeros_like(clip.flow)[None].to(device))
+            still.append(psnr(quantize(out.float().cpu()), clip.gt[c][None]))
+        reference_only = float(np.mean(still))
+        noisy = [run(lambda clip, s=s: clip.flow + s * torch.randn(clip.flow.shape, generator=g))
+                 for s in sigmas]
+        dis = run(lambda clip: estimate_flows(clip.lq))
+    return {"sigmas": [float(s) for s in sigmas], "psnr": [p for p, _ in noisy],
+            "gain_over_reference_only": [p - reference_only for p, _ in noisy],
+            "median_epe": [e for _, e in noisy], "psnr_reference_only": reference_only,
+            "psnr_dis": dis[0], "gain_dis": dis[0] - reference_only, "median_epe_dis": dis[1],
+            "settings": {"num_scenes": num_scenes, "size": size, "scene_seed": scene_seed,
+                         "noise_seed": noise_seed}}
+
+
 class Measure(NamedTuple):
     fn: Callable[..., dict]  # (model, profile, *, device, **options) -> dict
     headline: tuple[str, ...]  # keys printed when a run finishes
@@ -413,4 +467,6 @@ MEASURES: dict[str, Measure] = {
     "psnr_real": Measure(psnr_real, ("psnr", "psnr_gain_over_bicubic")),
     "motion_sets": Measure(motion_sets, ("within_1px_other_seeds", "within_1px_real_global",
                                          "dis_within_1px_fig5")),
+    "flow_tolerance": Measure(flow_tolerance, ("gain_over_reference_only", "gain_dis"),
+                              lambda p: p.model.takes_flows),
 }
