@@ -409,6 +409,8 @@ def _tiny_args(tmp_path) -> list[str]:
     for m in ("offsets_vs_flow", "diversity", "masks"):
         args += ["--option", f"{m}.num_scenes=1", "--option", f"{m}.size=32"]
     args += ["--option", "psnr_real.clips=('carphone/shot0',)", "--option", "psnr_real.frames_per_clip=1"]
+    args += ["--option", "flow_tolerance.num_scenes=1", "--option", "flow_tolerance.size=64",
+             "--option", "flow_tolerance.sigmas=(0.0, 0.3)"]  # 64: DIS needs 12 LR px or more
     return args + ["--profile", "quick", "--seeds", "0", "--no-progress", "--threads", "1",
                    "--runs", str(tmp_path / "runs"), "--results", str(tmp_path / "results")]
 
@@ -449,6 +451,8 @@ def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys
         assert "overflow" in res["train"]
         gain = res["measures"]["offsets_vs_flow"]["psnr_gain_over_zero"]
         assert (gain is None) == run.startswith("flow_guided")
+        if "flow_tolerance" in exp.measures:  # the flow-guided runs only
+            assert (res["measures"]["flow_tolerance"] is None) != run.startswith("flow_guided"), run
         if "masks" in exp.measures:  # None for a condition without masks (table3's n1_lr4x)
             assert (res["measures"]["masks"] is None) == run.startswith("n1_"), run
         assert (folder / "weights" / f"{run}.pt").exists() == (0 in exp.keep_weights)
