@@ -362,6 +362,40 @@ NEIGHBOUR_HEADERS = ["setting", "within 1 px", "PSNR (dB)", "gain over the centr
                      "mean ± sd (dB)", "verdict"]
 
 
+TOLERANCE = "measures.flow_tolerance"
+
+
+def flow_tolerance(runs: list[dict], min_seeds: int = MIN_SEEDS) -> list[list[str]]:
+    """How exact the flow must be: one row per noise level of ``measures.flow_tolerance`` (a
+    flow-taking model given the exact flow plus per-pixel noise, then DIS's flow) for
+    ``paper.format_table`` (headers ``TOLERANCE_HEADERS``): the median end-point error of the
+    flow given (mean over seeds), the gain over the model given the centre frame alone per seed
+    and mean ± sd, and ``neighbour_use_verdict``. Runs without the measure are left out; the
+    noise levels must be the same in every run."""
+    recorded = [r for r in runs if _has(r, TOLERANCE)]
+    if not recorded:
+        raise ValueError("no run records measures.flow_tolerance (a flow-guided model's measure)")
+    sigmas = _get(recorded[0], TOLERANCE)["sigmas"]
+    if any(_get(r, TOLERANCE)["sigmas"] != sigmas for r in recorded):
+        raise ValueError("the runs measured flow_tolerance at different noise levels")
+    seeds = [r["seed"] for r in recorded]
+    levels = [(f"exact + noise, sigma {s:g} px", i) for i, s in enumerate(sigmas)] + [("DIS", None)]
+    rows = []
+    for label, i in levels:
+        m = [_get(r, TOLERANCE) for r in recorded]
+        epe = [t["median_epe"][i] if i is not None else t["median_epe_dis"] for t in m]
+        gains = {**stats(t["gain_over_reference_only"][i] if i is not None else t["gain_dis"] for t in m),
+                 "seeds": seeds}
+        per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(seeds, gains["values"]))
+        rows.append([label, f"{np.mean(epe):.2f}", per_seed, mean_sd(gains, signed=True),
+                     neighbour_use_verdict(gains, min_seeds)])
+    return rows
+
+
+TOLERANCE_HEADERS = ["flow given", "median error (px)", "gain over the centre frame alone, per seed (dB)",
+                     "mean ± sd (dB)", "verdict"]
+
+
 def premise_verdict(verdict: str, premise: dict) -> str:
     """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why (the
     premise fails, or has too few seeds yet), and what the rule alone would say."""

@@ -482,3 +482,29 @@ def test_neighbour_use_leaves_out_runs_without_the_measure():
                                  "none": []})
     assert rows[0][3] == "not measured" and rows[2][3] == rows[2][-1] == "not run"
     assert rows[1][1] == "90.0 %" and rows[1][3] == "s0 +0.36"
+
+
+def _tolerance_run(seed, gains, dis_gain, sigmas=(0.0, 0.2)):
+    tolerance = {"sigmas": list(sigmas), "gain_over_reference_only": list(gains),
+                 "median_epe": [1.18 * s for s in sigmas], "gain_dis": dis_gain, "median_epe_dis": 0.4}
+    return _run("table3", "flow_guided", seed, 28.0, flow_tolerance=tolerance)
+
+
+def test_flow_tolerance_gives_a_row_per_noise_level_with_the_rule_verdict():
+    runs = [_tolerance_run(s, g, d) for s, (g, d) in
+            enumerate((((0.36, 0.01), 0.18), ((0.56, -0.02), 0.25), ((0.30, 0.00), 0.20)))]
+    runs.append(_run("table3", "dcn_fidelity", 0, 27.5, flow_tolerance=None))  # left out
+    runs.append(_run("table3", "flow_guided", 3, 28.0))  # measured before the measure existed: left out
+    rows = report.flow_tolerance(runs)
+    assert [r[0] for r in rows] == ["exact + noise, sigma 0 px", "exact + noise, sigma 0.2 px", "DIS"]
+    assert all(len(r) == len(report.TOLERANCE_HEADERS) for r in rows)
+    assert rows[0][1] == "0.00" and rows[1][1] == "0.24" and rows[2][1] == "0.40"
+    assert rows[0][2] == "s0 +0.36, s1 +0.56, s2 +0.30"
+    assert rows[0][-1].startswith("the neighbours reach the output")
+    assert rows[1][-1].startswith("flat") and rows[2][-1].startswith("the neighbours reach the output")
+    one = report.flow_tolerance(runs[:1])
+    assert all(r[-1].startswith("inconclusive: 1 seed") for r in one)
+    with pytest.raises(ValueError, match="no run records"):
+        report.flow_tolerance(runs[3:])  # neither records it
+    with pytest.raises(ValueError, match="different noise levels"):
+        report.flow_tolerance([runs[0], _tolerance_run(1, (0.3, 0.1, 0.0), 0.2, sigmas=(0.0, 0.1, 0.2))])
