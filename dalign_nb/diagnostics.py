@@ -34,7 +34,7 @@ from .models.modes import evaluating
 
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
            "dis_errors", "neighbour_information", "offset_errors", "offset_gradients", "pixel_classes",
-           "shares_by_kind", "shares_by_motion"]
+           "shares_by_kind", "shares_by_motion", "terms_towards_flow"]
 
 
 @contextlib.contextmanager
@@ -94,6 +94,39 @@ def descent_towards_flow(grad: Tensor, offsets: Tensor, flow: Tensor) -> Tensor:
     length = to_flow.norm(dim=0)
     along = (-grad * to_flow).sum(0) / length.clamp_min(1e-12)
     return torch.where(length > 0, along, torch.zeros_like(length))
+
+
+def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
+                       alphas=(0.0, 0.25, 0.5, 0.75, 1.0), level: str = "l1") -> dict[str, list[float]]:
+    """Has a model reached the optimum of its own warping term? Each term (``penalty`` of
+    ``losses.photometric_warping_loss``, at ``level`` alone) on the offsets ``(1 - a) * learned
+    + a * exact`` for each ``a`` of ``alphas``: the model's offsets at 0, the scenes' exact LR flow
+    at 1, averaged over ``clips`` (``SceneClip``s with the model's number of frames). Lower at 1
+    than at 0: the exact flow explains the frames better by the term's own measure, so what keeps
+    the offsets from it is the network or its training, not the term. Returns ``{"alphas": [...],
+    penalty: [mean term per alpha], ...}``. One offset per pixel (N = 1) at a full-size level."""
+    if not alphas:
+        raise ValueError("alphas must name at least one point between the offsets (0) and the flow (1)")
+    from .losses import photometric_warping_loss  # the terms being asked about
+
+    sums = {p: np.zeros(len(alphas)) for p in penalties}
+    with evaluating(model):
+        device = next(model.parameters()).device
+        for clip in clips:
+            t = len(clip)
+            frames = np.stack([clip.lr(i) for i in range(t)])  # (T, h, w, 3)
+            lq = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().to(device)
+            _, aux = model(lq, return_aux=True)
+            learned = aux["offsets"][level].float()  # (1, T, 2, h, w), (dy, dx)
+            if learned.shape[2] != 2 or learned.shape[-2:] != lq.shape[-2:]:
+                raise ValueError(f"terms_towards_flow needs one offset per pixel at the LR size; {level} has "
+                                 f"{learned.shape[2] // 2} of size {tuple(learned.shape[-2:])}")
+            exact = torch.from_numpy(np.stack(clip.flows)).permute(0, 3, 1, 2).flip(1)[None].to(learned)
+            for p in penalties:
+                for i, a in enumerate(alphas):
+                    off = {level: (1 - a) * learned + a * exact}
+                    sums[p][i] += photometric_warping_loss(lq, off, t // 2, (level,), penalty=p).item()
+    return {"alphas": [float(a) for a in alphas], **{p: (v / len(clips)).tolist() for p, v in sums.items()}}
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

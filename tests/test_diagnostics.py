@@ -119,6 +119,29 @@ def test_offset_errors_of_the_exact_flow_and_of_zero_offsets():
     assert zero["sprite"].any() and (~zero["sprite"]).any()
 
 
+def test_terms_towards_flow_run_from_the_offsets_to_the_exact_flow():
+    """With the exact flow as the model's offsets every point of the segment is the flow: one
+    value per term; with zero offsets the terms at alpha 0 are those of zero motion, by hand, and
+    the exact flow (alpha 1) explains the frames better by both."""
+    from dalign_nb.losses import photometric_warping_loss
+
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    same = D.terms_towards_flow(_FakeEDVR(clip, exact=True), [clip], alphas=(0.0, 0.5, 1.0))
+    assert same["alphas"] == [0.0, 0.5, 1.0]
+    for p in ("census", "rgb"):
+        assert same[p] == pytest.approx([same[p][0]] * 3, rel=1e-6)
+    zero = D.terms_towards_flow(_FakeEDVR(clip, exact=False), [clip], alphas=(0.0, 1.0))
+    lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)[None].float()
+    still = {"l1": torch.zeros(1, 3, 2, 16, 16)}
+    by_hand = photometric_warping_loss(lq, still, 1, ("l1",), penalty="census").item()
+    assert zero["census"][0] == pytest.approx(by_hand)
+    assert zero["census"][1] == pytest.approx(same["census"][0], rel=1e-6)
+    assert zero["census"][1] < zero["census"][0] and zero["rgb"][1] < zero["rgb"][0]
+    with pytest.raises(ValueError, match="alphas"):
+        D.terms_towards_flow(_FakeEDVR(clip, exact=True), [clip], alphas=())
+
+
 def test_a_coarser_level_is_compared_at_the_lr_size_and_binned_by_motion():
     """L3 offsets of a quarter of the LR size, constant (dy, dx) = (0, 1) there, are 4 px to the
     right at the LR size: the upsampled field is compared with the flow pixel for pixel, and
