@@ -536,6 +536,9 @@ SCREENS = {
     "flow-guided on DIS's flow, estimated on each training patch (table3-dis)": _runs("table3-dis", "flow_guided"),
     "flow-guided on DIS's flow, estimated on whole frames (table3-dis-scene)": _runs("table3-dis-scene",
                                                                                      "flow_guided"),
+    "align2 + the colour term beside census (fig9-census-rgb n1)": _runs("fig9-census-rgb", "n1"),
+    "align2, 1000 iterations of the warping terms alone first (fig9-align-first n1)": _runs("fig9-align-first",
+                                                                                           "n1"),
     "oracle: flow-guided on the exact flow (table3 flow_guided)": _runs("table3", "flow_guided"),
 }
 print(format_table(report.neighbour_use(SCREENS), report.NEIGHBOUR_HEADERS))
