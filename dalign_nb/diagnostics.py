@@ -103,13 +103,15 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
     + a * exact`` for each ``a`` of ``alphas``: the model's offsets at 0, the scenes' exact LR flow
     at 1, averaged over ``clips`` (``SceneClip``s with the model's number of frames). Lower at 1
     than at 0: the exact flow explains the frames better by the term's own measure, so what keeps
-    the offsets from it is the network or its training, not the term. Returns ``{"alphas": [...],
-    penalty: [mean term per alpha], ...}``. One offset per pixel (N = 1) at a full-size level."""
+    the offsets from it is the network or its training, not the term; higher: the term itself
+    prefers the learned offsets (it counts occluded pixels, where the flow points at other
+    content). Returns ``{"alphas": [...], penalty: [mean term per alpha], ..., "per_clip":
+    {penalty: [[term per alpha] per clip]}}``. One offset per pixel (N = 1) at a full-size level."""
     if not alphas:
         raise ValueError("alphas must name at least one point between the offsets (0) and the flow (1)")
     from .losses import photometric_warping_loss  # the terms being asked about
 
-    sums = {p: np.zeros(len(alphas)) for p in penalties}
+    per_clip: dict[str, list[list[float]]] = {p: [] for p in penalties}
     with evaluating(model):
         device = next(model.parameters()).device
         for clip in clips:
@@ -122,11 +124,12 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
                 raise ValueError(f"terms_towards_flow needs one offset per pixel at the LR size; {level} has "
                                  f"{learned.shape[2] // 2} of size {tuple(learned.shape[-2:])}")
             exact = torch.from_numpy(np.stack(clip.flows)).permute(0, 3, 1, 2).flip(1)[None].to(learned)
+            walk = [{level: (1 - a) * learned + a * exact} for a in alphas]
             for p in penalties:
-                for i, a in enumerate(alphas):
-                    off = {level: (1 - a) * learned + a * exact}
-                    sums[p][i] += photometric_warping_loss(lq, off, t // 2, (level,), penalty=p).item()
-    return {"alphas": [float(a) for a in alphas], **{p: (v / len(clips)).tolist() for p, v in sums.items()}}
+                per_clip[p].append([photometric_warping_loss(lq, off, t // 2, (level,), penalty=p).item()
+                                    for off in walk])
+    return {"alphas": [float(a) for a in alphas],
+            **{p: np.mean(v, axis=0).tolist() for p, v in per_clip.items()}, "per_clip": per_clip}
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

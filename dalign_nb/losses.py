@@ -240,9 +240,9 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
     transforms of the warped neighbour and of the centre frame (``census_transform``,
     ``soft_hamming``; UnFlow, Meister et al. AAAI 2018), which compares local brightness
     *order*: it does not reward the flat, textureless matches and brightness changes that
-    the RGB difference does; ``"census+rgb"`` -- the sum of the two terms: census finds the
-    motion, the colour difference (exact where the frames are, as BI frames of one scene are,
-    the same colours) pins its sub-pixel part, which census's 7 x 7 ranks see coarsely.
+    the RGB difference does; ``"census+rgb"`` -- the sum of the two terms: census to find the
+    motion, the colour difference (zero at the motion where the frames keep their colours, as BI
+    frames of one scene do) meant to pin its sub-pixel part (a lever to screen, not a finding).
 
     ``target``: ``"each"`` -- every offset warped must reproduce the centre frame (all N
     offsets of a group are pulled onto the motion); ``"mean"`` -- only each group's mean
