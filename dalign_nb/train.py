@@ -274,7 +274,9 @@ class _Run:
         self.stage = fusion_only
         if self.dist.enabled:  # DDP registers the trainable parameters at construction
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            # sr_after: the reconstruction gets no gradient at first, which DDP must be told
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
+                                                           find_unused_parameters=self.cfg.sr_after > 0)
 
     def _flows(self, batch) -> Tensor:
         if "flow" not in batch:
@@ -292,11 +294,13 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            terms = {}
-            if self.iteration >= self.cfg.sr_after:  # before: the warping terms alone (sr_after)
-                terms["sr"] = charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)  # mean over pixels
-                if self.cfg.loss_reduction == "sum":
-                    terms["sr"] = terms["sr"] * out.numel()
+            sr = charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)  # mean over pixels
+            if self.cfg.loss_reduction == "sum":
+                sr = sr * out.numel()
+            # sr_after: the warping terms alone first. The SR loss still enters, weighted 0, so that
+            # every parameter gets a (zero) gradient and Adam counts its steps alike in one process
+            # and under DDP (whose unused parameters get zero gradients too)
+            terms, silent = ({"sr": sr}, 0.0) if self.iteration >= self.cfg.sr_after else ({}, 0.0 * sr)
             if self.cfg.offset_fidelity_weight > 0:
                 terms["fidelity"] = self._fidelity(aux["offsets"], self._flows(batch).float())
             if self._photometric():
@@ -307,7 +311,7 @@ class _Run:
                     aux["aligned_lr"].float(), lq, center)
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
-        return sum(terms.values())
+        return sum(terms.values()) + silent
 
     def _fidelity(self, offsets: dict, flows: Tensor) -> Tensor:
         """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level

@@ -308,6 +308,19 @@ def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
     assert [e["stage"] for e in hist["train"]] == ["fusion", "all", "all"]
 
 
+def test_sr_after_trains_under_ddp_like_one_process(tmp_path):
+    """Under DDP the parameters the warping term does not reach get no gradient in the first
+    ``sr_after`` iterations; DDP is told (``find_unused_parameters``) and trains as one process."""
+    fields = {"photometric_weight": 1.0, "photometric_levels": ("l1",), "sr_after": 2}
+    mp.start_processes(ddp_worker, args=(2, _free_port(), str(tmp_path), 4, 4, fields), nprocs=2,
+                       join=True, start_method="spawn")
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    single = T.train(tiny_profile(4, 4, **fields), tmp_path / "single", model=tiny_model(),
+                     train_set=TinyPatches(), val_set=None, progress=False, device="cpu")
+    for k, v in _weights(single.model).items():
+        torch.testing.assert_close(r0[k], v, rtol=0, atol=1e-4)
+
+
 # --------------------------------------------------------------------------- CLI with EDVR and real data
 
 

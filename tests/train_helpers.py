@@ -115,16 +115,19 @@ def tiny_model(seed=0, **kw) -> TinyVSR:
     return TinyVSR(**kw)
 
 
-def ddp_worker(rank: int, world: int, port: int, out_dir: str, total_iter: int, batch: int):
-    """One process of a CPU (gloo) DDP run, set up as ``torchrun`` would."""
+def ddp_worker(rank: int, world: int, port: int, out_dir: str, total_iter: int, batch: int,
+               train_fields: dict | None = None):
+    """One process of a CPU (gloo) DDP run, set up as ``torchrun`` would; ``train_fields``:
+    TrainConfig fields in place of the fusion-only stage (``tsa_iter=3``)."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     calls = []  # the stop-request all-reduces (host syncs) this rank made
     any_ = Dist.any
     Dist.any = lambda self, flag, device: calls.append(1) or any_(self, flag, device)
-    res = train(tiny_profile(total_iter, batch, tsa_iter=3), out_dir, model=tiny_model(),
-                train_set=TinyPatches(), val_set=None, resume=False, progress=False, device="cpu")
+    profile = tiny_profile(total_iter, batch, **(train_fields or {"tsa_iter": 3}))
+    res = train(profile, out_dir, model=tiny_model(), train_set=TinyPatches(), val_set=None, resume=False,
+                progress=False, device="cpu")
     state = {k: v.clone() for k, v in res.model.state_dict().items()}
     state["stop_checks"] = torch.tensor(len(calls))
     torch.save(state, os.path.join(out_dir, f"rank{rank}.pt"))
