@@ -30,6 +30,7 @@ from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
 from .flow import estimate_flows
+from .losses import photometric_warping_loss
 from .models.modes import evaluating
 
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
@@ -109,8 +110,6 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
     {penalty: [[term per alpha] per clip]}}``. One offset per pixel (N = 1) at a full-size level."""
     if not alphas:
         raise ValueError("alphas must name at least one point between the offsets (0) and the flow (1)")
-    from .losses import photometric_warping_loss  # the terms being asked about
-
     per_clip: dict[str, list[list[float]]] = {p: [] for p in penalties}
     with evaluating(model):
         device = next(model.parameters()).device

@@ -350,12 +350,17 @@ def neighbour_use(settings: dict[str, list[dict]], min_seeds: int = MIN_SEEDS) -
             rows.append([label, "-", "-", state, "-", "no runs with the measure" if runs else "not run"])
             continue
         within = stats(_get(r, WITHIN_1PX) for r in recorded)
-        gains = {**stats(_get(r, GAIN_OVER_REFERENCE) for r in recorded),
-                 "seeds": [r["seed"] for r in recorded]}
-        per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(gains["seeds"], gains["values"]))
         rows.append([label, mean_sd(within, 1, percent=True), mean_sd(stats(_get(r, PSNR) for r in recorded)),
-                     per_seed, mean_sd(gains, signed=True), neighbour_use_verdict(gains, min_seeds)])
+                     *_gain_cells([_get(r, GAIN_OVER_REFERENCE) for r in recorded],
+                                  [r["seed"] for r in recorded], min_seeds)])
     return rows
+
+
+def _gain_cells(values: list[float], seeds: list[int], min_seeds: int) -> list[str]:
+    """Gains over the centre frame alone as table cells: per seed, mean ± sd, the rule's verdict."""
+    gains = {**stats(values), "seeds": seeds}
+    per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(seeds, gains["values"]))
+    return [per_seed, mean_sd(gains, signed=True), neighbour_use_verdict(gains, min_seeds)]
 
 
 NEIGHBOUR_HEADERS = ["setting", "within 1 px", "PSNR (dB)", "gain over the centre frame alone, per seed (dB)",
@@ -378,17 +383,14 @@ def flow_tolerance(runs: list[dict], min_seeds: int = MIN_SEEDS) -> list[list[st
     sigmas = _get(recorded[0], TOLERANCE)["sigmas"]
     if any(_get(r, TOLERANCE)["sigmas"] != sigmas for r in recorded):
         raise ValueError("the runs measured flow_tolerance at different noise levels")
-    seeds = [r["seed"] for r in recorded]
-    levels = [(f"exact + noise, sigma {s:g} px", i) for i, s in enumerate(sigmas)] + [("DIS", None)]
+    seeds, measured = [r["seed"] for r in recorded], [_get(r, TOLERANCE) for r in recorded]
     rows = []
-    for label, i in levels:
-        m = [_get(r, TOLERANCE) for r in recorded]
-        epe = [t["median_epe"][i] if i is not None else t["median_epe_dis"] for t in m]
-        gains = {**stats(t["gain_over_reference_only"][i] if i is not None else t["gain_dis"] for t in m),
-                 "seeds": seeds}
-        per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(seeds, gains["values"]))
-        rows.append([label, f"{np.mean(epe):.2f}", per_seed, mean_sd(gains, signed=True),
-                     neighbour_use_verdict(gains, min_seeds)])
+    for i, sigma in enumerate(sigmas):
+        epe = np.mean([t["median_epe"][i] for t in measured])
+        rows.append([f"exact + noise, sigma {sigma:g} px", f"{epe:.2f}",
+                     *_gain_cells([t["gain_over_reference_only"][i] for t in measured], seeds, min_seeds)])
+    rows.append(["DIS", f"{np.mean([t['median_epe_dis'] for t in measured]):.2f}",
+                 *_gain_cells([t["gain_dis"] for t in measured], seeds, min_seeds)])
     return rows
 
 

@@ -274,9 +274,7 @@ class _Run:
         self.stage = fusion_only
         if self.dist.enabled:  # DDP registers the trainable parameters at construction
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # sr_after: the reconstruction gets no gradient at first, which DDP must be told
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids,
-                                                           find_unused_parameters=self.cfg.sr_after > 0)
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
 
     def _flows(self, batch) -> Tensor:
         if "flow" not in batch:
@@ -298,8 +296,8 @@ class _Run:
             if self.cfg.loss_reduction == "sum":
                 sr = sr * out.numel()
             # sr_after: the warping terms alone first. The SR loss still enters, weighted 0, so that
-            # every parameter gets a (zero) gradient and Adam counts its steps alike in one process
-            # and under DDP (whose unused parameters get zero gradients too)
+            # every parameter gets a (zero) gradient: DDP finds none unused, and Adam counts its
+            # steps alike in one process and under DDP
             terms, silent = ({"sr": sr}, 0.0) if self.iteration >= self.cfg.sr_after else ({}, 0.0 * sr)
             if self.cfg.offset_fidelity_weight > 0:
                 terms["fidelity"] = self._fidelity(aux["offsets"], self._flows(batch).float())
