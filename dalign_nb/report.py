@@ -398,6 +398,48 @@ TOLERANCE_HEADERS = ["flow given", "median error (px)", "gain over the centre fr
                      "mean ± sd (dB)", "verdict"]
 
 
+def setting_difference(runs: list[dict], baseline_runs: list[dict], key: str) -> dict:
+    """``paired`` across two settings run under different experiments or tags (each list one
+    setting, any condition name): seed for seed, ``runs`` minus ``baseline_runs`` of a dotted
+    ``key`` over the seeds both have. The pairing means what ``paired``'s does only where the
+    two settings share every weight outside what differs and see the same batches (the Sec. 4
+    sweep's ``seed_per_module``)."""
+    for side, rs in (("runs", runs), ("baseline_runs", baseline_runs)):
+        conditions = sorted({r["condition"] for r in rs})
+        if len(conditions) > 1:
+            raise ValueError(f"{side} must be one setting, got conditions {conditions}")
+        if len({r["seed"] for r in rs}) < len(rs):
+            raise ValueError(f"{side} has a seed twice")
+    relabelled = ([{**r, "condition": "setting"} for r in runs]
+                  + [{**r, "condition": "baseline"} for r in baseline_runs])
+    return paired(relabelled, key, "setting", "baseline")
+
+
+def setting_differences(pairs: dict[str, tuple[list[dict], list[dict]]],
+                        keys: dict[str, str] | None = None, min_seeds: int = MIN_SEEDS) -> list[list[str]]:
+    """One row per pair of settings (label -> ``(runs, baseline_runs)``) and quantity (``keys``:
+    label -> dotted key; by default the PSNR on held-out scenes and the gain over the centre
+    frame alone) for ``paper.format_table`` (headers ``DIFFERENCE_HEADERS``): the seed-for-seed
+    difference (``setting_difference``) per seed, its mean ± sd and ``difference_verdict`` with
+    the expectation that the setting beats its baseline."""
+    keys = keys or {"PSNR": PSNR, "gain over the centre frame alone": GAIN_OVER_REFERENCE}
+    rows = []
+    for label, (runs, baseline_runs) in pairs.items():
+        for quantity, key in keys.items():
+            d = setting_difference([r for r in runs if _has(r, key)],
+                                   [r for r in baseline_runs if _has(r, key)], key)
+            if d["n"] == 0:
+                rows.append([label, quantity, "no seed in both", "-", "not run"])
+                continue
+            per_seed = ", ".join(f"s{s} {v:+.2f}" for s, v in zip(d["seeds"], d["values"]))
+            rows.append([label, quantity, per_seed, mean_sd(d, signed=True),
+                         difference_verdict(d, +1, min_seeds)])
+    return rows
+
+
+DIFFERENCE_HEADERS = ["setting minus its baseline", "quantity", "per seed (dB)", "mean ± sd (dB)", "verdict"]
+
+
 def premise_verdict(verdict: str, premise: dict) -> str:
     """``verdict`` where the baseline aligns (``baseline_premise``); else no verdict, why (the
     premise fails, or has too few seeds yet), and what the rule alone would say."""
