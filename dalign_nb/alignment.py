@@ -245,14 +245,25 @@ class FlowGuidedAlignment(DCNAlignment):
     every tap and group) with the residue ``r`` and the mask from ``offset_feat``: the DCN
     starts from optical flow and may deviate from it by at most ``max_residue_magnitude``
     pixels per component -- a hard version of the offset-fidelity loss's idea (Sec. 3.4).
-    Parameters are those of ``DCNAlignment``.
+    Parameters are those of ``DCNAlignment``; ``offset_kernel`` (default ``kernel_size``) is the
+    kernel of the residue-and-mask branch ``conv_offset``, so that a one-tap module (k = 1) can
+    see the same 3 x 3 neighbourhood of ``offset_feat`` as the nine-tap one and as the
+    decomposition's branch (Remark 1), rather than one pixel.
     """
 
     def __init__(self, num_feat: int, kernel_size: int = 3, deform_groups: int = 8,
                  modulated: bool = True, max_residue_magnitude: float = 10.0,
-                 backend: str = "decomposed"):
+                 backend: str = "decomposed", offset_kernel: int | None = None):
         super().__init__(num_feat, kernel_size, deform_groups, modulated, backend)
         self.max_residue_magnitude = max_residue_magnitude
+        if offset_kernel is not None and offset_kernel != kernel_size:
+            if offset_kernel < 1 or offset_kernel % 2 == 0:
+                raise ValueError(f"offset_kernel must be odd and positive, got {offset_kernel}")
+            branch = self.conv_offset
+            self.conv_offset = nn.Conv2d(branch.in_channels, branch.out_channels, offset_kernel, 1,
+                                         offset_kernel // 2)
+            nn.init.zeros_(self.conv_offset.weight)  # zero residue and mask 0.5 at first, as the pack's
+            nn.init.zeros_(self.conv_offset.bias)
 
     def align(self, nbr_feat: Tensor, offset_feat: Tensor, flow: Tensor | None = None,
               image: Tensor | None = None, embed: Callable | None = None,
@@ -279,6 +290,8 @@ class AlignmentConfig:
         predicted as a DCN's, so that it is the ``kernel_size`` DCN computed as Eq. 3 (Table 1);
     modulated: learn modulation masks (DCNv2, Eq. 7) for "dcn", "decomposed", "flow_guided";
     max_residue_magnitude: bound of "flow_guided"'s deviation from the flow, in pixels;
+    offset_kernel: "flow_guided" only: the kernel of its residue-and-mask branch (None: k, a
+        DCN's; 3 gives a one-tap module the 3 x 3 branch of the nine-tap one and of "decomposed");
     backend: ``ops.deform_conv2d`` backend, "decomposed" (default), "naive" or "torchvision"
         ("decomposed" / "naive" only for kinds without a kernel grid).
     The number of deformable groups G comes from the model (EDVR's ``deformable_groups``).
@@ -291,6 +304,7 @@ class AlignmentConfig:
     max_residue_magnitude: float = 10.0
     backend: str = "decomposed"
     grid: bool = False
+    offset_kernel: int | None = None
 
     @property
     def offsets_per_group(self) -> int:
@@ -333,6 +347,10 @@ class AlignmentConfig:
                              f"kernel_size={self.kernel_size}")
         if self.kind not in ALIGNMENT_KINDS:
             raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {self.kind!r}")
+        if self.offset_kernel is not None and (self.kind != "flow_guided" or self.offset_kernel < 1
+                                               or self.offset_kernel % 2 == 0):
+            raise ValueError(f"offset_kernel is an odd kernel size for kind='flow_guided', got "
+                             f"offset_kernel={self.offset_kernel} with kind={self.kind!r}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.kind in ("decomposed", "flow") and self.backend == "torchvision":
@@ -355,7 +373,7 @@ def build_alignment(config: AlignmentConfig | str, num_feat: int, deform_groups:
         module = ImageAlignment(num_feat, c.backend)
     else:
         module = FlowGuidedAlignment(num_feat, c.kernel_size, deform_groups, c.modulated,
-                                     c.max_residue_magnitude, c.backend)
+                                     c.max_residue_magnitude, c.backend, c.offset_kernel)
     module.channel_split = c.channel_split(deform_groups)
     return module
 

@@ -196,6 +196,29 @@ def test_flow_guided_offsets_are_flow_plus_bounded_residue():
         m.align(x, feat)
 
 
+def test_one_tap_flow_guided_can_see_a_3x3_neighbourhood_of_the_features():
+    torch.manual_seed(6)
+    x, feat, flow = torch.randn(1, 8, 6, 6), torch.randn(1, 8, 6, 6), torch.randn(1, 2, 6, 6) * 3
+    wide = build_alignment(AlignmentConfig(kind="flow_guided", kernel_size=1, offset_kernel=3), 8)
+    narrow = build_alignment(AlignmentConfig(kind="flow_guided", kernel_size=1), 8)
+    assert wide.conv_offset.kernel_size == (3, 3) and narrow.conv_offset.kernel_size == (1, 1)
+    assert wide.conv_offset.out_channels == narrow.conv_offset.out_channels == 3  # dy, dx, mask
+    out = wide.align(x, feat, flow)  # zero-initialised: the flow, mask 0.5, as the 1 x 1 branch
+    torch.testing.assert_close(out.offset, flow.flip(1))
+    expected = torchvision.ops.deform_conv2d(x, flow.flip(1), wide.weight, wide.bias, mask=out.mask)
+    torch.testing.assert_close(out.feat, expected, rtol=1e-5, atol=1e-5)
+    moved = feat.clone()
+    moved[..., 2, 3] += 1.0  # one pixel beside (2, 2)
+    for m, sees in ((wide, True), (narrow, False)):
+        _randomise_offsets(m, std=0.1)
+        change = (m.align(x, moved, flow).offset - m.align(x, feat, flow).offset)[..., 2, 2]
+        assert bool(change.abs().max() > 1e-4) == sees
+    with pytest.raises(ValueError, match="offset_kernel"):
+        AlignmentConfig(kind="dcn", offset_kernel=3)
+    with pytest.raises(ValueError, match="offset_kernel"):
+        AlignmentConfig(kind="flow_guided", offset_kernel=2)
+
+
 @pytest.mark.parametrize("kind", ALIGNMENT_KINDS)
 def test_every_kind_shares_the_interface(kind):
     torch.manual_seed(5)
