@@ -290,8 +290,9 @@ class AlignmentConfig:
         predicted as a DCN's, so that it is the ``kernel_size`` DCN computed as Eq. 3 (Table 1);
     modulated: learn modulation masks (DCNv2, Eq. 7) for "dcn", "decomposed", "flow_guided";
     max_residue_magnitude: bound of "flow_guided"'s deviation from the flow, in pixels;
-    offset_kernel: "flow_guided" only: the kernel of its residue-and-mask branch (None: k, a
-        DCN's; 3 gives a one-tap module the 3 x 3 branch of the nine-tap one and of "decomposed");
+    offset_kernel: the kernel of "flow_guided"'s residue-and-mask branch (None: k, a DCN's; 3
+        gives a one-tap module the 3 x 3 branch of the nine-tap one and of "decomposed"); other
+        kinds ignore it, as "dcn" ignores ``num_offsets``;
     backend: ``ops.deform_conv2d`` backend, "decomposed" (default), "naive" or "torchvision"
         ("decomposed" / "naive" only for kinds without a kernel grid).
     The number of deformable groups G comes from the model (EDVR's ``deformable_groups``).
@@ -347,10 +348,8 @@ class AlignmentConfig:
                              f"kernel_size={self.kernel_size}")
         if self.kind not in ALIGNMENT_KINDS:
             raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {self.kind!r}")
-        if self.offset_kernel is not None and (self.kind != "flow_guided" or self.offset_kernel < 1
-                                               or self.offset_kernel % 2 == 0):
-            raise ValueError(f"offset_kernel is an odd kernel size for kind='flow_guided', got "
-                             f"offset_kernel={self.offset_kernel} with kind={self.kind!r}")
+        if self.offset_kernel is not None and (self.offset_kernel < 1 or self.offset_kernel % 2 == 0):
+            raise ValueError(f"offset_kernel must be an odd kernel size, got {self.offset_kernel}")
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if self.kind in ("decomposed", "flow") and self.backend == "torchvision":
