@@ -512,7 +512,8 @@ def test_flow_tolerance_gives_a_row_per_noise_level_with_the_rule_verdict():
 
 def _setting(condition, psnrs, gains, experiment="table3"):
     return [_run(experiment, condition, s, p, offsets_vs_flow={
-        "psnr": p, "psnr_gain_over_zero": None, "psnr_gain_over_reference_only": g, "within_1px": 0.8})
+        "psnr": p, "psnr_gain_over_zero": None, "psnr_gain_over_reference_only": g,
+        "psnr_reference_only": p - g, "within_1px": 0.8})
         for s, (p, g) in enumerate(zip(psnrs, gains))]
 
 
@@ -531,10 +532,11 @@ def test_setting_differences_give_the_rule_verdict_per_quantity():
     nine = _setting("flow_guided", (27.81, 27.88, 27.74), (0.12, 0.17, 0.21))
     one = _setting("flow_guided", (27.73, 27.76, 27.73), (0.07, 0.08, 0.10))
     rows = report.setting_differences({"N = 9 - N = 1": (nine, one), "alone": (nine, [])})
-    assert [r[1] for r in rows] == ["PSNR", "gain over the centre frame alone"] * 2
+    assert [r[1] for r in rows] == list(report.SPLIT) * 2
     assert all(len(r) == len(report.DIFFERENCE_HEADERS) for r in rows)
     assert rows[0][2] == "s0 +0.08, s1 +0.12, s2 +0.01" and rows[0][-1] == report.TREND
-    assert rows[1][3] == "+0.08 ± 0.03" and rows[1][-1] == "reproduced"
-    assert rows[2][-1] == rows[3][-1] == "not run"
+    assert rows[1][2] == "s0 +0.03, s1 +0.03, s2 -0.10"  # single-image part: PSNR minus the gain
+    assert rows[2][3] == "+0.08 ± 0.03" and rows[2][-1] == "reproduced"  # through the neighbours
+    assert rows[3][-1] == rows[4][-1] == rows[5][-1] == "not run"
     (one_seed,) = report.setting_differences({"x": (nine[:1], one)}, {"PSNR": report.PSNR})
     assert one_seed[-1].startswith("inconclusive: 1 seed")
