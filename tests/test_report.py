@@ -540,3 +540,19 @@ def test_setting_differences_give_the_rule_verdict_per_quantity():
     assert rows[3][-1] == rows[4][-1] == rows[5][-1] == "not run"
     (one_seed,) = report.setting_differences({"x": (nine[:1], one)}, {"PSNR": report.PSNR})
     assert one_seed[-1].startswith("inconclusive: 1 seed")
+
+
+def test_overview_splits_off_what_more_offsets_take_through_the_neighbours():
+    """A baseline that takes nothing from its neighbours leaves the PSNR steps without a verdict;
+    the step of the gain over the centre frame alone needs only a baseline that uses its offsets."""
+    runs = _fig9((0.02, 0.00, 0.04), (0.15, 0.10, 0.20))
+    through = {"n1": (0.00, 0.01, -0.01), "n5": (0.05, 0.04, 0.05), "n15": (0.11, 0.13, 0.12)}
+    for r in runs:
+        r["measures"]["offsets_vs_flow"]["psnr_gain_over_reference_only"] = through[r["condition"]][r["seed"]]
+    rows = _overview(fig9=runs)
+    assert rows["Fig. 9: PSNR, N = 15 - N = 1 (G = 1)"]["verdict"].startswith("no verdict")
+    n15 = rows["Fig. 9, beyond the paper: gain over the centre frame alone (through the neighbours), "
+               "N = 15 - N = 1"]
+    assert (n15["ours"], n15["seeds"], n15["verdict"]) == ("+0.120 ± 0.010 dB", 3, "reproduced")
+    unrecorded = _overview(fig9=_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)))
+    assert unrecorded[n15["claim"]]["ours"] == "not run"
