@@ -101,7 +101,10 @@ print(f"profile {PROFILE} on {DEVICE}")
 # first: its gain over its offsets held at zero and over itself given the centre frame in place
 # of its neighbours (notebook 05, section 2c). Until it has 3 seeds, and where what it aligns
 # does not reach its output, no comparison of PSNR resting on it gets a verdict; claims about
-# the offsets themselves need only the first.
+# the offsets themselves need only the first. Beyond the paper, two rows split off the part of
+# Fig. 9's steps that reaches the output through the neighbours (the gain over the centre frame
+# alone, N = 5 and 15 against N = 1; `report.SPLIT`, notebook 05 section 2c): whether more
+# offsets take more from the neighbours needs only a baseline that uses its offsets.
 
 # %%
 print(experiments.sweep_status(("table1", "fig9", "fig16"), results_dir=RESULTS_DIR))
