@@ -309,8 +309,9 @@ def test_two_process_ddp_on_cpu_trains_like_one_process(tmp_path):
 
 
 def test_sr_after_trains_under_ddp_like_one_process(tmp_path):
-    """Under DDP the parameters the warping term does not reach get no gradient in the first
-    ``sr_after`` iterations; DDP is told (``find_unused_parameters``) and trains as one process."""
+    """In the first ``sr_after`` iterations the warping term does not reach most parameters; the
+    SR loss enters weighted 0 so that each still gets a (zero) gradient, and DDP trains as one
+    process."""
     fields = {"photometric_weight": 1.0, "photometric_levels": ("l1",), "sr_after": 2}
     mp.start_processes(ddp_worker, args=(2, _free_port(), str(tmp_path), 4, 4, fields), nprocs=2,
                        join=True, start_method="spawn")
