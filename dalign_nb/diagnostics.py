@@ -9,7 +9,9 @@ Two measurements behind notebook 05's "why not 80 %" (Sec. 4.1, Fig. 5 at small 
   ``dis_errors`` the same for DIS flow on the same frames;
 * ``offset_gradients`` -- the gradient of any loss with respect to the offsets that a PCD
   level actually sampled with, frame by frame, and ``descent_towards_flow``: whether a step
-  of gradient descent on that loss moves each offset towards the exact flow.
+  of gradient descent on that loss moves each offset towards the exact flow;
+* ``offsets_held_at`` / ``exact_offsets``: a trained model given the exact flow in place of a
+  PCD level's offsets at test time, and whether its neighbours then reach its output.
 
 Offsets are in the layout of ``ops`` (``(dy, dx)`` pairs), flows ``(u, v)``, as in ``metrics``.
 """
@@ -26,15 +28,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .alignment import Aligned, DecomposedAlignment
 from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
 from .flow import estimate_flows
 from .losses import photometric_warping_loss
+from .metrics import psnr, quantize
 from .models.modes import evaluating
+from .ops import DecomposedDeformConv2d
 
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
-           "dis_errors", "neighbour_information", "offset_errors", "offset_gradients", "pixel_classes",
+           "dis_errors", "exact_offsets", "neighbour_information",
+           "offsets_held_at", "offset_errors", "offset_gradients", "pixel_classes",
            "shares_by_kind", "shares_by_motion", "terms_towards_flow"]
 
 
@@ -129,6 +135,107 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
                                     for off in walk])
     return {"alphas": [float(a) for a in alphas],
             **{p: np.mean(v, axis=0).tolist() for p, v in per_clip.items()}, "per_clip": per_clip}
+
+
+def _pcd_module(model: nn.Module, level: str) -> nn.Module:
+    pcd = getattr(model, "pcd_align", None)
+    if pcd is None:
+        raise ValueError(f"offsets_held_at needs EDVR's PCD alignment (model.pcd_align); "
+                         f"{type(model).__name__} has none")
+    levels = (*pcd.dcn_pack.keys(), "cascade")
+    if level not in levels:
+        raise ValueError(f"level must be one of {levels}, got {level!r}")
+    module = pcd.cas_dcnpack if level == "cascade" else pcd.dcn_pack[level]
+    if not isinstance(module, DecomposedAlignment) or module.grid is not None:
+        raise ValueError(f"offsets_held_at samples with offsets of its own only in the decomposition "
+                         f"without a kernel grid (alignment kinds 'decomposed', 'flow'); {level} is "
+                         f"{type(module).__name__}")
+    return module
+
+
+@contextlib.contextmanager
+def offsets_held_at(model: nn.Module, flows, level: str = "l1"):
+    """Inside the block, EDVR's PCD ``level`` (``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``)
+    samples each input frame at the given motion instead of the offsets it predicts.
+
+    ``flows``: one ``(B, 2, h, w)`` tensor per input frame, in the order EDVR aligns them (frame
+    0 first; the reference frame's is its motion to itself, zero), as ``(u, v)`` at that level's
+    size and in its pixels; every one of a group's N offsets is set to it. The module still runs
+    its offset branch (its masks, if any, are kept); only the sampling and the offsets it
+    reports (``aux["offsets"]``, and the base the next finer level builds on with residual
+    offsets) change. One module of the decomposition (no kernel grid), as ``capture_offsets``
+    finds it; the block may be nested to hold several levels.
+    """
+    module = _pcd_module(model, level)
+    flows = list(flows)
+    if not flows:
+        raise ValueError("flows must hold one (B, 2, h, w) motion per input frame, got none")
+    bound = module.align
+    calls = []
+
+    def align(nbr_feat, offset_feat, flow=None, image=None, embed=None, base=None):
+        rec = bound(nbr_feat, offset_feat, flow, image, embed, base)
+        given = flows[len(calls) % len(flows)]
+        calls.append(len(calls))
+        if given.shape[-3] != 2 or given.shape[-2:] != rec.offset.shape[-2:]:
+            raise ValueError(f"each flow must be (B, 2, h, w) at {level}'s size "
+                             f"{tuple(rec.offset.shape[-2:])}, got {tuple(given.shape)}")
+        offset = given.flip(-3).to(rec.offset).repeat(1, rec.offset.shape[1] // 2, 1, 1)  # (dy, dx) x G*N
+        return Aligned(DecomposedDeformConv2d.forward(module, nbr_feat, offset, rec.mask), offset, rec.mask)
+
+    module.align = align  # an instance attribute shadows the method for this block only
+    try:
+        yield calls
+    finally:
+        del module.align
+
+
+def _psnr8(out: Tensor, gt: Tensor) -> float:
+    return psnr(quantize(out.float().cpu()), gt)  # as saved to 8 bits
+
+
+@torch.no_grad()
+def exact_offsets(model: nn.Module, clips, level: str = "l1") -> dict:
+    """A trained EDVR given the exact flow in place of its ``level`` offsets at test time.
+
+    Per synthetic clip (``SceneClip``s with the model's number of frames, exact LR flows): the
+    PSNR of the centre frame's output (8-bit, RGB) with the model's own offsets (``model``),
+    with the exact flow at ``level`` (``exact``; ``offsets_held_at``, the other levels and the
+    cascade as the model computes them), and given the centre frame in place of every neighbour
+    (``reference_only``). ``gain`` / ``gain_exact``: the first two minus the third, what the
+    neighbours add to the output with its own offsets and with exact ones.
+
+    A test-time substitution: the fusion was trained on features aligned by the model's own
+    offsets, so a loss here need not mean that exact offsets cannot help a model trained with
+    them; a gain would say that the model's own offsets keep its neighbours out.
+    """
+    scales = {"l1": 1, "l2": 2, "l3": 4}  # the pyramid's levels against the LR size
+    if level not in scales:
+        raise ValueError(f"level must be one of {tuple(scales)} (the cascade aligns the already aligned "
+                         f"L1 feature: its exact motion is not the flow), got {level!r}")
+    scale = scales[level]
+    scores: dict[str, list[float]] = {"model": [], "exact": [], "reference_only": []}
+    with evaluating(model):
+        device = next(model.parameters()).device
+        for clip in clips:
+            t = len(clip)
+            c = t // 2
+            lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(t)])).permute(0, 3, 1, 2)[None]
+            lq = lq.float().to(device)  # (1, T, 3, h, w)
+            gt = torch.from_numpy(clip.hr(c)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+            flows = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2).float()
+            flows[c] = 0  # the reference frame's motion to itself
+            given = [(F.avg_pool2d(f[None], scale) / scale).to(device) for f in flows]  # level's pixels
+            scores["model"].append(_psnr8(model(lq), gt))
+            with offsets_held_at(model, given, level):
+                scores["exact"].append(_psnr8(model(lq), gt))
+            still = lq[:, c:c + 1].expand_as(lq).contiguous()
+            scores["reference_only"].append(_psnr8(model(still), gt))
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    return {"psnr": mean["model"], "psnr_exact": mean["exact"], "psnr_reference_only": mean["reference_only"],
+            "gain": mean["model"] - mean["reference_only"],
+            "gain_exact": mean["exact"] - mean["reference_only"],
+            "per_clip": scores, "level": level, "num_clips": len(scores["model"])}
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

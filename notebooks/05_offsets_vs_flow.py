@@ -701,6 +701,43 @@ print(format_table([[term] + [f"{v:.4f}" for v in walk[term]]
 # the alignment is learned before the fusion sees a neighbour).
 
 # %% [markdown]
+# And the network: would a learned model take from its neighbours if its offsets were exact? Give
+# each kept $G = N = 1$ model the exact flow in place of its L1 offsets at test time
+# (`diagnostics.exact_offsets`; `offsets_held_at` holds a PCD level at a given motion, the coarser
+# levels and the cascade run as trained) and score its gain over itself given the centre frame
+# alone, with its own offsets and with the exact ones:
+
+# %%
+EXACT_MODELS = {  # kept weights of learned G = N = 1 models (seed 0 each)
+    "fig9 n1 (align2)": ("fig9", "n1-s0"),
+    "fig9-long n1 (6000 iterations)": ("fig9-long", "n1-s0"),
+    "fig9-census-rgb n1": ("fig9-census-rgb", "n1-s0"),
+    "fig5 round2": ("fig5", "round2-s0"),
+    "fig5 round2_sr_only (no warping term)": ("fig5", "round2_sr_only-s0"),
+}
+exact_rows = []
+for label, (exp_name, run_name) in EXACT_MODELS.items():
+    found = diagnostics.exact_offsets(experiments.load_model(exp_name, run_name), walk_clips)
+    exact_rows.append([label, f"{found['psnr']:.2f}", f"{found['gain']:+.3f}", f"{found['gain_exact']:+.3f}",
+                       f"{found['gain_exact'] - found['gain']:+.3f}"])
+print(f"{len(walk_clips)} held-out scenes of {walk_clips[0].config.height}² HR px; gains over the centre "
+      "frame alone (dB)")
+print(format_table(exact_rows, ["model", "PSNR", "own offsets", "exact flow at L1", "difference"]))
+
+# %% [markdown]
+# On the 8 held-out scenes of 256² px (this cell under any profile but `quick`; the `quick` run
+# printed above scores 2 smaller scenes, where the models' own offsets gain up to +0.11 dB and the
+# exact flow again gains no more) the exact flow lets no model's neighbours in: its gain over the
+# centre frame alone is -0.06 to +0.01 dB with the exact flow at L1, against -0.01 to +0.03 dB with
+# its own offsets (the difference -0.07 to +0.03 dB, each model one seed). This is
+# a substitution at test time: each fusion was trained on the features its own offsets aligned, so
+# it does not say what a model trained with exact offsets would do (the one-tap oracle above is
+# such a model, and gains). What it does say is that sharper offsets alone, given to these trained
+# models, do not open them to their neighbours. A reading, not measured: their fusion has learned
+# to take the centre frame's content and little else, so a way in has to act during training
+# (such as `train.sr_after`, which keeps the SR loss out until the offsets are learned).
+
+# %% [markdown]
 # ## 3. Fig. 5: how far the offsets are from the flow
 #
 # The histograms pool every non-occluded pixel of every held-out scene and both neighbours, over

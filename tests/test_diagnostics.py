@@ -4,6 +4,8 @@ offset errors of models whose offsets are the exact flow or zero."""
 
 from __future__ import annotations
 
+import contextlib
+
 import cv2
 import numpy as np
 import pytest
@@ -224,3 +226,90 @@ def test_neighbours_carry_information_that_a_reconstruction_knowing_the_motion_r
     assert res["gain"] == pytest.approx(np.mean(res["psnr_three_frames"]) - np.mean(res["psnr_centre_only"]))
     with pytest.raises(ValueError, match="no texture"):
         D.neighbour_information(textures, size=160)
+
+
+def test_a_level_held_at_a_flow_samples_the_neighbour_there_and_reports_it():
+    """Held at a flow, L1 is a backward warp by it and the 1x1 convolution (Sec. 3.3, k = 1), the
+    flow is what ``aux`` reports for every frame, and the model is as before after the block."""
+    from dalign_nb.ops import flow_warp
+
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    before = model(x)
+    flows = [torch.randn(1, 2, 16, 16, dtype=torch.float64) for _ in range(3)]
+    module = model.pcd_align.dcn_pack["l1"]
+    with D.offsets_held_at(model, flows, "l1") as calls:
+        _, aux = model(x, return_aux=True)
+        assert len(calls) == 3  # one per input frame
+        nbr = torch.rand(1, 8, 16, 16, dtype=torch.float64)
+        rec = module.align(nbr, torch.rand(1, 8, 16, 16, dtype=torch.float64))
+    by_hand = torch.nn.functional.conv2d(flow_warp(nbr, flows[0]), module.weight[..., None], module.bias)
+    torch.testing.assert_close(rec.feat, by_hand)
+    torch.testing.assert_close(aux["offsets"]["l1"][0], torch.cat(flows).flip(1))  # (u, v) -> (dy, dx)
+    assert "align" not in vars(module)
+    torch.testing.assert_close(model(x), before, rtol=0, atol=0)
+
+
+def test_every_level_held_at_zero_is_the_model_with_its_offsets_zeroed():
+    from dalign_nb.alignment import zero_offsets
+
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    zeros = {level: [torch.zeros(1, 2, 16 // s, 16 // s, dtype=torch.float64)] * 3
+             for level, s in (("l1", 1), ("l2", 2), ("l3", 4), ("cascade", 1))}
+    with contextlib.ExitStack() as stack:
+        for level, fields in zeros.items():
+            stack.enter_context(D.offsets_held_at(model, fields, level))
+        held = model(x)
+    with zero_offsets(model):
+        zeroed = model(x)
+    assert not torch.allclose(held, model(x))  # the model's own offsets are not zero
+    torch.testing.assert_close(held, zeroed)
+
+
+def test_offsets_held_at_refuses_what_it_cannot_hold():
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    with pytest.raises(ValueError, match="level must be one of"):
+        with D.offsets_held_at(model, [torch.zeros(1, 2, 16, 16)], "l4"):
+            pass
+    with pytest.raises(ValueError, match="size"):
+        with D.offsets_held_at(model, [torch.zeros(1, 2, 8, 8, dtype=torch.float64)], "l1"):
+            model(x)
+    assert "align" not in vars(model.pcd_align.dcn_pack["l1"])  # undone after the error too
+    with pytest.raises(ValueError, match="one .* per input frame"):
+        with D.offsets_held_at(model, [], "l1"):
+            pass
+    dcn = EDVR(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+               with_tsa=False, alignment="dcn")
+    with pytest.raises(ValueError, match="kernel grid"):
+        with D.offsets_held_at(dcn, [torch.zeros(1, 2, 16, 16)], "l1"):
+            pass
+    with pytest.raises(ValueError, match="PCD"):
+        with D.offsets_held_at(nn.Conv2d(3, 3, 1), [torch.zeros(1, 2, 16, 16)], "l1"):
+            pass
+
+
+def test_exact_offsets_scores_the_model_with_its_own_offsets_the_flow_and_the_centre_frame():
+    from dalign_nb.metrics import psnr, quantize
+
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    model = _model().float().train()
+    found = D.exact_offsets(model, [clip, clip])
+    assert model.training  # handed back as it came
+    lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)[None].float()
+    gt = torch.from_numpy(clip.hr(1)).permute(2, 0, 1)[None].float()
+    flows = [torch.from_numpy(np.ascontiguousarray(f)).permute(2, 0, 1)[None].float() for f in clip.flows]
+    flows[1] = torch.zeros_like(flows[1])
+    with torch.no_grad():
+        model.eval()
+        own = psnr(quantize(model(lq)), gt)
+        with D.offsets_held_at(model, flows, "l1"):
+            exact = psnr(quantize(model(lq)), gt)
+        alone = psnr(quantize(model(lq[:, 1:2].expand_as(lq).contiguous())), gt)
+    assert found["num_clips"] == 2 and found["per_clip"]["model"] == pytest.approx([own, own])
+    assert found["psnr"] == pytest.approx(own) and found["psnr_exact"] == pytest.approx(exact)
+    assert found["gain"] == pytest.approx(own - alone) and found["gain_exact"] == pytest.approx(exact - alone)
+    assert exact != pytest.approx(own)  # the random model's offsets are not the flow
+    coarse = D.exact_offsets(model, [clip], level="l3")
+    assert coarse["level"] == "l3" and coarse["psnr"] == pytest.approx(own)
+    with pytest.raises(ValueError, match="cascade"):
+        D.exact_offsets(model, [clip], level="cascade")
