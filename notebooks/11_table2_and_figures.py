@@ -24,8 +24,10 @@
 # > **Main results** (the next cell prints them): Table 2's runs (experiment `table2`, 6
 # > conditions x 3 seeds) and their verdicts as far as they have run; Fig. 11's $G = N = 1$
 # > model (fig5's `round2`, the model that aligns) against the exact flow and against DIS,
-# > inside objects and at their boundaries. Fig. 1 and 12-14 are drawn from Sec. 4's first
-# > sweep (600 iterations), whose models do not align yet: they show the machinery and say so.
+# > inside objects and at their boundaries. Fig. 1 and 12-14 are drawn from the sweep on
+# > `align2` (fig9's $N = 1, 5, 15$ of seed 0, whose offsets follow the motion), where every
+# > one of $N = 15$'s offset fields keeps the flow's shape (Fig. 12); the sweep's models take
+# > little from their neighbours' content (notebook 05), which the captions keep in view.
 
 # %%
 from dalign_nb import diagnostics, experiments, report
@@ -83,9 +85,9 @@ from dalign_nb.train import run_dir, train
 
 PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI, minutes on 2 CPU cores), "standard", "paper"
 RESULTS_DIR = None  # None: the committed data/results
-# the sweep Fig. 1, 12-14 are drawn from: the first one (align, 600 iterations), kept as
-# <name>-600it; "" reads the sweep on align2 (python -m dalign_nb experiment fig9 --list)
-SWEEP = experiments.ARCHIVE_600
+# the sweep Fig. 1, 12-14 are drawn from: "" the sweep on align2 (python -m dalign_nb experiment
+# fig9 --list); experiments.ARCHIVE_600 the first one (align, 600 iterations, <name>-600it)
+SWEEP = ""
 SEED = 0
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 CHECKPOINT = checkpoint_from_env()  # DALIGN_CHECKPOINT: a BasicSR EDVR checkpoint (section 9), or None
@@ -301,8 +303,8 @@ fields["#2 deformable, N = 1"] = found["N = 1"].offsets[0].flip(0)
 fields["#3 DIS flow"] = frames.flow_est[t]
 fields["#3 exact flow"] = exact
 closest = found[n_max].order[0]
-fields[f"#4 deformable, {n_max}: offset closest to the flow"] = found[n_max].offsets[closest].flip(0)
-fields[f"#4 deformable, {n_max}: offset farthest from it"] = found[n_max].offsets[found[n_max].order[-1]].flip(0)
+fields[f"#4 deformable, {n_max}:\nthe offset closest to the flow"] = found[n_max].offsets[closest].flip(0)
+fields[f"#4 deformable, {n_max}:\nthe offset farthest from it"] = found[n_max].offsets[found[n_max].order[-1]].flip(0)
 max_flow = max(float(exact.norm(dim=0).max()), 1.0)
 visible = ~frames.occlusion[t]
 fig, axes = plt.subplots(1, len(fields) + 1, figsize=(2.6 * (len(fields) + 1), 3.2), layout="constrained")
@@ -347,11 +349,16 @@ for name, a in found.items():
 # **What the paper shows** (EDVR-M on REDS, PWC-Net flow): all four fields have the flow's
 # shape; the offsets of #4 differ from one another around the occluded car wheel, and #6 keeps
 # more detail than #5. **What ours shows**: printed above the picture, per field, the share of
-# visible pixels within 1 px of the exact flow. With the first sweep (`SWEEP = "-600it"`) the
-# models have trained 600 iterations and their offsets do not follow the motion yet (the $N = 1$
-# baseline does not beat its offsets held at zero, printed above), so this picture shows *how*
-# Fig. 1 is read, not the paper's finding; with `SWEEP = ""` it draws the sweep on `align2`,
-# whose $G = N = 1$ model aligns (Fig. 11 below is that model).
+# visible pixels within 1 px of the exact flow. On the sweep on `align2` the $N = 1$ offsets (#2)
+# and the closest of $N = 15$'s (#4) have the flow's shape, as DIS has (#3): the sprites stand
+# out with their own motion, in a noisier field than DIS's smooth one. The
+# farthest of the $N = 15$ offsets is a faint copy of the flow: the same direction, a fraction
+# of its length (Fig. 12 below measures it). Flow-based alignment (#1, #5) is `table4`'s
+# image-warping model, drawn once that run is in (`python -m dalign_nb experiment table4
+# --list`). What the picture cannot show is the paper's #6 against #5 ("more details"): the
+# models here take little from their neighbours' content at all (the premise line above;
+# notebook 05, section 2c). The first sweep (`SWEEP = experiments.ARCHIVE_600`) draws the same
+# picture from models of 600 iterations, whose offsets do not follow the motion yet.
 
 # %% [markdown]
 # ## 5. Fig. 11: one offset beside the flow
@@ -426,8 +433,9 @@ for kind in KINDS[2:]:
 # has "the overall shape" of the flow (Fig. 12). Ours: every offset field of `fig9`'s largest
 # $N$ of the sweep (`SWEEP`, seed 0; the first sweep stops at $N = 15$), sorted by its mean l1
 # distance to the exact flow on visible pixels (Fig. 6's order), beside the flow, on the
-# scene and neighbour of Fig. 1; the title of each gives that distance and the correlation of
-# the field with the flow (both components, visible pixels).
+# scene and neighbour of Fig. 1; the title of each gives that distance, the correlation of
+# the field with the flow (both components, visible pixels) and its length against the flow
+# (the least-squares $s$ in field $\approx s \cdot$ flow: 1 is the flow's length).
 
 # %%
 a12 = found[n_max]
@@ -438,13 +446,16 @@ fig, axes = plt.subplots(-(-(n12 + 1) // cols), cols, figsize=(2.2 * cols, 2.4 *
 axes = axes.ravel()
 axes[0].imshow(flow_to_color(exact.permute(1, 2, 0).numpy(), max_flow))
 axes[0].set_title("exact flow", fontsize=8)
-corrs = []
+corrs, lengths = [], []
 for ax, (rank, idx) in zip(axes[1:], enumerate(a12.order.tolist())):
     field = a12.offsets[idx].flip(0)  # (u, v)
-    r = float(np.corrcoef(field[:, visible].flatten().numpy(), exact[:, visible].flatten().numpy())[0, 1])
+    f_vis, e_vis = field[:, visible], exact[:, visible]
+    r = float(np.corrcoef(f_vis.flatten().numpy(), e_vis.flatten().numpy())[0, 1])
+    length = float((f_vis * e_vis).sum() / (e_vis * e_vis).sum())  # least-squares s in field = s * flow
     corrs.append(r)
+    lengths.append(length)
     ax.imshow(flow_to_color(field.permute(1, 2, 0).numpy(), max_flow))
-    ax.set_title(f"#{rank + 1}: {float(a12.mean_distance[rank]):.2f} px, r = {r:.2f}", fontsize=8)
+    ax.set_title(f"#{rank + 1}: {float(a12.mean_distance[rank]):.2f} px, r = {r:.2f}, {length:.2f}x", fontsize=8)
 for ax in axes:
     ax.set(xticks=[], yticks=[])
 for ax in axes[n12 + 1:]:
@@ -452,14 +463,17 @@ for ax in axes[n12 + 1:]:
 fig.suptitle(f"Fig. 12 (ours): the {n12} offsets of {n_max} (G = 1), closest to the flow first", fontsize=10)
 plt.show()
 print(f"{n_max}: correlation of each offset field with the exact flow, median {np.median(corrs):.2f} "
-      f"(min {min(corrs):.2f}, max {max(corrs):.2f}); mean l1 distance {float(a12.mean_distance.min()):.2f}"
+      f"(min {min(corrs):.2f}, max {max(corrs):.2f}); length against the flow (least squares) "
+      f"{min(lengths):.2f}x-{max(lengths):.2f}x; mean l1 distance {float(a12.mean_distance.min()):.2f}"
       f"-{float(a12.mean_distance.max()):.2f} px")
 
 # %% [markdown]
-# **What the paper shows**: 25 fields, each a version of the flow. **What ours shows**: the
-# correlation of each field with the flow says how many keep its shape. At 600 iterations (the
-# first sweep) the offsets have learned little motion (Fig. 1), and the fields say so; the
-# sweep on `align2` (`SWEEP = ""`, $N = 25$) is the test of Fig. 12.
+# **What the paper shows**: 25 fields, each a version of the flow. **What ours shows** (printed
+# under the picture): with $N = 15$ on `align2` every field keeps the flow's shape (correlation
+# with it 0.88-0.94 on this scene), and they differ from one another mostly in length, from a
+# faint copy (0.13x the flow) to a third longer than it (1.34x), where the paper's have
+# "different estimated directions" (A.2). One scene of one seed, and $N = 15$ where the paper
+# drew 25 (fig9's `n25` has not run yet; it is drawn here once its weights are kept).
 
 # %% [markdown]
 # ## 7. Fig. 13: aligned features with one offset and with many
@@ -491,15 +505,18 @@ print(format_table(rows, ["model", "mean |aligned - reference|, visible", "occlu
 # **What the paper shows**: a dark hole where $N = 1$ fails, filled in with $N = 15$. **What
 # ours shows**: the two models were trained apart (the same seed and batches), so their features
 # differ in scale as well as alignment; the distance to the reference is a rough measure of
-# coherence, not a proof. On the first sweep neither model aligns, and the comparison waits for
-# the sweep on `align2`.
+# coherence, not a proof. On `align2` both models align (Fig. 1), and neither shows the paper's
+# dark hole around this scene's occlusions; the larger distance of $N = 15$'s feature is as
+# likely a difference of scale as of alignment. The models take little from their neighbours
+# (notebook 05), so what the aligned features would add is not what their outputs show.
 
 # %% [markdown]
 # ## 8. Fig. 14: output frames as N grows
 #
 # A.2: from flow-based alignment to $N = 3$ the output improves visibly; from 3 to 25 it does
 # not (Fig. 14; Fig. 16 gives the numbers). Ours: the SR centre frame of each kept model of the
-# sweep, cut where the flow-based and the largest-$N$ model differ most, with each model's PSNR
+# sweep, cut where the first (flow-based; $N = 1$ until `table4` has run) and the largest-$N$
+# model differ most, with each model's PSNR
 # on the whole frame.
 
 # %%
