@@ -560,7 +560,8 @@ print(format_table(report.neighbour_use(SCREENS), report.NEIGHBOUR_HEADERS))
 # pixels (the closest of its nine offsets to the flow: 0.12-0.14 px in the median, DIS's flow
 # 0.23 px). The oracle gains more on every seed, +0.36, +0.56 and +0.16 dB, but spreads more (a trend, not shown). align2's learned offsets (three
 # quarters within 1 px, median error 0.37-0.43 px), the same trained twice as long, with the
-# colour term summed to census (median error 0.37 px on seed 0) and flow-guided alignment on
+# colour term summed to census (median error 0.37 px on seed 0), with the warping terms alone
+# for the first 1000 iterations (0.32 px on seed 0) and flow-guided alignment on
 # DIS's flow of each 32² training patch gain no more than 0.05 dB on any seed; on BD frames the
 # model stays below bicubic after 3000 iterations (one seed). The flow-guided settings differ
 # from Sec. 4's baseline in two things, the flow from outside and N = 9 with masks. With one tap
@@ -707,10 +708,13 @@ print(format_table([[term] + [f"{v:.4f}" for v in walk[term]]
 # against 0.153; higher on the 2 smaller scenes of the `quick` run above). The terms count
 # occluded pixels, where the exact flow points at other content and a wrong offset can match
 # better; so this walk cannot say whether the term or the network keeps the offsets coarse. Two
-# levers for sharper offsets are in the package for the next screens, each one change to align2:
-# `train.photometric_penalty = "census+rgb"` (both terms summed: the colours meant to pull on the
-# sub-pixel part) and `train.sr_after` (the SR loss left out of the first iterations, so that
-# the alignment is learned before the fusion sees a neighbour).
+# levers for sharper offsets, each one change to align2, are screened in the table of section 2c
+# (seed 0 each): `train.photometric_penalty = "census+rgb"` (both terms summed: the colours meant
+# to pull on the sub-pixel part; median error 0.37 px) and `train.sr_after` (the SR loss left out
+# of the first 1000 iterations, so that the alignment is learned before the fusion sees a
+# neighbour; `fig9-align-first`, median error 0.32 px against 0.40 px for fig9's `n1-s0`). Both
+# sharpen the offsets a little; neither gains more than a flat difference over the centre frame
+# alone (+0.03 and +0.04 dB), and both stay coarser than DIS's flow (0.23 px).
 
 # %% [markdown]
 # And the network: would a learned model take from its neighbours if its offsets were exact? Give
@@ -726,6 +730,7 @@ EXACT_MODELS = {  # kept weights of learned G = N = 1 models (seed 0 each)
     "fig9-census-rgb n1": ("fig9-census-rgb", "n1-s0"),
     "fig5 round2": ("fig5", "round2-s0"),
     "fig5 round2_sr_only (no warping term)": ("fig5", "round2_sr_only-s0"),
+    "fig9-align-first n1 (the warping terms alone first)": ("fig9-align-first", "n1-s0"),
 }
 exact_rows = []
 for label, (exp_name, run_name) in EXACT_MODELS.items():
@@ -740,14 +745,15 @@ print(format_table(exact_rows, ["model", "PSNR", "own offsets", "exact flow at L
 # On the 8 held-out scenes of 256² px (this cell under any profile but `quick`; the `quick` run
 # printed above scores 2 smaller scenes, where the models' own offsets gain up to +0.11 dB and the
 # exact flow again gains no more) the exact flow lets no model's neighbours in: its gain over the
-# centre frame alone is -0.06 to +0.01 dB with the exact flow at L1, against -0.01 to +0.03 dB with
+# centre frame alone is -0.06 to +0.01 dB with the exact flow at L1, against -0.01 to +0.04 dB with
 # its own offsets (the difference -0.07 to +0.03 dB, each model one seed). This is
 # a substitution at test time: each fusion was trained on the features its own offsets aligned, so
 # it does not say what a model trained with exact offsets would do (the one-tap oracle above is
 # such a model, and gains). What it does say is that sharper offsets alone, given to these trained
 # models, do not open them to their neighbours. A reading, not measured: their fusion has learned
-# to take the centre frame's content and little else, so a way in has to act during training
-# (such as `train.sr_after`, which keeps the SR loss out until the offsets are learned).
+# to take the centre frame's content and little else, so a way in has to act during training.
+# `train.sr_after` (the last row: the warping terms alone for the first 1000 iterations) is one
+# such; its model's offsets are sharper, and it too takes no more given the exact flow.
 
 # %% [markdown]
 # ## 3. Fig. 5: how far the offsets are from the flow
