@@ -354,8 +354,11 @@ for name, a in found.items():
 # out with their own motion, in a noisier field than DIS's smooth one. The
 # farthest of the $N = 15$ offsets is a faint copy of the flow: the same direction, a fraction
 # of its length (Fig. 12 below measures it). Flow-based alignment (#1, #5) is `table4`'s
-# image-warping model, drawn once that run is in (`python -m dalign_nb experiment table4
-# --list`). What the picture cannot show is the paper's #6 against #5 ("more details"): the
+# image-warping model of the same seed: its flow (the cascade's, which warps the LR frame) has
+# the flow's shape too but is further from it (48 % within 1 px on this scene), and the LR
+# neighbour it warps (#5) shows where one warp has nothing right to fetch (the frame's border,
+# the occlusions). What the picture cannot show is the
+# paper's #6 against #5 ("more details"): the
 # models here take little from their neighbours' content at all (the premise line above;
 # notebook 05, section 2c). The first sweep (`SWEEP = experiments.ARCHIVE_600`) draws the same
 # picture from models of 600 iterations, whose offsets do not follow the motion yet.
