@@ -67,6 +67,7 @@ __all__ = [
     "FlowGuidedAlignment",
     "ImageAlignment",
     "build_alignment",
+    "centre_only",
     "zero_offsets",
 ]
 
@@ -397,6 +398,15 @@ def _offset_branches(model: nn.Module) -> list[tuple[nn.Conv2d, int]]:
     if not out:
         raise ValueError("the model has no alignment module with an offset branch (conv_offset)")
     return out
+
+
+def centre_only(model: nn.Module, lq: Tensor, centre: int, **inputs: Tensor) -> Tensor:
+    """The model's output given the centre frame ``centre`` of ``lq`` (``(B, T, 3, h, w)``) in place
+    of every neighbour, and zero motion for any flows it takes (``inputs``, e.g. ``flows=``):
+    nothing to align and nothing new to add. The model's output minus this is what its
+    neighbours' content adds to it (the measures' ``psnr_gain_over_reference_only``)."""
+    still = lq[:, centre:centre + 1].expand_as(lq).contiguous()  # the centre frame T times
+    return model(still, **{k: torch.zeros_like(v) for k, v in inputs.items()})
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alignment import Aligned, DecomposedAlignment
+from .alignment import Aligned, DecomposedAlignment, centre_only
 from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
@@ -44,17 +44,29 @@ __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix
            "shares_by_kind", "shares_by_motion", "terms_towards_flow"]
 
 
+def _pcd_level(model: nn.Module, level: str) -> nn.Module:
+    """The alignment module of EDVR's PCD ``level``: ``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``."""
+    pcd = getattr(model, "pcd_align", None)
+    if pcd is None:
+        raise ValueError(f"needs EDVR's PCD alignment (model.pcd_align); {type(model).__name__} has none")
+    levels = (*pcd.dcn_pack.keys(), "cascade")
+    if level not in levels:
+        raise ValueError(f"level must be one of {levels}, got {level!r}")
+    return pcd.cas_dcnpack if level == "cascade" else pcd.dcn_pack[level]
+
+
 @contextlib.contextmanager
 def capture_offsets(model: nn.Module, level: str = "l1"):
-    """Inside the block, every call of PCD ``level``'s alignment appends the offset tensor it
-    sampled with (``(B, 2*G*N, h, w)``, one call per input frame) to the yielded list.
+    """Inside the block, every call of PCD ``level``'s alignment (``"l1"``, ``"l2"``, ``"l3"`` or
+    ``"cascade"``) appends the offset tensor it sampled with (``(B, 2*G*N, h, w)``, one call per
+    input frame) to the yielded list.
 
     These are the tensors of the computation graph, not copies (``aux["offsets"]`` stacks
     copies), so ``torch.autograd.grad(loss, captured)`` is the gradient with respect to the
     offsets themselves, through every path: sampling, the coarser levels' use, any loss on
     ``aux``.
     """
-    module = model.pcd_align.dcn_pack[level]
+    module = _pcd_level(model, level)
     captured: list[Tensor] = []
     bound = module.align
 
@@ -137,15 +149,8 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
             **{p: np.mean(v, axis=0).tolist() for p, v in per_clip.items()}, "per_clip": per_clip}
 
 
-def _pcd_module(model: nn.Module, level: str) -> nn.Module:
-    pcd = getattr(model, "pcd_align", None)
-    if pcd is None:
-        raise ValueError(f"offsets_held_at needs EDVR's PCD alignment (model.pcd_align); "
-                         f"{type(model).__name__} has none")
-    levels = (*pcd.dcn_pack.keys(), "cascade")
-    if level not in levels:
-        raise ValueError(f"level must be one of {levels}, got {level!r}")
-    module = pcd.cas_dcnpack if level == "cascade" else pcd.dcn_pack[level]
+def _held_module(model: nn.Module, level: str) -> nn.Module:
+    module = _pcd_level(model, level)
     if not isinstance(module, DecomposedAlignment) or module.grid is not None:
         raise ValueError(f"offsets_held_at samples with offsets of its own only in the decomposition "
                          f"without a kernel grid (alignment kinds 'decomposed', 'flow'); {level} is "
@@ -166,7 +171,7 @@ def offsets_held_at(model: nn.Module, flows, level: str = "l1"):
     offsets) change. One module of the decomposition (no kernel grid), as ``capture_offsets``
     finds it; the block may be nested to hold several levels.
     """
-    module = _pcd_module(model, level)
+    module = _held_module(model, level)
     flows = list(flows)
     if not flows:
         raise ValueError("flows must hold one (B, 2, h, w) motion per input frame, got none")
@@ -229,8 +234,7 @@ def exact_offsets(model: nn.Module, clips, level: str = "l1") -> dict:
             scores["model"].append(_psnr8(model(lq), gt))
             with offsets_held_at(model, given, level):
                 scores["exact"].append(_psnr8(model(lq), gt))
-            still = lq[:, c:c + 1].expand_as(lq).contiguous()
-            scores["reference_only"].append(_psnr8(model(still), gt))
+            scores["reference_only"].append(_psnr8(centre_only(model, lq, c), gt))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
     return {"psnr": mean["model"], "psnr_exact": mean["exact"], "psnr_reference_only": mean["reference_only"],
             "gain": mean["model"] - mean["reference_only"],

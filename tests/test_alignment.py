@@ -340,3 +340,21 @@ def test_config_facts_match_the_module_it_builds(kind, modulated, grid):
     assert m.conv_offset.out_channels == offsets + masks and m.channel_split == (offsets, masks)
     expected_grid = 3 if kind in ("dcn", "flow_guided") or grid else None
     assert config.kernel_grid_size == expected_grid
+
+
+def test_centre_only_gives_the_model_the_centre_frame_everywhere_and_zero_motion():
+    from dalign_nb.alignment import centre_only
+
+    seen = {}
+
+    def model(x, **inputs):
+        seen.update(x=x, **inputs)
+        return x.sum()
+
+    lq = torch.rand(2, 3, 3, 4, 5)
+    flows = torch.rand(2, 3, 2, 4, 5)
+    centre_only(model, lq, 1, flows=flows)
+    assert torch.equal(seen["x"], lq[:, 1:2].expand_as(lq))  # a copy of the same values, no arithmetic
+    assert torch.equal(seen["flows"], torch.zeros_like(flows))
+    centre_only(model, lq, 0)
+    assert set(seen) == {"x", "flows"} and torch.equal(seen["x"][:, 2], lq[:, 0])

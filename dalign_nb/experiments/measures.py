@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dalign_nb.alignment import FlowGuidedAlignment, zero_offsets
+from dalign_nb.alignment import FlowGuidedAlignment, centre_only, zero_offsets
 from dalign_nb.config import Profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips, validation_samples
 from dalign_nb.flow import estimate_flows
@@ -114,13 +114,6 @@ def _neighbours(clip, aux: dict, level: str):
                    None if masks is None else masks[k][None], ~clip.occlusion[k])
 
 
-def _centre_only(model: nn.Module, lq, kw: dict, c: int):
-    """The model's output given the centre frame in place of every neighbour (and zero motion for
-    a model that takes flows): nothing to align and nothing new to add."""
-    still = lq[:, c:c + 1].expand_as(lq).contiguous()  # (1, T, 3, h, w), the centre frame T times
-    return model(still, **{k: torch.zeros_like(v) for k, v in kw.items()})
-
-
 def _has_flow_guided(model: nn.Module) -> bool:
     return any(isinstance(m, FlowGuidedAlignment) for m in model.modules())
 
@@ -165,7 +158,7 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
                 with zero_offsets(model):
                     out_zero = model(lq, **kw)
                 scores["zero_offsets"].append(psnr(quantize(out_zero.float().cpu()), gt))
-            scores["reference_only"].append(psnr(quantize(_centre_only(model, lq, kw, c).float().cpu()), gt))
+            scores["reference_only"].append(psnr(quantize(centre_only(model, lq, c, **kw).float().cpu()), gt))
             for k, f, o, _, valid in _neighbours(clip, aux, level):  # (1, 2, h, w), (1, 2GN, h, w)
                 occluded.append(float((~valid).float().mean()))
                 d2, index = closest_offset(o, f)  # (1, h, w) each
@@ -441,8 +434,8 @@ def flow_tolerance(model: nn.Module, profile: Profile, *, sigmas=(0.0, 0.1, 0.2,
         return float(np.mean(scores)), float(torch.cat(errors).median())
 
     with evaluating(model):
-        reference_only = float(np.mean([psnr(quantize(_centre_only(
-            model, clip.lq[None].to(device), {"flows": clip.flow[None].to(device)}, c).float().cpu()),
+        reference_only = float(np.mean([psnr(quantize(centre_only(
+            model, clip.lq[None].to(device), c, flows=clip.flow[None].to(device)).float().cpu()),
             clip.gt[c][None]) for clip in clips]))
         noisy = [run(lambda clip, s=s: clip.flow + s * torch.randn(clip.flow.shape, generator=g))
                  for s in sigmas]
