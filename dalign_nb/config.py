@@ -257,13 +257,17 @@ def _replace(obj, changes: dict):
     return dataclasses.replace(obj, **{**changes, **nested})
 
 
+_SHELL_WORDS = {"true": True, "false": False, "none": None, "null": None}
+
+
 def parse_value(text: str):
     """A field's value as typed on a command line (``--set``, ``--option``): a Python literal
-    (``2e-4``, ``False``, ``(600,)``, ``None``, ``'flow'``), else the text itself (``flow``)."""
+    (``2e-4``, ``False``, ``(600,)``, ``None``, ``'flow'``), ``true`` / ``false`` / ``none`` in
+    any case (as a shell or YAML writes them), else the text itself (``flow``)."""
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        return text
+        return _SHELL_WORDS.get(text.strip().lower(), text)
 
 
 def parse_sets(items, reserved=()) -> dict[str, Any]:
@@ -293,6 +297,9 @@ def with_overrides(profile: Profile, overrides: dict[str, Any]) -> Profile:
     if unknown:
         raise ValueError(f"the profile has no field {unknown[0]!r}; fields: "
                          f"{sorted(k for k in fields if '.' in k)}")
+    for key, value in overrides.items():  # a string in a switch would be true, even 'false'
+        if isinstance(fields[key], bool) and not isinstance(value, bool):
+            raise ValueError(f"{key} is True or False, got {value!r}")
     if "train.total_iter" in overrides and "train.periods" not in overrides \
             and len(profile.train.periods) == 1:
         overrides["train.periods"] = (overrides["train.total_iter"],)

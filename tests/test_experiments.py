@@ -66,6 +66,7 @@ def test_one_override_rule_for_the_command_line_and_the_experiments():
 
     assert [parse_value(t) for t in ("2e-4", "False", "(600,)", "None", "flow", "'flow'")] == \
         [2e-4, False, (600,), None, "flow", "flow"]
+    assert [parse_value(t) for t in ("true", "FALSE", "none", "null")] == [True, False, None, None]
     assert parse_sets(["train.lr=2e-4", "model.alignment.kind=flow", "train.lr=1e-3"]) == \
         {"train.lr": 1e-3, "model.alignment.kind": "flow"}
     assert parse_sets(None) == {}
@@ -74,6 +75,9 @@ def test_one_override_rule_for_the_command_line_and_the_experiments():
             parse_sets(["train.lr=1", bad], reserved)
         assert exc.value.args == (bad,)
     quick = get_profile("quick")
+    with pytest.raises(ValueError, match="train.cpu_amp is True or False, got 'yes'"):
+        quick.with_overrides({"train.cpu_amp": "yes"})
+    assert quick.with_overrides(parse_sets(["train.cpu_amp=true"])).train.cpu_amp is True
     other = quick.with_overrides({"train.total_iter": 50, "model.num_feat": 8, "description": "x"})
     assert other.changes_from(quick) == (["model.num_feat"], ["train.periods", "train.total_iter"])
     assert other.resume_conflicts(quick) == ["model.num_feat"]
