@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dalign_nb.alignment import AlignmentConfig
-from dalign_nb.data.degrade import DEGRADATIONS
+from dalign_nb.data.degrade import check_degradation
 from dalign_nb.data.patches import FLOW_SOURCES
 from dalign_nb.losses import PHOTOMETRIC_PENALTIES, PHOTOMETRIC_TARGETS
 from dalign_nb.models import MODEL_TYPES, ModelConfig, model_type
@@ -103,9 +103,11 @@ class DataConfig:
     sample per scene; ``"reds"``: REDS4). ``patch_size`` is the LR patch side; the GT patch
     is 4x. ``degradation``: how the LR frames are made from the HR ones, ``"bi"`` (MATLAB
     bicubic, the paper's setting on REDS and Vimeo-90K) or ``"bd"`` (Gaussian blur, sigma 1.6,
-    then every 4th pixel: DUF's and BasicSR's BD, ``data.degrade``), for the training scenes, the
-    held-out scenes and the bundled clips alike (sources stored as LR image folders are BI
-    only: ``data.get_clips``). ``flow_source``: on clips with exact flows (the synthetic
+    then every 4th pixel: DUF's and BasicSR's BD, ``data.degrade``), either followed by Gaussian
+    noise as ``"bi+n10"`` (standard deviation 10 on 0-255, a fixed draw per frame; a departure
+    from the paper: a setting in which the neighbours carry what the centre frame lacks), for
+    the training scenes, the held-out scenes and the bundled clips alike (sources stored as LR
+    image folders are BI only: ``data.get_clips``). ``flow_source``: on clips with exact flows (the synthetic
     scenes), which flows a model that takes them (flow-guided alignment) and the offset-fidelity
     loss are given -- ``"exact"``, or ``"dis"``: OpenCV's DIS on the LR frames
     (``flow.estimate_flows``), what every real clip gets; the measures always score offsets
@@ -123,12 +125,14 @@ class DataConfig:
     samples_per_epoch: int = 1000  # patch draws before the data order reshuffles
     val_clips: int = 1  # held-out clips (synthetic: scenes) scored, the first ones of val_source
     val_frames: int = 4  # centre frames per held-out clip scored for the validation PSNR
-    degradation: str = "bi"  # "bi" (bicubic) or "bd" (blur + subsample), training and held-out alike
+    degradation: str = "bi"  # "bi" (bicubic) or "bd" (blur + subsample), "+n<sigma>": noise; all data alike
     flow_source: str = "exact"  # on synthetic scenes, the flows models are given: "exact" or "dis"
 
     def __post_init__(self):
-        if self.degradation not in DEGRADATIONS:
-            raise ValueError(f"data.degradation must be one of {DEGRADATIONS}, got {self.degradation!r}")
+        try:
+            check_degradation(self.degradation)
+        except ValueError as exc:
+            raise ValueError(f"data.{exc}") from None
         if self.flow_source not in FLOW_SOURCES:
             raise ValueError(f"data.flow_source must be one of {FLOW_SOURCES}, got {self.flow_source!r}")
 

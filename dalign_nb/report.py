@@ -459,6 +459,65 @@ def premise_verdict(verdict: str, premise: dict) -> str:
     return f"no verdict: the baseline's premise {state} ({premise['why']}); by the rule alone: {verdict}"
 
 
+# ------------------------------------------------------------------ a faster path against float32
+
+PARITY = {"within 1 px of the exact flow (%)": "measures.offsets_vs_flow.within_1px",
+          "PSNR (dB)": PSNR,
+          "gain over offsets held at zero (dB)": GAIN_OVER_ZERO,
+          "gain over the centre frame alone (dB)": GAIN_OVER_REFERENCE}
+PARITY_HEADERS = ["quantity", "float32, per seed", "float32 mean ± sd", "fast path, per seed",
+                  "fast path minus float32, per seed", "mean ± sd", "verdict"]
+
+
+def _seed(result: dict) -> int:
+    return result["seed"]
+
+
+def parity_verdict(d: dict, baseline: dict, min_seeds: int = MIN_SEEDS) -> str:
+    """Whether a setting learns as its baseline does (issue "Alignment, round 2": the CPU fast
+    path against float32), from the seed-for-seed difference ``d`` (``paired``) and the
+    baseline's own spread over seeds (``stats``): *within the seed spread* when the difference's
+    95 % interval includes zero and its mean is no larger than the baseline's sample standard
+    deviation; *different beyond noise* when the interval excludes zero; else *larger than the
+    seed spread*. Equal on every seed is not asked: the paths round differently, and a rounding
+    difference grows over training as a different seed would."""
+    if d["n"] < min_seeds or baseline["n"] < min_seeds:
+        return f"inconclusive: {min(d['n'], baseline['n'])} seed(s), a spread needs {min_seeds}"
+    lo, hi = interval(d)
+    if lo > 0 or hi < 0:
+        return "different beyond noise"
+    if abs(d["mean"]) <= baseline["std"]:
+        return "within the seed spread"
+    return "larger than the seed spread (the interval includes zero)"
+
+
+def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str, str] | None = None,
+                     min_seeds: int = MIN_SEEDS) -> list[list[str]]:
+    """One row per quantity (``keys``, by default ``PARITY``) for ``paper.format_table`` (headers
+    ``PARITY_HEADERS``): the baseline's values per seed and mean ± sd, the setting's, their
+    seed-for-seed difference (``setting_difference``) and ``parity_verdict``. Shares (a key
+    ending in ``within_1px``) are shown in percent."""
+    keys = keys or PARITY
+    rows = []
+    for quantity, key in keys.items():
+        k = 100.0 if key.endswith("within_1px") else 1.0
+        runs_k = [r for r in runs if _has(r, key)]
+        base_k = [r for r in baseline_runs if _has(r, key)]
+        if not runs_k or not base_k:
+            rows.append([quantity, "-", "-", "-", "-", "-", "not run"])
+            continue
+        base = stats(_get(r, key) for r in base_k)
+        d = setting_difference(runs_k, base_k, key)
+        cells = [", ".join(f"s{r['seed']} {k * _get(r, key):.2f}" for r in sorted(rs, key=_seed))
+                 for rs in (base_k, runs_k)]
+        diffs = ", ".join(f"s{s} {k * v:+.2f}" for s, v in zip(d["seeds"], d["values"]))
+        scaled = {**d, "mean": k * d["mean"], "std": k * d["std"]}
+        rows.append([quantity, cells[0], mean_sd({**base, "mean": k * base["mean"], "std": k * base["std"]}),
+                     cells[1], diffs or "no seed in both", mean_sd(scaled, signed=True) if d["n"] else "-",
+                     parity_verdict(d, base, min_seeds) if d["n"] else "not run"])
+    return rows
+
+
 # ------------------------------------------------------------------ the overview (notebook 09)
 
 COLLAPSE_DB = 0.05  # dB: a run whose PSNR is this close to EDVR's bilinear base has learned nothing

@@ -252,6 +252,42 @@ def test_bd_training_patches_and_the_profile_field():
     assert Profile.from_dict(legacy).data.degradation == "bi"
 
 
+def test_noisy_clips_are_the_clean_ones_plus_a_fixed_draw_of_noise_per_frame():
+    """"bi+n10": the BI frames plus Gaussian noise of sd 10 / 255, the same draw every time a
+    clip is made, another draw on every frame; HR frames and exact flows untouched."""
+    sources = (("synthetic", {"num_scenes": 1, "scene_config": SMALL}), ("bundled", {"max_frames": 3}))
+    for source, kw in sources:
+        (bi,) = validation_clips(source, max_clips=1, **kw)
+        (noisy,) = validation_clips(source, max_clips=1, degradation="bi+n10", **kw)
+        (again,) = validation_clips(source, max_clips=1, degradation="bi+n10", **kw)
+        torch.testing.assert_close(noisy.gt, bi.gt, rtol=0, atol=0)
+        torch.testing.assert_close(again.lq, noisy.lq, rtol=0, atol=0)
+        noise = (noisy.lq - bi.lq) * 255
+        inside = (bi.lq > 0.15) & (bi.lq < 0.85)  # away from the clipping at 0 and 255
+        assert abs(noise[inside].std().item() - 10.0) < 0.4 and abs(noise[inside].mean().item()) < 0.3
+        torch.testing.assert_close(noise, noise.round(), rtol=0, atol=1e-4)  # rounded to 8 bits again
+        assert (noise[0] - noise[1]).abs().mean() > 5  # an independent draw per frame
+        if bi.flow is not None:
+            torch.testing.assert_close(noisy.flow, bi.flow, rtol=0, atol=0)
+
+
+def test_degradation_names_and_noise_by_hand():
+    from dalign_nb.data.degrade import add_noise, degrade, parse_degradation
+
+    assert [parse_degradation(n) for n in ("bi", "bd", "bi+n10", "bd+n2.5")] == \
+        [("bi", 0.0), ("bd", 0.0), ("bi", 10.0), ("bd", 2.5)]
+    for bad in ("bi+n0", "bi+n-3", "bi+nx", "bi+n", "bicubic+n5", "BI"):
+        with pytest.raises(ValueError, match="such as 'bi\\+n10'"):
+            parse_degradation(bad)
+    img = np.full((8, 8, 3), 100, np.uint8)
+    expected = np.clip(np.round(100 + np.random.default_rng([3, 1]).normal(0, 10, img.shape)), 0, 255)
+    np.testing.assert_array_equal(add_noise(img, 10, [3, 1]), expected.astype(np.uint8))
+    np.testing.assert_array_equal(add_noise(np.zeros((4, 4), np.uint8), 50, 0) >= 0, True)  # clipped
+    assert add_noise(np.full((4, 4), 0.5, np.float32), 10, 0).dtype == np.float32
+    with pytest.raises(ValueError, match="give noise_seed"):
+        degrade(np.full((16, 16, 3), 9, np.uint8), "bi+n10")
+
+
 def test_bad_degradations_are_refused():
     with pytest.raises(ValueError, match="degradation must be one of"):
         get_profile("quick").with_overrides({"data.degradation": "bicubic"})

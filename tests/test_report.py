@@ -556,3 +556,30 @@ def test_overview_splits_off_what_more_offsets_take_through_the_neighbours():
     assert (n15["ours"], n15["seeds"], n15["verdict"]) == ("+0.120 ± 0.010 dB", 3, "reproduced")
     unrecorded = _overview(fig9=_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)))
     assert unrecorded[n15["claim"]]["ours"] == "not run"
+
+
+@pytest.mark.parametrize("diffs, verdict", [
+    ((0.02, -0.03, 0.01), "within the seed spread"),          # float32's sd here: 0.10
+    ((0.20, 0.25, 0.22), "different beyond noise"),
+    ((0.30, -0.05, 0.20), "larger than the seed spread (the interval includes zero)"),
+])
+def test_a_fast_path_learns_as_float32_within_float32s_own_seed_spread(diffs, verdict):
+    base = {"mean": 27.5, "std": 0.10, "n": 3}
+    d = report.stats(diffs)
+    assert report.parity_verdict(d, base) == verdict
+    assert report.parity_verdict(report.stats(diffs[:2]), base).startswith("inconclusive: 2 seed")
+
+
+def test_precision_parity_pairs_seed_for_seed_and_shows_shares_in_percent():
+    f32 = _setting("round2", (27.57, 27.44, 27.50), (0.00, 0.01, 0.00), "fig5")
+    bf16 = _setting("round2", (27.55, 27.47, 27.49), (0.01, 0.00, 0.00), "fig5-bf16")
+    for r, w in zip(f32 + bf16, (0.774, 0.735, 0.775, 0.781, 0.744, 0.768)):
+        r["measures"]["offsets_vs_flow"]["within_1px"] = w
+    rows = report.precision_parity(bf16, f32)
+    assert [r[0] for r in rows] == list(report.PARITY)
+    assert all(len(r) == len(report.PARITY_HEADERS) for r in rows)
+    share, psnr, over_zero, _ = rows
+    assert share[1] == "s0 77.40, s1 73.50, s2 77.50" and share[4] == "s0 +0.70, s1 +0.90, s2 -0.70"
+    assert share[-1] == "within the seed spread"
+    assert psnr[4] == "s0 -0.02, s1 +0.03, s2 -0.01" and psnr[-1] == "within the seed spread"
+    assert over_zero[-1] == "not run"  # neither records it

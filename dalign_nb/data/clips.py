@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,10 +82,13 @@ class ArrayClip:
 
     def degraded(self, degradation: str, scale: int = 4) -> ArrayClip:
         """The same clip with LR frames made again from its HR frames (``data.degrade``): a clip
-        stored as BI read as BD. ``"bi"`` returns the clip itself; ``degrade`` refuses other names."""
+        stored as BI read as BD. ``"bi"`` returns the clip itself; ``degrade`` refuses other names.
+        Noise (``"bi+n10"``) is drawn per frame from the clip's name and the frame's index."""
         if degradation == "bi":
             return self
-        lr = np.stack([degrade(np.asarray(f), degradation, scale) for f in self.hr_frames])
+        key = zlib.crc32(self.name.encode())
+        lr = np.stack([degrade(np.asarray(f), degradation, scale, [key, i])
+                       for i, f in enumerate(self.hr_frames)])
         return ArrayClip(self.name, self.hr_frames, lr, self.flows)
 
 
@@ -101,7 +105,7 @@ class SceneClip:
     @functools.cached_property
     def _arrays(self):
         hr = synthetic_scene(self.config, self.seed, texture_split=self.texture_split)
-        lr = hr.lr(self.degradation)
+        lr = hr.lr(self.degradation, noise_seed=self.seed)
         return hr.frames, lr.frames, lr.flows, lr.occlusion
 
     @property

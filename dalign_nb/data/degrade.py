@@ -9,6 +9,13 @@ no antialiasing) and ``INTER_AREA`` give different images and are not substitute
 
 BD follows DUF (Jo et al. 2018) as BasicSR's ``duf_downsample``: a 13x13 Gaussian with
 sigma = 0.4 * scale = 1.6, reflect borders, then every 4th pixel starting at 0.
+
+Either may be followed by noise, ``"bi+n10"``: white Gaussian noise of standard deviation 10
+(on 0-255) added to every LR pixel, then rounded to 8 bits again, drawn from a seed per frame so
+that a clip's noisy frames are the same every time they are made. The paper adds no noise (a
+departure where used): its only purpose here is a setting in which a neighbour frame carries
+what the centre frame lacks at our scale (an independent draw of the noise), so that a model
+has reason to align it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,8 @@ import math
 import cv2
 import numpy as np
 
-__all__ = ["DEGRADATIONS", "bd_degrade", "bi_degrade", "cubic", "degrade", "imresize", "resize_weights"]
+__all__ = ["DEGRADATIONS", "add_noise", "bd_degrade", "bi_degrade", "check_degradation", "cubic", "degrade",
+           "imresize", "parse_degradation", "resize_weights"]
 
 
 def cubic(x: np.ndarray) -> np.ndarray:
@@ -109,11 +117,48 @@ def bd_degrade(img: np.ndarray, scale: int = 4, sigma: float = 1.6) -> np.ndarra
     return _saturate_uint8(out) if img.dtype == np.uint8 else out.astype(img.dtype)
 
 
-DEGRADATIONS = ("bi", "bd")
+DEGRADATIONS = ("bi", "bd")  # the kinds; either may take noise: "bi+n10" (see the module)
 
 
-def degrade(img: np.ndarray, degradation: str = "bi", scale: int = 4) -> np.ndarray:
-    """``bi_degrade`` or ``bd_degrade`` by name (``DEGRADATIONS``), as ``data.degradation`` says."""
-    if degradation not in DEGRADATIONS:
-        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
-    return (bi_degrade if degradation == "bi" else bd_degrade)(img, scale)
+def parse_degradation(name: str) -> tuple[str, float]:
+    """``(kind, noise sigma on 0-255)`` of a degradation name: ``"bi"`` -> ``("bi", 0.0)``,
+    ``"bd+n5"`` -> ``("bd", 5.0)``; anything else is refused, naming the forms."""
+    kind, sep, noise = str(name).partition("+n")
+    try:
+        sigma = float(noise) if sep else 0.0
+    except ValueError:
+        sigma = -1.0
+    if kind not in DEGRADATIONS or not math.isfinite(sigma) or sigma < 0 or (sep and sigma == 0):
+        raise ValueError(f"degradation must be one of {DEGRADATIONS}, or one of them with noise of a "
+                         f"positive standard deviation on 0-255 such as 'bi+n10'; got {name!r}")
+    return kind, sigma
+
+
+def check_degradation(name: str) -> str:
+    """``name`` if ``parse_degradation`` reads it, else its ``ValueError``."""
+    parse_degradation(name)
+    return name
+
+
+def add_noise(img: np.ndarray, sigma: float, seed) -> np.ndarray:
+    """``img`` (uint8, or float on 0-1) plus white Gaussian noise of standard deviation ``sigma``
+    on 0-255, from ``numpy.random.default_rng(seed)``; uint8 in gives rounded, clipped uint8 out,
+    float gives float clipped to [0, 1]."""
+    img = _check_image(img)
+    noise = np.random.default_rng(seed).normal(0.0, sigma, img.shape)
+    if img.dtype == np.uint8:
+        return _saturate_uint8(img.astype(np.float64) + noise)
+    return np.clip(img + noise / 255.0, 0.0, 1.0).astype(img.dtype)
+
+
+def degrade(img: np.ndarray, degradation: str = "bi", scale: int = 4, noise_seed=None) -> np.ndarray:
+    """``bi_degrade`` or ``bd_degrade`` by name (``parse_degradation``), as ``data.degradation``
+    says, then ``add_noise`` from ``noise_seed`` where the name asks for noise (a noisy
+    degradation without a seed is refused: the frames would change every time they are made)."""
+    kind, sigma = parse_degradation(degradation)
+    out = (bi_degrade if kind == "bi" else bd_degrade)(img, scale)
+    if sigma:
+        if noise_seed is None:
+            raise ValueError(f"degradation {degradation!r} adds noise: give noise_seed (one per frame)")
+        out = add_noise(out, sigma, noise_seed)
+    return out

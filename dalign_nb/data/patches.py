@@ -37,7 +37,7 @@ from .clips import (
     video_clips,
     vimeo_clips,
 )
-from .degrade import DEGRADATIONS
+from .degrade import check_degradation
 from .synthetic import SceneConfig
 
 __all__ = ["FLOW_SOURCES", "PatchDataset", "ValClip", "augment", "get_clips", "validation_clips",
@@ -59,8 +59,7 @@ def get_clips(source="synthetic", split: str = "train", *, root=None, num_scenes
     scenes (rendered so) and the bundled clips (LR made again from their HR frames) only --
     the LR folders of REDS / Vimeo-90K / Vid4 are BI.
     """
-    if degradation not in DEGRADATIONS:
-        raise ValueError(f"degradation must be one of {DEGRADATIONS}, got {degradation!r}")
+    check_degradation(degradation)
     if not isinstance(source, (str, Path)):
         return list(source)
     name = str(source)

@@ -68,8 +68,10 @@ class Scene:
     scale: int = 4
     center: int = field(default=0)
 
-    def lr(self, degradation: str = "bi") -> Scene:
-        """LR frames (BI or BD), flows at LR (``flow_to_lr``), occlusion of any HR pixel in the block.
+    def lr(self, degradation: str = "bi", noise_seed: int | None = None) -> Scene:
+        """LR frames (BI or BD, with noise if the name says: ``data.degrade``; frame k's noise
+        from the seed ``[noise_seed, k]``), flows at LR (``flow_to_lr``), occlusion of any HR
+        pixel in the block.
 
         As image files are, frames are 8-bit before and after the degradation (so LR values
         stay in [0, 1]); HR frames cut from 8-bit textures are not changed by it.
@@ -77,7 +79,9 @@ class Scene:
         s = self.scale
         t, h, w = self.occlusion.shape
         hr8 = np.round(np.clip(self.frames, 0, 1) * 255).astype(np.uint8)
-        frames = np.stack([degrade(f, degradation, s) for f in hr8]).astype(np.float32) / 255
+        seeds = [None if noise_seed is None else [noise_seed, k] for k in range(t)]
+        frames = np.stack([degrade(f, degradation, s, seed) for f, seed in zip(hr8, seeds)])
+        frames = frames.astype(np.float32) / 255
         # frames: (T, H/s, W/s, 3)
         occ = self.occlusion.reshape(t, h // s, s, w // s, s).any(axis=(2, 4))  # (T, H/s, W/s)
         labels = self.labels[:, s // 2 :: s, s // 2 :: s]
