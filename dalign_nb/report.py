@@ -465,6 +465,10 @@ PARITY = {"within 1 px of the exact flow (%)": "measures.offsets_vs_flow.within_
           "PSNR (dB)": PSNR,
           "gain over offsets held at zero (dB)": GAIN_OVER_ZERO,
           "gain over the centre frame alone (dB)": GAIN_OVER_REFERENCE}
+# What "learns as float32 does" asks of a fast path (issue "Alignment, round 2"): the setting's
+# two targets, the share of offsets within 1 px of the exact flow and the PSNR, each within
+# float32's seed spread (parity_verdict); the other rows are shown, not asked.
+PARITY_DECIDES = ("within 1 px of the exact flow (%)", "PSNR (dB)")
 PARITY_HEADERS = ["quantity", "float32, per seed", "float32 mean ± sd", "fast path, per seed",
                   "fast path minus float32, per seed", "mean ± sd", "verdict"]
 
@@ -516,6 +520,13 @@ def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str
                      cells[1], diffs or "no seed in both", mean_sd(scaled, signed=True) if d["n"] else "-",
                      parity_verdict(d, base, min_seeds) if d["n"] else "not run"])
     return rows
+
+
+def learns_as_baseline(rows: list[list[str]]) -> bool:
+    """Whether every quantity of ``PARITY_DECIDES`` in ``precision_parity``'s ``rows`` is within
+    the baseline's seed spread."""
+    verdicts = {r[0]: r[-1] for r in rows}
+    return all(verdicts.get(q) == "within the seed spread" for q in PARITY_DECIDES)
 
 
 # ------------------------------------------------------------------ the overview (notebook 09)

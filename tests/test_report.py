@@ -583,3 +583,7 @@ def test_precision_parity_pairs_seed_for_seed_and_shows_shares_in_percent():
     assert share[-1] == "within the seed spread"
     assert psnr[4] == "s0 -0.02, s1 +0.03, s2 -0.01" and psnr[-1] == "within the seed spread"
     assert over_zero[-1] == "not run"  # neither records it
+    assert report.learns_as_baseline(rows)
+    bf16[1]["measures"]["offsets_vs_flow"]["within_1px"] = 0.835  # s1 +10 points: beyond float32's spread
+    assert not report.learns_as_baseline(report.precision_parity(bf16, f32))
+    assert not report.learns_as_baseline(report.precision_parity(bf16[:2], f32))  # 2 seeds: inconclusive
