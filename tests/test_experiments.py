@@ -349,6 +349,12 @@ def test_provenance_names_the_code_the_process_started_with(tmp_path, monkeypatc
     prov = _json(tmp_path / "results" / "tiny" / "flow-s0.json")["provenance"]
     assert (prov["git_commit"], prov["git_dirty"]) == ("a" * 40, False)
     assert [(s["git_commit"], s["git_dirty"]) for s in prov["sittings"]] == [("a" * 40, False)]
+    # where and how it trained: the CPU by name, and the trainer's precision record
+    cpu = torch.backends.cpu.get_cpu_capability()
+    assert prov["device"] == "cpu" and prov["device_name"].endswith(f"({cpu})")
+    assert prov["precision"] == {"autocast": None, "channels_last": False, "why": "float32"}
+    assert prov["sittings"][0]["precision"] == prov["precision"]
+    assert prov["sittings"][0]["device_name"] == prov["device_name"]
 
 
 def test_paired_differences_over_the_shared_seeds_by_hand():

@@ -13,11 +13,14 @@ named in ``MEASURES`` -- and writes ``data/results/<experiment>/<run>.json``::
                           "peak_mean_abs_offset"}, ...], "overflow": [...]},
      "provenance": {"command": "python -m dalign_nb experiment fig5", "profile": {...},
                     "git_commit": "...", "git_dirty": false, "seed": 0, "device": "cpu",
-                    "torch": "2.x", "threads": 2, "train_wall_s": 2700.0, "measure_wall_s": 30.0,
-                    "measure_options": {...}, "iterations": 3000,
+                    "device_name": "AMD EPYC (AVX512)", "precision": {"autocast": null,
+                    "channels_last": false, "why": "float32"}, "torch": "2.x", "threads": 2,
+                    "train_wall_s": 2700.0, "measure_wall_s": 30.0, "measure_options": {...},
+                    "iterations": 3000,
                     "date": "2025-01-01T12:00:00+00:00",
                     "sittings": [{"date": ..., "git_commit": ..., "from_iter": 0, "to_iter": 1250,
-                                  "wall_s": ..., "status": "SIGINT"}, ...]},
+                                  "wall_s": ..., "status": "SIGINT", "device": ...,
+                                  "device_name": ..., "precision": {...}}, ...]},
      "weights": "weights/aligning-s0.pt" | null}
 
 Run it from a shell (``python -m dalign_nb experiment --help``)::

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import platform
 import subprocess
 import sys
 import time
@@ -139,9 +140,30 @@ def _train(run: Run, paths: Paths, device, stop_at, progress):
     if res.iteration > before or not sittings:
         sittings.append({"date": _now(), **_code_state(), "from_iter": before, "to_iter": res.iteration,
                          "wall_s": round(time.perf_counter() - t0, 1), "status": res.status,
-                         "device": next(res.model.parameters()).device.type})
+                         **_machine(next(res.model.parameters()).device),
+                         "precision": res.history.get("precision")})
         write_json(folder / SITTINGS, sittings)
     return res, sittings
+
+
+def _machine(device: torch.device) -> dict:
+    """Where a sitting ran: the device type and its name (the GPU's, or the CPU's model and the
+    vector instructions torch uses on it)."""
+    if device.type == "cuda":
+        return {"device": "cuda", "device_name": torch.cuda.get_device_name(device)}
+    capability = torch.backends.cpu.get_cpu_capability()
+    return {"device": device.type, "device_name": f"{_cpu_model()} ({capability})"}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
 
 
 def _curve(history: dict, max_points: int = 200) -> list[dict]:
@@ -196,8 +218,7 @@ def _record(run: Run, paths: Paths, res, sittings, measures, measure_wall, comma
                   "events": h["events"], "overflow": h["overflow"]},
         "provenance": {
             "command": command, "profile": _plain(run.profile), **_code_state(), "seed": run.seed,
-            "device": dev.type,
-            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None,
+            **_machine(dev), "precision": h.get("precision"),
             "torch": str(torch.__version__), "python": sys.version.split()[0],
             "threads": torch.get_num_threads(),
             "train_wall_s": round(sum(s["wall_s"] for s in sittings), 1),
