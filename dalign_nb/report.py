@@ -462,6 +462,7 @@ def premise_verdict(verdict: str, premise: dict) -> str:
 # ------------------------------------------------------------------ a faster path against float32
 
 PARITY = {"within 1 px of the exact flow (%)": "measures.offsets_vs_flow.within_1px",
+          "within 1 px, scenes of other seeds (%)": "measures.motion_sets.within_1px_other_seeds",
           "PSNR (dB)": PSNR,
           "gain over offsets held at zero (dB)": GAIN_OVER_ZERO,
           "gain over the centre frame alone (dB)": GAIN_OVER_REFERENCE}
@@ -500,11 +501,11 @@ def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str
     """One row per quantity (``keys``, by default ``PARITY``) for ``paper.format_table`` (headers
     ``PARITY_HEADERS``): the baseline's values per seed and mean ± sd, the setting's, their
     seed-for-seed difference (``setting_difference``) and ``parity_verdict``. Shares (a key
-    ending in ``within_1px``) are shown in percent."""
+    naming ``within_1px``) are shown in percent."""
     keys = keys or PARITY
     rows = []
     for quantity, key in keys.items():
-        k = 100.0 if key.endswith("within_1px") else 1.0
+        k = 100.0 if "within_1px" in key else 1.0
         runs_k = [r for r in runs if _has(r, key)]
         base_k = [r for r in baseline_runs if _has(r, key)]
         if not runs_k or not base_k:

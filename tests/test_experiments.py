@@ -110,6 +110,7 @@ def test_fig5_plan_is_nine_conditions_times_three_seeds_of_a_single_flow():
     s0 = {r.condition: r.profile for r in runs if r.profile.train.seed == 0}
     schedules = {(p.train.total_iter, p.data.batch_size, p.data.patch_size) for p in s0.values()}
     assert schedules == {(3000, 4, 32)}
+    assert not any(r.profile.train.cpu_amp for r in runs)  # round 2's runs, begun in float32, keep it
     quick = E.plan("fig5", profile="quick", seeds=[5], overrides={"train.total_iter": 3})
     assert [(r.name, r.profile.name, r.profile.train.total_iter) for r in quick] == \
         [(f"{c}-s5", "quick", 3) for c in conditions]

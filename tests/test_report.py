@@ -578,7 +578,8 @@ def test_precision_parity_pairs_seed_for_seed_and_shows_shares_in_percent():
     rows = report.precision_parity(bf16, f32)
     assert [r[0] for r in rows] == list(report.PARITY)
     assert all(len(r) == len(report.PARITY_HEADERS) for r in rows)
-    share, psnr, over_zero, _ = rows
+    share, other_seeds, psnr, over_zero, _ = rows
+    assert other_seeds[-1] == "not run"
     assert share[1] == "s0 77.40, s1 73.50, s2 77.50" and share[4] == "s0 +0.70, s1 +0.90, s2 -0.70"
     assert share[-1] == "within the seed spread"
     assert psnr[4] == "s0 -0.02, s1 +0.03, s2 -0.01" and psnr[-1] == "within the seed spread"

@@ -203,6 +203,7 @@ def test_table2_plans_six_conditions_times_three_seeds_on_align2(tmp_path, capsy
         assert p.train.photometric_scales == ((1, 2, 4) if family == "tdan" else (1,))  # TDAN: pooled too
         assert p.train.photometric_target == "mean" and p.train.photometric_weight > 0
         assert set(p.train.photometric_levels) == set(p.model.offset_levels)
+        assert not (p.train.cpu_amp or p.train.channels_last)  # float32 on every machine, as its two runs
     first = {}
     for r in E.plan("table2", seeds=[0]):  # within a family the runs differ in N alone
         flat = r.profile.flat()
