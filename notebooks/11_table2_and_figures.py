@@ -25,8 +25,8 @@
 # > conditions x 3 seeds) and their verdicts as far as they have run; Fig. 11's $G = N = 1$
 # > model (fig5's `round2`, the model that aligns) against the exact flow and against DIS,
 # > inside objects and at their boundaries. Fig. 1 and 12-14 are drawn from the sweep on
-# > `align2` (fig9's $N = 1, 5, 15$ of seed 0, whose offsets follow the motion), where every
-# > one of $N = 15$'s offset fields keeps the flow's shape (Fig. 12); the sweep's models take
+# > `align2` (fig9's $N = 1$ to $25$ of seed 0, whose offsets follow the motion), where every
+# > one of $N = 25$'s offset fields keeps the flow's shape (Fig. 12); the sweep's models take
 # > little from their neighbours' content (notebook 05), which the captions keep in view.
 
 # %%
@@ -350,10 +350,11 @@ for name, a in found.items():
 # shape; the offsets of #4 differ from one another around the occluded car wheel, and #6 keeps
 # more detail than #5. **What ours shows**: printed above the picture, per field, the share of
 # visible pixels within 1 px of the exact flow. On the sweep on `align2` the $N = 1$ offsets (#2)
-# and the closest of $N = 15$'s (#4) have the flow's shape, as DIS has (#3): the sprites stand
+# and the closest of $N = 25$'s (#4) have the flow's shape, as DIS has (#3): the sprites stand
 # out with their own motion, in a noisier field than DIS's smooth one. The
-# farthest of the $N = 15$ offsets is a faint copy of the flow: the same direction, a fraction
-# of its length (Fig. 12 below measures it). Flow-based alignment (#1, #5) is `table4`'s
+# farthest of the $N = 25$ offsets has the flow's shape and direction too, at about 1.2 times
+# its length, which alone puts most of its pixels more than 1 px off (Fig. 12 below measures
+# each field). Flow-based alignment (#1, #5) is `table4`'s
 # image-warping model of the same seed: its flow (the cascade's, which warps the LR frame) has
 # the flow's shape too but is further from it (48 % within 1 px on this scene), and the LR
 # neighbour it warps (#5) shows where one warp has nothing right to fetch (the frame's border,
@@ -472,18 +473,20 @@ print(f"{n_max}: correlation of each offset field with the exact flow, median {n
 
 # %% [markdown]
 # **What the paper shows**: 25 fields, each a version of the flow. **What ours shows** (printed
-# under the picture): with $N = 15$ on `align2` every field keeps the flow's shape (correlation
-# with it 0.88-0.94 on this scene), and they differ from one another mostly in length, from a
-# faint copy (0.13x the flow) to a third longer than it (1.34x), where the paper's have
-# "different estimated directions" (A.2). One scene of one seed, and $N = 15$ where the paper
-# drew 25 (fig9's `n25` has not run yet; it is drawn here once its weights are kept).
+# under the picture): with $N = 25$ on `align2`, as the paper drew, every field keeps the flow's
+# shape (correlation with it 0.95-0.96 on this scene), and they differ from one another only in
+# length, from 0.77x to 1.19x the flow, where the paper's have "different estimated directions"
+# (A.2). $N = 15$ spread more than $N = 25$ does: its fields ran from 0.13x to 1.34x the flow
+# (correlation 0.88-0.94) on the same scene, and fig9 measures $N = 25$'s diversity at 0.51 px
+# against 1.24-1.91 px for $N = 15$ (notebook 06). One scene of one seed.
 
 # %% [markdown]
 # ## 7. Fig. 13: aligned features with one offset and with many
 #
 # A.2: with one offset a rotating or occluded region cannot be matched and its aligned
 # feature goes dark; with many, the offsets "retrieve information from other feasible
-# locations" and the aligned feature is more coherent (Fig. 13, $N = 1$ against $N = 15$).
+# locations" and the aligned feature is more coherent (Fig. 13, $N = 1$ against $N = 15$; ours
+# against the sweep's largest, $N = 25$).
 # Ours: the mean |feature| at L1 of the reference, and of the neighbour aligned by $N = 1$ and
 # by the largest $N$, on the scene of Fig. 1, with the occluded pixels outlined; then how far
 # each aligned feature is from the reference feature, on visible and on occluded pixels (a
@@ -509,7 +512,7 @@ print(format_table(rows, ["model", "mean |aligned - reference|, visible", "occlu
 # ours shows**: the two models were trained apart (the same seed and batches), so their features
 # differ in scale as well as alignment; the distance to the reference is a rough measure of
 # coherence, not a proof. On `align2` both models align (Fig. 1), and neither shows the paper's
-# dark hole around this scene's occlusions; the larger distance of $N = 15$'s feature is as
+# dark hole around this scene's occlusions; the larger distance of $N = 25$'s feature is as
 # likely a difference of scale as of alignment. The models take little from their neighbours
 # (notebook 05), so what the aligned features would add is not what their outputs show.
 
