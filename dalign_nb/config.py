@@ -515,7 +515,7 @@ def _align2() -> Profile:
                     "paper, all named. On a CPU with native bfloat16 (AVX512-BF16, AMX) it trains "
                     "under bfloat16 autocast with channels-last weights (train.cpu_amp, "
                     "train.channels_last; offsets, warps and losses in float32), 1.7-2.0x faster "
-                    "per iteration, having learned as float32 does over 3 seeds (fig5-bf16 against "
+                    "per iteration, within float32's seed spread over 3 seeds (fig5-bf16 against "
                     "fig5's round2, report.precision_parity); elsewhere in float32, said in the "
                     "history. The experiments begun in float32 keep it (experiments.FLOAT32).",
         model={"warp_then_estimate": True},

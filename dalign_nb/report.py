@@ -30,6 +30,7 @@ degrees of freedom, divided by sqrt 3): a difference must be large against its s
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 
 import numpy as np
 
@@ -474,10 +475,6 @@ PARITY_HEADERS = ["quantity", "float32, per seed", "float32 mean ± sd", "fast p
                   "fast path minus float32, per seed", "mean ± sd", "verdict"]
 
 
-def _seed(result: dict) -> int:
-    return result["seed"]
-
-
 def parity_verdict(d: dict, baseline: dict, min_seeds: int = MIN_SEEDS) -> str:
     """Whether a setting learns as its baseline does (issue "Alignment, round 2": the CPU fast
     path against float32), from the seed-for-seed difference ``d`` (``paired``) and the
@@ -501,11 +498,13 @@ def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str
     """One row per quantity (``keys``, by default ``PARITY``) for ``paper.format_table`` (headers
     ``PARITY_HEADERS``): the baseline's values per seed and mean ± sd, the setting's, their
     seed-for-seed difference (``setting_difference``) and ``parity_verdict``. Shares (a key
-    naming ``within_1px``) are shown in percent."""
+    naming ``within_1px``) are shown in percent. Three seeds can show a difference, not that
+    two paths are the same: "within the seed spread" says no difference beyond the seeds' own."""
     keys = keys or PARITY
     rows = []
     for quantity, key in keys.items():
-        k = 100.0 if "within_1px" in key else 1.0
+        share = "within_1px" in key
+        k = 100.0 if share else 1.0
         runs_k = [r for r in runs if _has(r, key)]
         base_k = [r for r in baseline_runs if _has(r, key)]
         if not runs_k or not base_k:
@@ -513,12 +512,11 @@ def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str
             continue
         base = stats(_get(r, key) for r in base_k)
         d = setting_difference(runs_k, base_k, key)
-        cells = [", ".join(f"s{r['seed']} {k * _get(r, key):.2f}" for r in sorted(rs, key=_seed))
+        cells = [", ".join(f"s{r['seed']} {k * _get(r, key):.2f}" for r in sorted(rs, key=itemgetter("seed")))
                  for rs in (base_k, runs_k)]
         diffs = ", ".join(f"s{s} {k * v:+.2f}" for s, v in zip(d["seeds"], d["values"]))
-        scaled = {**d, "mean": k * d["mean"], "std": k * d["std"]}
-        rows.append([quantity, cells[0], mean_sd({**base, "mean": k * base["mean"], "std": k * base["std"]}),
-                     cells[1], diffs or "no seed in both", mean_sd(scaled, signed=True) if d["n"] else "-",
+        rows.append([quantity, cells[0], mean_sd(base, percent=share), cells[1], diffs or "no seed in both",
+                     mean_sd(d, signed=True, percent=share) if d["n"] else "-",
                      parity_verdict(d, base, min_seeds) if d["n"] else "not run"])
     return rows
 

@@ -571,10 +571,10 @@ print(format_table(report.neighbour_use(SCREENS), report.NEIGHBOUR_HEADERS))
 # neighbours something the centre frame lacks, an independent draw of the noise, which aligned
 # frames average away), the model gains +0.04 dB over the centre frame alone on seed 0, while its
 # offsets, within 1 px on 54 % of the pixels, still matter (+1.47 dB over holding them at zero).
-# It learns to denoise the centre frame on its own rather than to average its neighbours in.
-# Nor is it **TSA's attention** that keeps them out: without TSA (`model.with_tsa = False`,
-# EDVR's fusion by a plain convolution over the aligned frames) the gain is +0.04 dB too (seed 0,
-# 78 % within 1 px). The flow-guided settings differ
+# On that seed it denoises the centre frame on its own rather than average its neighbours in.
+# Nor does **TSA's attention** look like what keeps them out (a reading, one seed): without
+# TSA (`model.with_tsa = False`, EDVR's fusion by a plain convolution over the aligned frames)
+# the gain is +0.04 dB too (seed 0, 78 % within 1 px). The flow-guided settings differ
 # from Sec. 4's baseline in two things, the flow from outside and N = 9 with masks. With one tap
 # (k = 1: G = N = 1 around DIS's flow) the gain is +0.06, +0.04 and +0.03 dB: positive on every
 # seed but not beyond a flat difference (a trend, not shown; the median error of its one offset

@@ -478,7 +478,8 @@ print(f"{n_max}: correlation of each offset field with the exact flow, median {n
 # length, from 0.77x to 1.19x the flow, where the paper's have "different estimated directions"
 # (A.2). $N = 15$ spread more than $N = 25$ does: its fields ran from 0.13x to 1.34x the flow
 # (correlation 0.88-0.94) on the same scene, and fig9 measures $N = 25$'s diversity at 0.51 px
-# against 1.24-1.91 px for $N = 15$ (notebook 06). One scene of one seed.
+# against 1.24-1.91 px for $N = 15$ (notebook 06; $N = 25$ has one seed, $N = 15$ three). The
+# fields: one scene of one seed.
 
 # %% [markdown]
 # ## 7. Fig. 13: aligned features with one offset and with many
