@@ -380,9 +380,12 @@ def test_a_premise_with_too_few_seeds_is_not_established_rather_than_failed():
     assert (per_m["ours"], per_m["verdict"]) == ("not run", "")
 
 
+TABLE1_CLAIM = "Table 1: a DCN and its decomposition perform alike"
+
+
 def test_overview_rows_for_table1_g8_fig16_n5_and_table3_at_the_normal_rate():
     t1 = [_run("table1", f"{kind}-g8-k3", 0, p) for kind, p in (("dcn", 27.00), ("decomposed", 27.02))]
-    row = _overview(table1=t1)["Table 1: decomposition - DCN, G = 8, k = 3"]
+    row = _overview(table1=t1)[f"{TABLE1_CLAIM} (decomposition - DCN, G = 8, k = 3)"]
     assert (row["paper"], row["ours"], row["seeds"]) == ("-0.033 dB", "+0.020 dB", 1)
     assert row["verdict"].startswith("inconclusive")
     fig9 = _fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50))  # n5 at base + 0.30 / 0.35 / 0.40
@@ -588,3 +591,23 @@ def test_precision_parity_pairs_seed_for_seed_and_shows_shares_in_percent():
     bf16[1]["measures"]["offsets_vs_flow"]["within_1px"] = 0.835  # s1 +10 points: beyond float32's spread
     assert not report.learns_as_baseline(report.precision_parity(bf16, f32))
     assert not report.learns_as_baseline(report.precision_parity(bf16[:2], f32))  # 2 seeds: inconclusive
+
+
+@pytest.mark.parametrize("diffs, verdict", [
+    ((0.01, -0.02, 0.00), "reproduced: alike within ± 0.05 dB"),
+    ((0.20, 0.25, 0.22), "not reproduced at this scale: they differ beyond noise"),
+    ((-0.02, 0.27, 0.05), "inconclusive: within the seed spread, not shown alike"),   # DCN's sd here: 0.20
+    ((0.60, -0.05, 0.40), "inconclusive: larger than the seed spread"),
+])
+def test_alike_needs_a_flat_difference_not_merely_one_within_noise(diffs, verdict):
+    base = {"mean": 27.0, "std": 0.20, "n": 3}
+    assert report.equivalence_verdict(report.stats(diffs), base).startswith(verdict)
+    assert report.equivalence_verdict(report.stats(diffs[:2]), base).startswith("inconclusive: 2 seed")
+
+
+def test_overview_judges_table1_as_an_equivalence():
+    t1 = [_run("table1", f"{kind}-g1-k1", s, p + (0.01 * (s - 1) if kind == "decomposed" else 0.0))
+          for kind in ("dcn", "decomposed") for s, p in enumerate((27.1, 26.7, 27.0))]
+    row = _overview(table1=t1)[f"{TABLE1_CLAIM} (decomposition - DCN, G = 1, k = 1)"]
+    assert (row["ours"], row["seeds"]) == ("+0.000 ± 0.010 dB", 3)
+    assert row["verdict"] == "reproduced: alike within ± 0.05 dB"
