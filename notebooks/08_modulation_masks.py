@@ -72,8 +72,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dalign_nb import data, experiments, flow, metrics, paper, report, viz
-from dalign_nb.config import get_profile, profile_name
+from dalign_nb import data, experiments, flow, metrics, report, viz
+from dalign_nb.config import profile_name
 from dalign_nb.data import SceneConfig
 from dalign_nb.models.edvr import EDVR
 from dalign_nb.paper import format_table
@@ -125,8 +125,7 @@ print(experiments.sweep_status(("fig17",), ("fig9", "fig17"), RESULTS_DIR))
 # warps with each group's mean offset and never sees a mask.
 
 # %%
-align = get_profile("align")
-dcnv2 = experiments.with_overrides(align, {**experiments.dcn(1, 3, modulated=True), **experiments.MEAN_TARGET})
+dcnv2 = next(r for r in experiments.plan("fig17" + SWEEP, seeds=[SEED]) if r.condition == "dcnv2-k3").profile
 untrained = EDVR.from_config(dcnv2.model).eval()
 scene = data.validation_clips("synthetic", num_scenes=1, seed=0,
                               scene_config=SceneConfig(height=64, width=64, num_frames=dcnv2.model.num_frame))[0]
@@ -170,51 +169,59 @@ for field in ("model.alignment.kind", "model.alignment.kernel_size", "model.alig
 
 # %%
 MODELS = {  # (experiment, condition): label
-    ("fig17" + SWEEP, "dcnv2-k3"): "DCNv2 k=3 (A.5's model)",
+    ("fig17" + SWEEP, "dcnv2-k3"): "DCNv2 k=3, N = 9 (A.5's model)",
+    ("fig17" + SWEEP, "dcnv2-k5"): "DCNv2 k=5, N = 25 (A.5's larger N)",
     ("table3" + SWEEP, "dcn_fidelity"): "extra: + offset-fidelity loss",
     ("table3" + SWEEP, "dcn_lr4x"): "extra: 4x learning rate",
     ("table3" + SWEEP, "dcn_fidelity_lr4x"): "extra: 4x lr + offset-fidelity loss",
     ("table3" + SWEEP, "flow_guided"): "extra: flow-guided (offsets = exact flow + residue)",
 }
+MAIN = ("fig17" + SWEEP, "dcnv2-k3")
 
 
 def load(name: str) -> list[dict]:
     return experiments.load_results(name, RESULTS_DIR, missing_ok=True)
 
 
-found = {(r["experiment"], r["condition"]): r for name in ("fig17" + SWEEP, "table3" + SWEEP) for r in load(name)
-         if r["seed"] == SEED}
-runs = {key: found[key]["measures"] for key in MODELS if key in found}
+fig17 = load("fig17" + SWEEP)
+found = {(r["experiment"], r["condition"], r["seed"]): r for name in ("fig17" + SWEEP, "table3" + SWEEP)
+         for r in load(name) if r["measures"].get("masks")}
+# fig17's runs on every seed; table3's extra models on seed 0 only
+shown = sorted((key for key in found if key[:2] in MODELS and (key[0].startswith("fig17") or key[2] == SEED)),
+               key=lambda key: (list(MODELS).index(key[:2]), key[2]))
 rows = []
-for key, label in MODELS.items():
-    if key not in runs:
-        rows.append([label, "/".join(key), "not run yet"] + [""] * 6)
+for key in [k for model in MODELS for k in ([k for k in shown if k[:2] == model] or [model])]:
+    if key not in found:
+        rows.append([MODELS[key], "/".join(key), "not run yet"] + [""] * 6)
         continue
-    m = runs[key]
+    m = found[key]["measures"]
     r, n = m["masks"]["pearson_r"], len(m["masks"]["per_offset"]["mean_mask"])
     lo, hi = report.correlation_interval(r, n)
-    rows.append([label, "/".join(key), f"{m['offsets_vs_flow']['psnr']:.2f}",
+    rows.append([MODELS[key[:2]], f"{key[0]}/{key[1]}-s{key[2]}", f"{m['offsets_vs_flow']['psnr']:.2f}",
                  f"{100 * m['offsets_vs_flow']['within_1px']:.1f} %", f"{m['diversity']['diversity']:.2f}",
                  f"{m['masks']['mean_mask']:.3f}", f"{100 * m['masks']['share_small']:.1f} %",
                  f"{r:+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"])
-print(format_table(rows, ["model", "run (seed 0)", "PSNR (dB)", "closest offset within 1 px",
+print(format_table(rows, ["model", "run", "PSNR (dB)", "closest offset within 1 px",
                           "diversity (px)", "mean mask", "masks < 0.1", "r(mask, distance)",
                           "r: Fisher-z 95 % over the offsets"]))
-print("\n" + format_table(report.gains_over_zero([r for name in ("fig17" + SWEEP, "table3" + SWEEP)
-                                                  for r in load(name)]), report.GAIN_HEADERS))
-print("\nheld-out synthetic scenes, L1 offsets, visible pixels; one seed each. The paper (A.5, Fig. 17) "
-      "states trends, no numbers: r < 0 ('inversely proportional'), and many masks ≈ 0 when N is large.")
+print("\n" + format_table(report.gains_table([r for name in ("fig17" + SWEEP, "table3" + SWEEP)
+                                              for r in load(name)]), report.GAINS_HEADERS))
+print("\nheld-out synthetic scenes, L1 offsets, visible pixels. The paper (A.5, Fig. 17) states trends, no "
+      "numbers: r < 0 ('inversely proportional'), and many masks ≈ 0 when N is large.")
+fig9 = load("fig9" + SWEEP)
+n1 = experiments.summarize(fig9, "measures.offsets_vs_flow.psnr").get("n1")
+k3 = experiments.summarize(fig17, "measures.offsets_vs_flow.psnr").get("dcnv2-k3")
+if n1 and k3:
+    print(f"PSNR: DCNv2 k = 3 {report.mean_sd(k3)} dB ({k3['n']} seed(s)) against fig9's N = 1 "
+          f"{report.mean_sd(n1)} dB ({n1['n']} seeds), the same setting and training")
 
 # %% [markdown]
-# This DCNv2 (one seed) scores below `fig9`'s $N = 1$ model of the same setting and 600 iterations
-# (the cell at the top prints both): nine offsets with masks have not paid at this budget, so
-# its masks are those of a model that has not yet made use of its offsets.
-#
-# The interval in the last column is Fisher's z over the nine offsets of one model
-# (`report.correlation_interval`): it says how firmly nine points fix r, treating them as
-# independent. It is **not** a spread over training seeds — the nine offsets share one network,
-# and a second seed could move r more than this interval suggests. With 9 points it is wide:
-# only an $|r|$ above about 0.66 excludes zero.
+# The interval in the last column of the first table is Fisher's z over the offsets of one
+# model (`report.correlation_interval`): it says how firmly that model's offsets fix r, treating
+# them as independent. It is **not** a spread over training seeds — the offsets share one
+# network, and a second seed can move r more than this interval suggests; the verdicts below
+# rest on r's spread over seeds. With 9 points it is wide: only an $|r|$ above about 0.66
+# excludes zero.
 
 # %% [markdown]
 # ## 3. Fig. 17: mean mask against mean distance to the flow, per offset
@@ -224,64 +231,52 @@ print("\nheld-out synthetic scenes, L1 offsets, visible pixels; one seed each. T
 # {p}_k$ moves that tap's sample). The paper's trend: points to the right lie lower.
 
 # %%
-K = 3  # kernel size of every model here
-TAPS = [(i // K - K // 2, i % K - K // 2) for i in range(K * K)]  # p_k as (dy, dx), row-major as the offsets
+def taps(k: int) -> list[tuple[int, int]]:
+    """The kernel positions p_k as (dy, dx), row-major as the offsets, of a k x k kernel."""
+    return [(i // k - k // 2, i % k - k // 2) for i in range(k * k)]
 
-present = [key for key in MODELS if key in runs]
-fig, axes = plt.subplots(1, max(1, len(present)), figsize=(3.6 * max(1, len(present)), 3.4), squeeze=False)
-for ax, key in zip(axes[0], present):
-    per = runs[key]["masks"]["per_offset"]
+
+cols = 4
+fig, axes = plt.subplots(-(-max(1, len(shown)) // cols), cols, figsize=(3.6 * cols, 3.3 * -(-max(1, len(shown)) // cols)),
+                         squeeze=False)
+for ax in axes.flat[len(shown):]:
+    ax.axis("off")
+for ax, key in zip(axes.flat, shown):
+    per = found[key]["measures"]["masks"]["per_offset"]
     d, m = np.array(per["mean_distance"]), np.array(per["mean_mask"])
-    ax.scatter(d, m, c="tab:red" if key[0].startswith("fig17") else "tab:blue", zorder=3)
-    for (dy, dx), x, y in zip(TAPS, d, m):
-        ax.annotate(f"({dy:+d},{dx:+d})", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
-    ax.set_title(f"{MODELS[key]}\nr = {runs[key]['masks']['pearson_r']:+.2f}", fontsize=9)
-    ax.set_xlabel("mean l1 distance |offset - exact flow| (px)")
+    ax.scatter(d, m, c="tab:red" if key[0].startswith("fig17") else "tab:blue", s=12 if len(d) > 9 else 30, zorder=3)
+    if len(d) <= 9:
+        for (dy, dx), x, y in zip(taps(round(len(d) ** 0.5)), d, m):
+            ax.annotate(f"({dy:+d},{dx:+d})", (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    label = MODELS[key[:2]].split(" (")[0].replace("extra: ", "")
+    ax.set_title(f"{label}, seed {key[2]}\nr = {found[key]['measures']['masks']['pearson_r']:+.2f}", fontsize=9)
+    ax.set_xlabel("mean l1 |offset - exact flow| (px)", fontsize=8)
     ax.margins(0.15)
-axes[0][0].set_ylabel("mean mask $\\bar m_k$")
-fig.suptitle("Fig. 17 at small scale: one point per offset (N = 9), visible pixels of held-out scenes")
+for row in axes:
+    row[0].set_ylabel("mean mask $\\bar m_k$")
+fig.suptitle("Fig. 17 at small scale: one point per offset, visible pixels of held-out scenes "
+             "(red: fig17's models; blue: table3's, extra points)")
 fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# The verdicts. Fig. 17's trend is a negative correlation (`paper.A5_MASK_VS_DISTANCE_SIGN`);
-# with one seed `report.level_verdict` says inconclusive (a verdict rests on 3 seeds) and on
-# which side of zero r lies. Two things weaken even that side: the nine offsets' mean
-# distances to the flow differ by less than a tenth of a pixel (printed below), so r
-# correlates the masks with differences far smaller than the 1 px the paper's Fig. 17 spans;
-# at this scale it is noise. And of the extra models, the flow-guided one is given the exact
-# flow (an oracle, not a learned alignment), and the two 4x-rate runs collapsed to the
-# bilinear base (notebook 09): their r says nothing about a trained DCN.
+# The verdicts, from `report.overview` (the rows that read `fig17`): Fig. 17's trend is a
+# negative correlation (`paper.A5_MASK_VS_DISTANCE_SIGN`), judged on r's spread over seeds
+# (`report.level_verdict`); "many masks ≈ 0 with many offsets" on the share of mask values
+# below 0.1, $N = 25$ against $N = 9$ seed for seed. These are claims about the offsets and masks
+# themselves: they rest on a baseline that uses its offsets, not on one whose neighbours reach
+# its output (notebook 06). Of the extra models, the flow-guided one is given the exact flow (an
+# oracle, not a learned alignment): their r is shown, not judged.
 
 # %%
-MAIN = ("fig17" + SWEEP, "dcnv2-k3")
-if MAIN in runs:
-    mm = runs[MAIN]["masks"]
-    r_main = report.stats([mm["pearson_r"]])
-    lo, hi = report.correlation_interval(mm["pearson_r"], len(mm["per_offset"]["mean_mask"]))
-    report.verdict_line(
-        "an offset's mean mask falls as its mean distance to the optical flow grows (Fig. 17: r < 0)",
-        f"r = {report.mean_sd(r_main)} over the 9 offsets of dcnv2-k3 (seed 0), Fisher-z 95 % over the "
-        f"offsets [{lo:+.2f}, {hi:+.2f}]",
-        report.level_verdict(r_main, 0.0, above=paper.A5_MASK_VS_DISTANCE_SIGN > 0),
-        "one seed; an interval over the offsets " + ("excludes" if hi < 0 or lo > 0 else "includes") + " zero")
-    dist = mm["per_offset"]["mean_distance"]
-    print(f"the nine mean distances to the flow span {max(dist) - min(dist):.3f} px "
-          f"({min(dist):.2f}-{max(dist):.2f} px)")
-    others = {k[1]: runs[k]["masks"]["pearson_r"] for k in present if k != MAIN}
-    if others:
-        negative = sum(r < 0 for r in others.values())
-        print(f"extra DCNv2 models of table3: r = {', '.join(f'{r:+.2f} ({c})' for c, r in others.items())}; "
-              f"{negative} of {len(others)} negative, but flow_guided is given the exact flow and the two "
-              "lr4x runs collapsed to the bilinear base: none is a trained DCN like dcnv2-k3\n")
-    report.verdict_line(
-        "with many offsets, a significant proportion of the masks is ≈ 0 (Fig. 17, the larger N)",
-        f"N = 9: {report.mean_sd(report.stats([mm['share_small']]), 1, percent=True)} of the mask values "
-        f"below {mm['settings']['small']} (mean mask {mm['mean_mask']:.2f})",
-        "not tested: the larger N (k = 5, N = 25) was cut for the CPU budget",
-        "the claim is about many offsets; N = 9 is the smaller of the paper's two plots")
-else:
-    print("fig17/dcnv2-k3 not run yet: no verdict")
+bilinear = experiments.bilinear_base_psnr(next(iter(found.values()))) if found else None  # for older results
+overview = report.overview(experiments.load_sweep(SWEEP, RESULTS_DIR), bilinear_psnr=bilinear)
+print(format_table(report.overview_of(overview, "fig17", premise=False), report.OVERVIEW_HEADERS))
+for key in shown:
+    if key[:2] == MAIN:
+        dist = found[key]["measures"]["masks"]["per_offset"]["mean_distance"]
+        print(f"{key[1]}-s{key[2]}: the nine mean distances to the flow span {max(dist) - min(dist):.3f} px "
+              f"({min(dist):.2f}-{max(dist):.2f} px)")
 
 # %% [markdown]
 # ## 4. Beyond the paper: do the masks drop where the content is occluded?
@@ -298,26 +293,24 @@ else:
 
 # %%
 rows = []
-for key in present:
-    mk, dv = runs[key]["masks"], runs[key]["diversity"]
-    rows.append([MODELS[key], f"{mk['mask_visible']:.3f}", f"{mk['mask_occluded']:.3f}",
+for key in shown:
+    mk, dv = found[key]["measures"]["masks"], found[key]["measures"]["diversity"]
+    rows.append([MODELS[key[:2]], f"{key[1]}-s{key[2]}", f"{mk['mask_visible']:.3f}", f"{mk['mask_occluded']:.3f}",
                  f"{mk['mask_ratio_occluded_visible']:.3f}", f"{mk['mask_auc_occlusion']:.3f}",
                  f"{dv['diversity_auc_occlusion']:.3f}", f"{100 * dv['occluded_share']:.1f} %"])
-print(format_table(rows, ["model", "mask, visible", "mask, occluded", "occluded / visible",
+print(format_table(rows, ["model", "run", "mask, visible", "mask, occluded", "occluded / visible",
                           "ROC AUC of the mask for occlusion", "ROC AUC of the diversity", "occluded pixels"]))
 
-if MAIN in runs:
-    mm = runs[MAIN]["masks"]
-    auc = report.stats([mm["mask_auc_occlusion"]])
+auc = experiments.summarize([found[k] for k in shown if k[:2] == MAIN], "measures.masks.mask_auc_occlusion")
+if auc:
+    a = auc[MAIN[1]]
     report.verdict_line(
         "(not in the paper) masks are lower where the centre's content is occluded in the neighbour "
         "(ROC AUC < 0.5)",
-        f"dcnv2-k3: AUC {report.mean_sd(auc)}, mean mask {mm['mask_occluded']:.3f} on occluded vs "
-        f"{mm['mask_visible']:.3f} on visible pixels (ratio {mm['mask_ratio_occluded_visible']:.3f})",
-        report.level_verdict(auc, 0.5, above=False),
-        "one seed" + ("; the extra models' AUCs: "
-                      + ", ".join(f"{runs[k]['masks']['mask_auc_occlusion']:.2f} ({k[1]})" for k in present if k != MAIN)
-                      if len(present) > 1 else ""))
+        f"dcnv2-k3: ROC AUC {report.mean_sd(a, 3)} (per seed: {', '.join(f'{v:.3f}' for v in a['values'])})",
+        report.level_verdict(a, 0.5, above=False),
+        "the extra models' AUCs (seed 0): " + (", ".join(f"{found[k]['measures']['masks']['mask_auc_occlusion']:.2f} "
+                                                        f"({k[1]})" for k in shown if k[:2] != MAIN) or "none run"))
 
 # %% [markdown]
 # ## 5. Fig. 18: mask maps beside each offset's distance to the flow
@@ -331,7 +324,9 @@ if MAIN in runs:
 
 # %%
 model = experiments.load_model("fig17" + SWEEP, "dcnv2-k3-s0", results_dir=RESULTS_DIR, device=DEVICE)
-settings = found[MAIN]["measures"]["masks"]["settings"]
+K = 3  # the kernel size of dcnv2-k3
+TAPS = taps(K)
+settings = found[(*MAIN, SEED)]["measures"]["masks"]["settings"]
 T = model.num_frame
 C = T // 2
 scenes = data.validation_clips("synthetic", num_scenes=settings["num_scenes"], seed=settings["scene_seed"],

@@ -183,14 +183,7 @@ plt.show()
 # alignment. Both are measured here on the held-out scenes of `offsets_vs_flow`.
 
 # %%
-settings = next(iter(runs.values()))["measures"]["offsets_vs_flow"]["settings"] if runs else None
-bilinear = math.nan
-if settings:
-    scenes = data.validation_clips("synthetic", num_scenes=settings["num_scenes"], seed=settings["scene_seed"],
-                                   scene_config=SceneConfig(height=settings["size"], width=settings["size"],
-                                                            num_frames=3))
-    bilinear = float(np.mean([metrics.psnr(metrics.quantize(metrics.bilinear_base(s.lq[1][None])), s.gt[1][None])
-                              for s in scenes]))
+bilinear = experiments.bilinear_base_psnr(next(iter(runs.values()))) if runs else math.nan
 rows, collapsed = [], []  # a run within report.COLLAPSE_DB of the bilinear base has learned nothing
 for name in ORDER:
     r = runs.get(name)

@@ -465,3 +465,16 @@ def test_sweep_status_prints_progress_then_the_verdicts_that_read_the_experiment
     assert "| fig9 | 0 / 12 |" in progress and "| table4 | 0 / 3 | image_warping 0/3 | - | - |" in progress
     assert "Sec. 4's baseline" in verdicts and "Table 4: feature - image warping" in verdicts
     assert "Fig. 9" not in verdicts  # rows of fig9 alone are not table4's
+
+
+def test_bilinear_base_psnr_reads_the_record_or_recomputes_it_on_the_same_scenes():
+    from dalign_nb.metrics import bilinear_base, psnr, quantize
+
+    settings = {"num_scenes": 1, "size": 64, "scene_seed": 3}
+    result = {"measures": {"offsets_vs_flow": {"settings": settings}}}
+    clip = validation_clips("synthetic", num_scenes=1, seed=3, scene_config=SceneConfig(height=64, width=64,
+                                                                                         num_frames=3))[0]
+    expected = psnr(quantize(bilinear_base(clip.lq[1][None])), clip.gt[1][None])
+    assert E.bilinear_base_psnr(result) == pytest.approx(expected, abs=1e-6)
+    result["measures"]["offsets_vs_flow"]["psnr_bilinear_base"] = 21.5
+    assert E.bilinear_base_psnr(result) == 21.5

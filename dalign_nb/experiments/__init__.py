@@ -106,6 +106,7 @@ from .files import RESULTS_DIR, ROOT, RUNS_DIR, DamagedResultError, ExperimentEr
 from .measures import (
     MEASURES,
     Measure,
+    bilinear_base_psnr,
     diversity,
     flow_tolerance,
     held_out_scenes,
@@ -170,6 +171,7 @@ __all__ = [
     "dcn_reference",
     "decomposed",
     "decomposed_on_grid",
+    "bilinear_base_psnr",
     "diversity",
     "experiment",
     "flow_tolerance",

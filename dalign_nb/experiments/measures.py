@@ -44,8 +44,8 @@ from dalign_nb.models import model_type
 from dalign_nb.models.modes import evaluating
 from dalign_nb.training.validation import evaluate
 
-__all__ = ["MEASURES", "Measure", "diversity", "held_out_scenes", "masks", "motion_sets", "offsets_vs_flow",
-           "psnr_real"]
+__all__ = ["MEASURES", "Measure", "bilinear_base_psnr", "diversity", "held_out_scenes", "masks",
+           "motion_sets", "offsets_vs_flow", "psnr_real"]
 
 
 def _pooled(dist_l2, dist_l1, flow_mag, off_mag, threshold) -> dict:
@@ -73,6 +73,23 @@ def held_out_scenes(profile: Profile, num_scenes: int, size: int, scene_seed: in
     config = SceneConfig(height=size, width=size, num_frames=profile.model.num_frame)
     return validation_clips("synthetic", num_scenes=num_scenes, seed=scene_seed, scene_config=config,
                             degradation=profile.data.degradation)
+
+
+def bilinear_base_psnr(result: dict) -> float:
+    """EDVR's bilinear base (what an untrained EDVR outputs) on the held-out scenes a result's
+    ``offsets_vs_flow`` was measured on: the value it records (``psnr_bilinear_base``), or, for
+    results measured before it did, that PSNR computed again on the same scenes (its settings'
+    ``num_scenes``, ``size``, ``scene_seed``; BI frames). ``report.collapsed`` and
+    ``report.overview`` read it."""
+    m = result["measures"]["offsets_vs_flow"]
+    if m.get("psnr_bilinear_base") is not None:
+        return float(m["psnr_bilinear_base"])
+    settings = m["settings"]
+    config = SceneConfig(height=settings["size"], width=settings["size"], num_frames=3)
+    clips = validation_clips("synthetic", num_scenes=settings["num_scenes"], seed=settings["scene_seed"],
+                             scene_config=config)
+    return float(np.mean([psnr(quantize(bilinear_base(clip.lq[1][None])), clip.gt[1][None])
+                          for clip in clips]))
 
 
 def _check_centre(model: nn.Module, num_frame: int) -> None:
