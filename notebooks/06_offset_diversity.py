@@ -507,9 +507,10 @@ print(f"the 15 offsets' mean l1 distances to the exact flow span {a15.mean_dista
 # the background, and they are spread along its direction, from about the full motion (the
 # closest, 2.5 px off in $\ell_1$) down to nearly none (offset 1, as far from the flow as the
 # motion itself). So the diversity measured here is mostly a spread in *how far* the
-# neighbour is sampled, not in which direction. On the sprite in the middle the offsets point
-# elsewhere than its exact flow (its motion is larger; notebook 05 measures how motion of 6 px
-# or more is lost). Notebook 11 finds the same with $N = 25$ (Fig. 12).
+# neighbour is sampled, not in which direction. Over the fast sprite (the dark rectangle of
+# the exact flow) the offsets take the background's motion, and beside it they point elsewhere
+# (notebook 05 measures how motion of 6 px or more is lost). Notebook 11 finds the same shape
+# with $N = 25$ (Fig. 12).
 
 # %% [markdown]
 # ## 5. Aligned features and SR crops, N = 1 against N = 15 (Fig. 7, 8)
