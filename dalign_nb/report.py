@@ -590,7 +590,7 @@ def _row(claim: str, theirs: str, ours: str, seeds, verdict: str) -> dict:
 
 
 def _not_run(claim: str, theirs: str) -> dict:
-    return _row(claim, theirs, "not run", 0, "")
+    return _row(claim, theirs, "not run", 0, "no verdict: not run")
 
 
 def _fig9_points(fig9: list[dict]) -> tuple[str, ...]:
@@ -914,7 +914,8 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
                              "Vimeo-90K-T")
     theirs = f"{vimeo:+.2f} dB (Vimeo-90K-T)"
     rows.append(_row("Table 3: with - without the offset-fidelity loss, Vimeo-90K-T", theirs,
-                     "not run (no Vimeo-90K-T here; REDS4's row stands for both)", 0, ""))
+                     "not run (no Vimeo-90K-T here; REDS4's row stands for both)", 0,
+                     "no verdict: no Vimeo-90K-T here"))
     claim = "Fig. 10(a): without the loss, training breaks down (overflow)"
     theirs = f"at about {paper.SEC43_OVERFLOW_ITER // 1000}K iterations (EDVR-L, REDS)"
     runs = [r for r in R["table3"] if r["condition"] in ("dcn_lr4x", "n1_lr4x")]

@@ -163,7 +163,8 @@ def test_overview_verdicts_follow_our_numbers():
     assert rows["Fig. 9: Pearson r of PSNR and diversity"]["verdict"].startswith("weak")
     assert rows["Fig. 5: G = N = 1 offsets within 1 px of the flow (align: aligning)"]["ours"] == "not run"
     premise = "Sec. 4's baseline: G = N = 1 beats its offsets held at zero (premise of the rows below)"
-    assert (_overview()[premise]["ours"], _overview()[premise]["verdict"]) == ("not run", "")
+    row = _overview()[premise]
+    assert (row["ours"], row["verdict"]) == ("not run", "no verdict: not run")
     # the same runs with N = 5 below N = 1 on every seed, and a flat step from 5 to 15
     rows = _overview(fig9=_fig9((-0.30, -0.35, -0.40), (-0.30, -0.34, -0.41)))
     assert rows["Fig. 9: PSNR, N = 5 - N = 1 (G = 1)"]["verdict"] == (
@@ -180,7 +181,7 @@ def test_overview_verdicts_follow_the_papers_numbers(monkeypatch):
     assert (row["paper"], row["verdict"]) == ("> 40 % (PWC-Net flow)", "reproduced")
     monkeypatch.setitem(paper.TABLE4_REDS4, "image warping", 30.1)
     row = _overview()["Table 4: feature - image warping"]
-    assert (row["paper"], row["ours"], row["verdict"]) == ("-0.108 dB", "not run", "")
+    assert (row["paper"], row["ours"], row["verdict"]) == ("-0.108 dB", "not run", "no verdict: not run")
 
 
 def test_overview_says_when_both_table3_runs_collapse():
@@ -377,7 +378,7 @@ def test_a_premise_with_too_few_seeds_is_not_established_rather_than_failed():
     assert premise["verdict"].startswith("not established yet: n1's gain over its offsets held at zero: "
                                          "+1.50")
     per_m = rows["Fig. 16 (A.2): PSNR gain over N = 1 per 1M parameters added falls with N (N = 25 - N = 5)"]
-    assert (per_m["ours"], per_m["verdict"]) == ("not run", "")
+    assert (per_m["ours"], per_m["verdict"]) == ("not run", "no verdict: not run")
 
 
 TABLE1_CLAIM = "Table 1: a DCN and its decomposition perform alike"
