@@ -54,7 +54,7 @@ from IPython.display import display
 from dalign_nb.analysis import analyse_offsets, clip_frames, model_outputs, offsets_vs_dis
 from dalign_nb.config import profile_name
 from dalign_nb.data import bundled_clips, synthetic_clips
-from dalign_nb.experiments import ARCHIVE_600, load_model
+from dalign_nb.experiments import load_model
 from dalign_nb.metrics import bicubic_baseline, closest_offset, pearson_r, psnr, share_within
 from dalign_nb.models import checkpoint_from_env, optional_edvr
 from dalign_nb.viz import show_offsets_beside_flow
@@ -67,8 +67,8 @@ CHECKPOINT = checkpoint_from_env()  # DALIGN_CHECKPOINT: a BasicSR EDVR checkpoi
 # the sweep whose kept weights are viewed: "" the sweep on align2 (fig9's n1-s0 and n15-s0);
 # ARCHIVE_600 the first one (align, 600 iterations, kept as <name>-600it)
 SWEEP = ""
-# the DCNv2 with masks (fig17 dcnv2-k3-s0): the first sweep's until fig17 has run on align2
-MASK_SWEEP = ARCHIVE_600
+# the DCNv2 with masks (fig17 dcnv2-k3-s0): "" the sweep on align2's, ARCHIVE_600 the first one's
+MASK_SWEEP = ""
 torch.manual_seed(SEED)
 print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOINT else None}")
 
@@ -87,9 +87,10 @@ print(f"profile {PROFILE} on {DEVICE}; checkpoint: {CHECKPOINT.name if CHECKPOIN
 # `align` setting, whose offsets do not follow the motion yet.)
 #
 # **Masks.** For DCNv2's modulation masks (Eq. 7, A.5) we load `fig17`'s DCNv2 ($G = 1$,
-# $k = 3$: $N = 9$ offsets on the kernel grid, each with a mask), chosen by `MASK_SWEEP`: the
-# first sweep's (600 iterations of `align`) until `fig17` has run on `align2`, so its offsets
-# have learned little motion; what it shows is how masks are read.
+# $k = 3$: $N = 9$ offsets on the kernel grid, each with a mask), chosen by `MASK_SWEEP`: seed
+# 0 of the sweep on `align2` (3000 iterations; notebook 08). Its eight outer taps follow the
+# flow with small masks while the centre tap stays near zero offset with a mask near 1 (notebook
+# 08, Fig. 18): pick a pixel on it below and the big dot sits on the pixel itself.
 
 # %%
 models = {"N = 15": load_model("fig9" + SWEEP, "n15-s0"), "N = 1": load_model("fig9" + SWEEP, "n1-s0")}
