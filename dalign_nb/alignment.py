@@ -410,7 +410,7 @@ def centre_only(model: nn.Module, lq: Tensor, centre: int, **inputs: Tensor) -> 
 
 
 @contextlib.contextmanager
-def zero_offsets(model: nn.Module):
+def zero_offsets(model: nn.Module, frames=None):
     """Inside the block, every alignment module of ``model`` samples its input at zero offsets.
 
     The offset rows of each offset branch's weight and bias (``conv_offset``, or the model's
@@ -418,16 +418,63 @@ def zero_offsets(model: nn.Module):
     masks are kept. The model then fuses unaligned neighbours (a DCN becomes a plain
     convolution; a flow network warps by zero flow): comparing its PSNR with the trained
     model's says whether alignment is used at all.
+
+    ``frames`` (EDVR only): the input frames (indices) whose alignment is held at zero, the
+    others aligned as trained. EDVR aligns every frame with the same modules, the reference too
+    (frame 0 first, at every level and the cascade): ``frames`` = the neighbours holds their
+    offsets at zero and leaves the reference's own alignment, which need not be the identity
+    the model was never told it is, as trained.
     """
+    branches = _offset_branches(model)
+    if frames is None:
+        with _rows_zeroed(branches):
+            yield model
+        return
+    if getattr(model, "pcd_align", None) is None:
+        raise ValueError(f"frames needs EDVR's PCD alignment (model.pcd_align); "
+                         f"{type(model).__name__} has none")
+    t = model.num_frame
+    frames = {int(f) for f in frames}
+    if not frames <= set(range(t)):
+        raise ValueError(f"frames must be indices in 0..{t - 1}, got {sorted(frames)}")
+    owners = {id(m.conv_offset): m for m in model.pcd_align.modules() if hasattr(m, "align")
+              and isinstance(getattr(m, "conv_offset", None), nn.Conv2d)}
+    wrapped = []
+    for conv, rows in branches:
+        module = owners.get(id(conv))
+        if module is None:
+            continue
+        bound, calls = module.align, []
+
+        def align(*args, _bound=bound, _calls=calls, _branch=((conv, rows),), **kwargs):
+            frame = len(_calls) % t
+            _calls.append(frame)
+            if frame not in frames:
+                return _bound(*args, **kwargs)
+            with _rows_zeroed(_branch):
+                return _bound(*args, **kwargs)
+
+        module.align = align  # an instance attribute shadows the method for this block only
+        wrapped.append(module)
+    try:
+        yield model
+    finally:
+        for module in wrapped:
+            del module.align
+
+
+@contextlib.contextmanager
+def _rows_zeroed(branches):
+    """The offset rows of each ``(conv, rows)`` of ``branches`` at zero inside, restored after."""
     saved = []
     with torch.no_grad():
-        for conv, rows in _offset_branches(model):
+        for conv, rows in branches:
             params = [p for p in (conv.weight, conv.bias) if p is not None]
             saved += [(p, p[:rows].clone()) for p in params]
             for p in params:
                 p[:rows] = 0
     try:
-        yield model
+        yield
     finally:
         with torch.no_grad():
             for p, rows in saved:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alignment import Aligned, DecomposedAlignment, centre_only
+from .alignment import Aligned, DCNAlignment, DecomposedAlignment, centre_only
 from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
@@ -41,7 +41,7 @@ from .ops import DecomposedDeformConv2d
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
            "dis_errors", "exact_offsets", "neighbour_information",
            "offsets_held_at", "offset_errors", "offset_gradients", "pixel_classes",
-           "shares_by_kind", "shares_by_motion", "terms_towards_flow"]
+           "shares_by_kind", "shares_by_motion", "tap_use", "taps_muted", "terms_towards_flow"]
 
 
 def _pcd_level(model: nn.Module, level: str) -> nn.Module:
@@ -240,6 +240,83 @@ def exact_offsets(model: nn.Module, clips, level: str = "l1") -> dict:
             "gain": mean["model"] - mean["reference_only"],
             "gain_exact": mean["exact"] - mean["reference_only"],
             "per_clip": scores, "level": level, "num_clips": len(scores["model"])}
+
+
+@contextlib.contextmanager
+def taps_muted(model: nn.Module, taps, level: str = "l1", frames=None):
+    """Inside the block, the DCNv2 (Eq. 7) of EDVR's PCD ``level`` gives the kernel taps ``taps``
+    (indices ``0 .. k*k - 1``, row-major; the centre is ``k*k // 2``) a mask of zero in every
+    group, when it aligns one of the input ``frames`` (indices, default all; EDVR aligns every
+    frame, the reference too, with the same module, frame 0 first): their samples no longer
+    reach the aligned feature. The offsets, the other masks and every other level are as the
+    model computes them."""
+    module = _pcd_level(model, level)
+    if not (isinstance(module, DCNAlignment) and module.modulated):
+        raise ValueError(f"taps_muted needs a modulated DCN (DCNv2, Eq. 7) at {level}, got "
+                         f"{type(module).__name__} (modulated: {getattr(module, 'modulated', None)})")
+    kk = module.weight.shape[-2] * module.weight.shape[-1]
+    taps = sorted({int(t) for t in taps})
+    if not taps or taps[0] < 0 or taps[-1] >= kk:
+        raise ValueError(f"taps must be indices in 0..{kk - 1} (a {kk}-tap kernel), got {taps}")
+    num_frames = model.num_frame
+    frames = set(range(num_frames)) if frames is None else {int(f) for f in frames}
+    if not frames <= set(range(num_frames)):
+        raise ValueError(f"frames must be indices in 0..{num_frames - 1}, got {sorted(frames)}")
+    bound = module.offsets_and_mask
+    calls = []
+
+    def offsets_and_mask(feat):
+        offset, mask = bound(feat)  # mask (B, G*k*k, H, W), group-major
+        frame = len(calls) % num_frames
+        calls.append(frame)
+        if frame not in frames:
+            return offset, mask
+        b, c, h, w = mask.shape
+        keep = torch.ones(kk, dtype=mask.dtype, device=mask.device)
+        keep[taps] = 0
+        return offset, (mask.view(b, c // kk, kk, h, w) * keep[:, None, None]).view(b, c, h, w)
+
+    module.offsets_and_mask = offsets_and_mask  # an instance attribute shadows the method
+    try:
+        yield module
+    finally:
+        del module.offsets_and_mask
+
+
+@torch.no_grad()
+def tap_use(model: nn.Module, clips, level: str = "l1") -> dict:
+    """Which samples of a DCNv2 reach the output (A.5: masks as attention): per synthetic clip
+    (``SceneClip``s with the model's number of frames), the PSNR of the centre frame's output
+    (8-bit, RGB) with every tap (``model``); with the centre tap muted (``taps_muted``) when the
+    neighbours are aligned (``without_centre``) and when every frame is, the reference too
+    (``without_centre_all``); with every other tap muted on the neighbours (``centre_tap_only``);
+    and given the centre frame in place of every neighbour (``reference_only``). A centre tap
+    whose offset stays near zero samples a neighbour unaligned (and the reference in place):
+    muting it, against muting the other taps, says which samples the output rests on. Means
+    over clips, and ``per_clip``."""
+    module = _pcd_level(model, level)
+    kk = module.weight.shape[-2] * module.weight.shape[-1]
+    centre = kk // 2
+    others = [k for k in range(kk) if k != centre]
+    t = model.num_frame
+    neighbours = [i for i in range(t) if i != t // 2]
+    runs = {"without_centre": ([centre], neighbours), "without_centre_all": ([centre], None),
+            "centre_tap_only": (others, neighbours)}
+    scores: dict[str, list[float]] = {"model": [], **{k: [] for k in runs}, "reference_only": []}
+    with evaluating(model):
+        device = next(model.parameters()).device
+        for clip in clips:
+            c = len(clip) // 2
+            lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(len(clip))])).permute(0, 3, 1, 2)[None]
+            lq = lq.float().to(device)  # (1, T, 3, h, w)
+            gt = torch.from_numpy(clip.hr(c)).permute(2, 0, 1)[None].float()
+            scores["model"].append(_psnr8(model(lq), gt))
+            for name, (taps, frames) in runs.items():
+                with taps_muted(model, taps, level, frames):
+                    scores[name].append(_psnr8(model(lq), gt))
+            scores["reference_only"].append(_psnr8(centre_only(model, lq, c), gt))
+    mean = {k: float(np.mean(v)) for k, v in scores.items()}
+    return {**mean, "per_clip": scores, "level": level, "num_clips": len(scores["model"])}
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

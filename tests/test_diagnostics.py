@@ -313,3 +313,98 @@ def test_exact_offsets_scores_the_model_with_its_own_offsets_the_flow_and_the_ce
     assert coarse["level"] == "l3" and coarse["psnr"] == pytest.approx(own)
     with pytest.raises(ValueError, match="cascade"):
         D.exact_offsets(model, [clip], level="cascade")
+
+
+def _dcnv2() -> EDVR:
+    from dalign_nb.models.edvr import AlignmentConfig
+
+    torch.manual_seed(0)
+    dcnv2 = AlignmentConfig(kind="dcn", kernel_size=3, modulated=True)
+    model = EDVR(num_feat=8, num_frame=3, deformable_groups=2, num_extract_block=1, num_reconstruct_block=1,
+                 with_tsa=False, alignment=dcnv2).double()
+    for module in (*model.pcd_align.dcn_pack.values(), model.pcd_align.cas_dcnpack):  # masks away from 0.5
+        nn.init.normal_(module.conv_offset.weight, std=0.05)
+        nn.init.normal_(module.conv_offset.bias, std=0.5)
+    return model.eval()
+
+
+def test_muted_taps_have_zero_masks_on_the_frames_asked_and_only_there():
+    model = _dcnv2()
+    lq = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        _, aux = model(lq, return_aux=True)
+        with D.taps_muted(model, [4], "l1", frames=[0, 2]):
+            _, muted = model(lq, return_aux=True)
+        with D.taps_muted(model, [4], "l1", frames=[]):
+            same = model(lq)
+        with D.taps_muted(model, range(9), "l1"):
+            silent = model(lq)
+    masks, held = aux["masks"]["l1"][0], muted["masks"]["l1"][0]  # (T, G*9, h, w)
+    by_tap = held.view(3, 2, 9, 16, 16)
+    assert (by_tap[[0, 2], :, 4] == 0).all()  # tap 4 of both groups, on the neighbours
+    torch.testing.assert_close(by_tap[[0, 2]][:, :, [0, 1, 2, 3, 5, 6, 7, 8]],
+                               masks.view(3, 2, 9, 16, 16)[[0, 2]][:, :, [0, 1, 2, 3, 5, 6, 7, 8]])
+    torch.testing.assert_close(held[1], masks[1])  # the reference frame untouched
+    torch.testing.assert_close(muted["offsets"]["l1"], aux["offsets"]["l1"])
+    torch.testing.assert_close(same, model(lq))
+    assert not torch.allclose(silent, same)
+    assert "offsets_and_mask" not in vars(model.pcd_align.dcn_pack["l1"])  # the method is back
+    with pytest.raises(ValueError, match="indices in 0..8"):
+        with D.taps_muted(model, [9]):
+            pass
+    with pytest.raises(ValueError, match="modulated DCN"):
+        with D.taps_muted(_model(), [0]):
+            pass
+
+
+def test_tap_use_scores_the_muted_taps_and_the_centre_frame():
+    from dalign_nb.metrics import psnr, quantize
+
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    model = _dcnv2().float()
+    found = D.tap_use(model, [clip])
+    lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)[None].float()
+    gt = torch.from_numpy(clip.hr(1)).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        with D.taps_muted(model, [4], frames=[0, 2]):
+            without = psnr(quantize(model(lq)), gt)
+        with D.taps_muted(model, [0, 1, 2, 3, 5, 6, 7, 8], frames=[0, 2]):
+            centre_tap = psnr(quantize(model(lq)), gt)
+        with D.taps_muted(model, [4]):
+            without_all = psnr(quantize(model(lq)), gt)
+        own = psnr(quantize(model(lq)), gt)
+    assert found["model"] == pytest.approx(own) and found["without_centre"] == pytest.approx(without)
+    assert found["centre_tap_only"] == pytest.approx(centre_tap)
+    assert found["without_centre_all"] == pytest.approx(without_all) and found["num_clips"] == 1
+    assert len({round(v, 6) for v in (own, without, centre_tap, without_all)}) == 4  # each mute changes it
+
+
+@pytest.mark.parametrize("make", [_model, _dcnv2])
+def test_zero_offsets_on_some_frames_holds_those_frames_and_only_those(make):
+    from dalign_nb.alignment import zero_offsets
+
+    model = make()
+    lq = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        out, aux = model(lq, return_aux=True)
+        with zero_offsets(model):
+            zero_all = model(lq)
+        with zero_offsets(model, frames=[0, 1, 2]):
+            zero_each = model(lq)
+        with zero_offsets(model, frames=[]):
+            same = model(lq)
+        with zero_offsets(model, frames=[0, 2]):
+            held, held_aux = model(lq, return_aux=True)
+    torch.testing.assert_close(zero_each, zero_all)
+    torch.testing.assert_close(same, out)
+    for level in ("l3", "l2", "l1", "cascade"):
+        offsets, trained = held_aux["offsets"][level][0], aux["offsets"][level][0]  # (T, 2*G*N, h, w)
+        assert (offsets[[0, 2]] == 0).all()
+        torch.testing.assert_close(offsets[1], trained[1])  # the reference aligned as trained
+    assert (aux["offsets"]["l1"][0, [0, 2]] != 0).any()  # trained offsets that the block held
+    assert not torch.allclose(held, out) and not torch.allclose(held, zero_all)
+    assert all("align" not in vars(m) for m in model.modules())  # the methods are back
+    with pytest.raises(ValueError, match="indices in 0..2"):
+        with zero_offsets(model, frames=[3]):
+            pass

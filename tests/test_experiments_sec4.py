@@ -36,6 +36,12 @@ def _differences(name: str) -> dict[str, set]:
     return {c: {k for k, v in flat.items() if v != first[k]} for c, flat in runs.items()}
 
 
+def _psnr8(out, gt) -> float:
+    from dalign_nb.metrics import psnr, quantize
+
+    return psnr(quantize(out.float()), gt)
+
+
 def test_runs_that_another_experiment_already_has_are_the_same_model_and_training():
     """table4's feature warping is fig9's n1, table3's DCN is fig17's dcnv2-k3 (not run twice):
     kind flow is the decomposition with G = N = 1 (same class, parameters, initialisation), and
@@ -176,6 +182,17 @@ def test_image_alignment_reports_the_offsets_that_warp_its_frame():
     res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
     assert res["mean_offset"] == pytest.approx(float(expected["l1"].norm()), rel=1e-5)
     assert res["psnr_zero_offsets"] is not None
+    # the neighbours' offsets alone held at zero: the reference frame aligned as trained (an
+    # output that depends on the features, not the untrained bilinear base)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(model.conv_last.weight, std=0.05)
+    res = E.offsets_vs_flow(model, profile, num_scenes=1, size=32)
+    clip = E.held_out_scenes(profile, 1, 32, 0)[0]
+    with torch.no_grad(), E.zero_offsets(model, frames=[0, 2]):
+        by_hand = _psnr8(model(clip.lq[None]), clip.gt[1][None])
+    assert res["psnr_zero_neighbours"] == pytest.approx(by_hand, abs=1e-9)
+    assert res["psnr_gain_over_zero_neighbours"] == pytest.approx(res["psnr"] - by_hand, abs=1e-9)
+    assert res["psnr_zero_neighbours"] != pytest.approx(res["psnr_zero_offsets"], abs=1e-6)
 
 
 def test_offsets_vs_flow_skips_the_zero_offset_psnr_of_flow_guided_alignment():

@@ -612,3 +612,16 @@ def test_overview_judges_table1_as_an_equivalence():
     row = _overview(table1=t1)[f"{TABLE1_CLAIM} (decomposition - DCN, G = 1, k = 1)"]
     assert (row["ours"], row["seeds"]) == ("+0.000 ± 0.010 dB", 3)
     assert row["verdict"] == "reproduced: alike within ± 0.05 dB"
+
+
+def test_the_premise_reads_the_neighbours_gain_where_every_run_records_it():
+    runs = [_run("fig9", "n1", s, 27.0, gain=g) for s, g in enumerate((1.5, 1.9, 2.9))]
+    assert "every frame's offsets, the reference's too" in report.baseline_premise(runs)["line"]
+    for r, g in zip(runs, (0.39, 0.02, -0.10)):
+        r["measures"]["offsets_vs_flow"]["psnr_gain_over_zero_neighbours"] = g
+    premise = report.baseline_premise(runs)
+    assert premise["line"].startswith("n1's gain over its neighbours' offsets held at zero: "
+                                      "+0.39, +0.02, -0.10 dB")
+    assert not premise["holds"] and premise["why"].startswith("not positive on every seed")
+    runs[2]["measures"]["offsets_vs_flow"]["psnr_gain_over_zero_neighbours"] = None  # measured before it
+    assert report.baseline_premise(runs)["holds"]  # read from every frame's gain, as recorded on all three

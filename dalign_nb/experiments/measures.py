@@ -151,6 +151,9 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     the frame's distance from the centre). PSNR (RGB, 8-bit output) of the centre frame: the
     model, bicubic, and the model with its offsets held at zero (``alignment.zero_offsets``; null for
     flow-guided alignment, whose offsets are the flow plus a residue and cannot be zeroed so),
+    the same with the offsets of the neighbours alone held at zero (``psnr_gain_over_zero_neighbours``,
+    EDVR only: EDVR aligns the reference frame with the same modules, and its own offsets, left
+    as trained here, need not be zero; ``alignment.zero_offsets(frames=...)``),
     and the model given the centre frame in place of every neighbour (``psnr_reference_only``;
     zero motion for a model that takes flows): ``psnr_gain_over_reference_only``, the model's
     PSNR minus it, is what the neighbours' content adds to this model's output at all, so what
@@ -162,7 +165,9 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
     c = t // 2
     zero = not _has_flow_guided(model)
     pixels = {k - c: [] for k in range(t) if k != c}  # neighbour -> [(l2, l1, |flow|, |offset|)]
-    scores = {"model": [], "zero_offsets": [], "reference_only": [], "bicubic": [], "bilinear_base": []}
+    scores = {"model": [], "zero_offsets": [], "zero_neighbours": [], "reference_only": [], "bicubic": [],
+              "bilinear_base": []}
+    neighbours = [k for k in range(t) if k != c] if zero and hasattr(model, "pcd_align") else None
     occluded = []
     with evaluating(model):
         for clip in held_out_scenes(profile, num_scenes, size, scene_seed):
@@ -175,6 +180,10 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
                 with zero_offsets(model):
                     out_zero = model(lq, **kw)
                 scores["zero_offsets"].append(psnr(quantize(out_zero.float().cpu()), gt))
+            if neighbours:
+                with zero_offsets(model, frames=neighbours):
+                    out_zero = model(lq, **kw)
+                scores["zero_neighbours"].append(psnr(quantize(out_zero.float().cpu()), gt))
             scores["reference_only"].append(psnr(quantize(centre_only(model, lq, c, **kw).float().cpu()), gt))
             for k, f, o, _, valid in _neighbours(clip, aux, level):  # (1, 2, h, w), (1, 2GN, h, w)
                 occluded.append(float((~valid).float().mean()))
@@ -196,6 +205,8 @@ def offsets_vs_flow(model: nn.Module, profile: Profile, *, num_scenes: int = 8, 
         "psnr": mean["model"], "psnr_zero_offsets": mean["zero_offsets"], "psnr_bicubic": mean["bicubic"],
         "psnr_bilinear_base": mean["bilinear_base"],
         "psnr_gain_over_zero": None if not zero else mean["model"] - mean["zero_offsets"],
+        "psnr_zero_neighbours": mean["zero_neighbours"],
+        "psnr_gain_over_zero_neighbours": None if not neighbours else mean["model"] - mean["zero_neighbours"],
         "psnr_reference_only": mean["reference_only"],
         "psnr_gain_over_reference_only": mean["model"] - mean["reference_only"],
         "psnr_per_scene": scores,
