@@ -284,24 +284,26 @@ def taps_muted(model: nn.Module, taps, level: str = "l1", frames=None):
 
 
 @torch.no_grad()
-def tap_use(model: nn.Module, clips, level: str = "l1") -> dict:
+def tap_use(model: nn.Module, clips, tap: int | None = None, level: str = "l1") -> dict:
     """Which samples of a DCNv2 reach the output (A.5: masks as attention): per synthetic clip
     (``SceneClip``s with the model's number of frames), the PSNR of the centre frame's output
-    (8-bit, RGB) with every tap (``model``); with the centre tap muted (``taps_muted``) when the
-    neighbours are aligned (``without_centre``) and when every frame is, the reference too
-    (``without_centre_all``); with every other tap muted on the neighbours (``centre_tap_only``);
-    and given the centre frame in place of every neighbour (``reference_only``). A centre tap
-    whose offset stays near zero samples a neighbour unaligned (and the reference in place):
-    muting it, against muting the other taps, says which samples the output rests on. Means
-    over clips, and ``per_clip``."""
+    (8-bit, RGB) with every tap (``model``); with kernel tap ``tap`` (default the centre,
+    ``k*k // 2``) muted (``taps_muted``) when the neighbours are aligned (``without_tap``) and
+    when every frame is, the reference too (``without_tap_all``); with every other tap muted on
+    the neighbours (``tap_only``); and given the centre frame in place of every neighbour
+    (``reference_only``). A tap whose offset stays near zero samples a neighbour unaligned (and
+    the reference near in place): muting it, against muting the other taps, says which samples
+    the output rests on. Means over clips, ``per_clip``, and the ``tap``."""
     module = _pcd_level(model, level)
     kk = module.weight.shape[-2] * module.weight.shape[-1]
-    centre = kk // 2
-    others = [k for k in range(kk) if k != centre]
+    tap = kk // 2 if tap is None else int(tap)
+    if not 0 <= tap < kk:
+        raise ValueError(f"tap must be an index in 0..{kk - 1} (a {kk}-tap kernel), got {tap}")
+    others = [k for k in range(kk) if k != tap]
     t = model.num_frame
     neighbours = [i for i in range(t) if i != t // 2]
-    runs = {"without_centre": ([centre], neighbours), "without_centre_all": ([centre], None),
-            "centre_tap_only": (others, neighbours)}
+    runs = {"without_tap": ([tap], neighbours), "without_tap_all": ([tap], None),
+            "tap_only": (others, neighbours)}
     scores: dict[str, list[float]] = {"model": [], **{k: [] for k in runs}, "reference_only": []}
     with evaluating(model):
         device = next(model.parameters()).device
@@ -316,7 +318,7 @@ def tap_use(model: nn.Module, clips, level: str = "l1") -> dict:
                     scores[name].append(_psnr8(model(lq), gt))
             scores["reference_only"].append(_psnr8(centre_only(model, lq, c), gt))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
-    return {**mean, "per_clip": scores, "level": level, "num_clips": len(scores["model"])}
+    return {**mean, "per_clip": scores, "tap": tap, "level": level, "num_clips": len(scores["model"])}
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

@@ -363,48 +363,23 @@ def test_tap_use_scores_the_muted_taps_and_the_centre_frame():
     clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
                      scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
     model = _dcnv2().float()
-    found = D.tap_use(model, [clip])
     lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)[None].float()
     gt = torch.from_numpy(clip.hr(1)).permute(2, 0, 1)[None].float()
-    with torch.no_grad():
-        with D.taps_muted(model, [4], frames=[0, 2]):
-            without = psnr(quantize(model(lq)), gt)
-        with D.taps_muted(model, [0, 1, 2, 3, 5, 6, 7, 8], frames=[0, 2]):
-            centre_tap = psnr(quantize(model(lq)), gt)
-        with D.taps_muted(model, [4]):
-            without_all = psnr(quantize(model(lq)), gt)
-        own = psnr(quantize(model(lq)), gt)
-    assert found["model"] == pytest.approx(own) and found["without_centre"] == pytest.approx(without)
-    assert found["centre_tap_only"] == pytest.approx(centre_tap)
-    assert found["without_centre_all"] == pytest.approx(without_all) and found["num_clips"] == 1
-    assert len({round(v, 6) for v in (own, without, centre_tap, without_all)}) == 4  # each mute changes it
-
-
-@pytest.mark.parametrize("make", [_model, _dcnv2])
-def test_zero_offsets_on_some_frames_holds_those_frames_and_only_those(make):
-    from dalign_nb.alignment import zero_offsets
-
-    model = make()
-    lq = torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
-    with torch.no_grad():
-        out, aux = model(lq, return_aux=True)
-        with zero_offsets(model):
-            zero_all = model(lq)
-        with zero_offsets(model, frames=[0, 1, 2]):
-            zero_each = model(lq)
-        with zero_offsets(model, frames=[]):
-            same = model(lq)
-        with zero_offsets(model, frames=[0, 2]):
-            held, held_aux = model(lq, return_aux=True)
-    torch.testing.assert_close(zero_each, zero_all)
-    torch.testing.assert_close(same, out)
-    for level in ("l3", "l2", "l1", "cascade"):
-        offsets, trained = held_aux["offsets"][level][0], aux["offsets"][level][0]  # (T, 2*G*N, h, w)
-        assert (offsets[[0, 2]] == 0).all()
-        torch.testing.assert_close(offsets[1], trained[1])  # the reference aligned as trained
-    assert (aux["offsets"]["l1"][0, [0, 2]] != 0).any()  # trained offsets that the block held
-    assert not torch.allclose(held, out) and not torch.allclose(held, zero_all)
-    assert all("align" not in vars(m) for m in model.modules())  # the methods are back
-    with pytest.raises(ValueError, match="indices in 0..2"):
-        with zero_offsets(model, frames=[3]):
-            pass
+    for tap in (None, 1):
+        found = D.tap_use(model, [clip], tap=tap)
+        k = 4 if tap is None else tap
+        with torch.no_grad():
+            with D.taps_muted(model, [k], frames=[0, 2]):
+                without = psnr(quantize(model(lq)), gt)
+            with D.taps_muted(model, [i for i in range(9) if i != k], frames=[0, 2]):
+                only = psnr(quantize(model(lq)), gt)
+            with D.taps_muted(model, [k]):
+                without_all = psnr(quantize(model(lq)), gt)
+            own = psnr(quantize(model(lq)), gt)
+        assert found["tap"] == k and found["num_clips"] == 1
+        assert found["model"] == pytest.approx(own) and found["without_tap"] == pytest.approx(without)
+        assert found["tap_only"] == pytest.approx(only)
+        assert found["without_tap_all"] == pytest.approx(without_all)
+        assert len({round(v, 6) for v in (own, without, only, without_all)}) == 4  # each mute changes it
+    with pytest.raises(ValueError, match="tap must be"):
+        D.tap_use(model, [clip], tap=9)
