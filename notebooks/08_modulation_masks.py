@@ -21,10 +21,11 @@
 # > they land, and $N = 25$ on one).
 # > **Main results** (the next cell prints them from `data/results/fig17`, the sweep on
 # > `align2`: 3000 iterations): the DCNv2 aligns (the closest of its nine offsets within 1 px of
-# > the exact flow on 87 % of pixels, seed 0), and on seed 0 its masks do the **opposite** of
-# > Fig. 17: eight taps follow the flow with masks of 0.16-0.42, while the centre tap keeps its
-# > offset near zero, samples the neighbour unaligned, and gets a mask near 1 (r = +0.72). One
-# > seed: inconclusive until the other two land.
+# > the exact flow on 87-89 % of pixels), and its masks do the **opposite** of Fig. 17 on every
+# > seed run so far: eight taps follow the flow with small masks, while one tap (seed 0: the
+# > centre) keeps its offset near zero, samples the neighbour unaligned, and gets a mask near 1
+# > (r = +0.72, +0.64). That tap is the reference frame's own path (section 5): the model takes
+# > nothing from its neighbours' samples, aligned or not.
 
 # %%
 from dalign_nb import experiments, report
@@ -35,9 +36,9 @@ for _r in sorted(_runs, key=lambda r: r["seed"]):
     _per = _m["per_offset"]
     _top = max(range(len(_per["mean_mask"])), key=_per["mean_mask"].__getitem__)
     print(f"dcnv2-k3-s{_r['seed']}: r(mean mask, mean distance to the flow) {_m['pearson_r']:+.2f} over 9 offsets; "
-          f"largest mean mask {_per['mean_mask'][_top]:.2f} on offset {_top} (4: the centre tap), whose mean distance "
-          f"to the flow is {_per['mean_distance'][_top]:.2f} px (the nine: {min(_per['mean_distance']):.2f}-"
-          f"{max(_per['mean_distance']):.2f} px)")
+          f"largest mean mask {_per['mean_mask'][_top]:.2f} on the tap ({_top // 3 - 1:+d},{_top % 3 - 1:+d}), whose "
+          f"mean distance to the flow is {_per['mean_distance'][_top]:.2f} px (the nine: "
+          f"{min(_per['mean_distance']):.2f}-{max(_per['mean_distance']):.2f} px)")
 _n1 = experiments.summarize(experiments.load_results("fig9"), "measures.offsets_vs_flow.psnr")["n1"]
 _k3 = experiments.summarize(_runs, "measures.offsets_vs_flow.psnr").get("dcnv2-k3")
 if _k3:
