@@ -450,15 +450,15 @@ print(format_table([[label, f"{use[key]:.2f}", f"{use[key] - use['model']:+.2f}"
 # ## 6. A live demonstration (not the evidence)
 #
 # Under `quick` this trains a tiny DCNv2 ($G = 1$, $k = 3$, 8 features, 1 + 1 blocks, 16²
-# patches, the recipe of the sweep read above) for 40 iterations and measures its masks with
+# patches, the recipe of the sweep read above) for 20 iterations and measures its masks with
 # `experiments.masks` on one small held-out scene, to show the machinery end to end in well
-# under a minute. Forty iterations move the masks barely off 0.5 and the offsets hardly at all:
+# under a minute. Twenty iterations move the masks barely off 0.5 and the offsets hardly at all:
 # the nine points of Fig. 17 sit in a narrow band (or on one distance, where r is undefined),
 # and r is noise. The committed models above trained 3000 iterations of a larger model. With
 # another profile the same cell trains 600 iterations.
 
 # %%
-DEMO_ITERS = 40 if PROFILE == "quick" else 600
+DEMO_ITERS = 20 if PROFILE == "quick" else 600
 demo = experiments.with_overrides(dcnv2, {
     "model.num_feat": 8, "model.num_extract_block": 1, "model.num_reconstruct_block": 1,
     "data.patch_size": 16, "data.batch_size": 2, "data.num_scenes": 2, "data.val_clips": 1,
