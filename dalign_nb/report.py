@@ -253,7 +253,7 @@ def baseline_premise(results: list[dict], condition: str = "n1", min_seeds: int 
     per_seed = ", ".join(f"{v:+.2f}" for v in gains["values"])
     held = "its neighbours' offsets held at zero" if neighbours_only else "its offsets held at zero"
     text = f"{condition}'s gain over {held}: {per_seed} dB (seeds {gains['seeds']}" + (
-        ")" if neighbours_only else "; every frame's offsets, the reference's too)")
+        ")" if neighbours_only else "; every frame's offsets, the reference's own where the model aligns it)")
     if gains["n"] < min_seeds:
         holds, why = False, f"{gains['n']} seed(s): whether it aligns needs {min_seeds}"
     elif not all(v > 0 for v in gains["values"]):
