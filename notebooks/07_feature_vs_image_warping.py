@@ -348,7 +348,10 @@ if results:
 # * "Gain over 0" says whether each model *uses* its flow: the PSNR it loses when its flow is
 #   held at zero. In the sweep on `align2` both variants have learned the motion (within 1 px
 #   of the exact flow on three quarters of the pixels or more) and lose 1.5-4 dB without it:
-#   they align. (In the first sweep, at 600 iterations, both scored higher without their flow.)
+#   they align. Most of that loss is the reference frame's own path, which EDVR aligns with the
+#   same modules: with the neighbours' flow alone held at zero the loss is a few tenths of a dB
+#   (seed 0: feature warping 0.39 dB, image warping 0.10 dB; notebook 06, section 3). (In the
+#   first sweep, at 600 iterations, both scored higher without their flow.)
 # * What the verdict also asks is that the baseline take something from its neighbours'
 #   *content*: given the centre frame in place of its neighbours, the feature-warping model
 #   scores the same (the premise line). Both variants align the neighbours and then make no
