@@ -20,8 +20,9 @@
 # > single flow (Sec. 4.1 "Feature Warping", A.3, Table 4), over three seeds of each.
 # > **Main results** (the next cell prints them from `data/results/table4` and `fig9`, the sweep
 # > on `align2`: 3000 iterations): both models have learned the motion (their flow within 1 px
-# > of the exact flow on 74-79 % of pixels) and use it (holding it at zero costs 1.5-3.9 dB), but
-# > neither takes anything from its neighbours' content, so the comparison gets **no verdict**.
+# > of the exact flow on 72-79 % of pixels); holding it at zero costs the feature-warping
+# > baseline 1.5-2.9 dB (most of it the reference frame's own path), and neither takes anything
+# > from its neighbours' content, so the comparison gets **no verdict**.
 # > The difference itself, seed for seed as the runs land, is printed by the next cell beside the
 # > paper's +0.84 dB (seed 0: feature warping ahead by +0.18 dB on the synthetic scenes).
 
@@ -347,11 +348,12 @@ if results:
 #   size does.
 # * "Gain over 0" says whether each model *uses* its flow: the PSNR it loses when its flow is
 #   held at zero. In the sweep on `align2` both variants have learned the motion (within 1 px
-#   of the exact flow on three quarters of the pixels or more) and lose 1.5-4 dB without it:
-#   they align. Most of that loss is the reference frame's own path, which EDVR aligns with the
-#   same modules: with the neighbours' flow alone held at zero the loss is a few tenths of a dB
-#   (seed 0: feature warping 0.39 dB, image warping 0.10 dB; notebook 06, section 3). (In the
-#   first sweep, at 600 iterations, both scored higher without their flow.)
+#   of the exact flow on about three quarters of the pixels) and feature warping loses 1.5-2.9
+#   dB without it; image warping 3.85 dB on seed 0 but nothing on seed 1 (-0.04 dB). Most of
+#   such a loss is the reference frame's own path, which EDVR aligns with the same modules:
+#   with the neighbours' flow alone held at zero it is a few tenths of a dB at most (feature
+#   warping seed 0: 0.39 dB; image warping seeds 0 and 1: 0.10, 0.06 dB; notebook 06, section
+#   3). (In the first sweep, at 600 iterations, both scored higher without their flow.)
 # * What the verdict also asks is that the baseline take something from its neighbours'
 #   *content*: given the centre frame in place of its neighbours, the feature-warping model
 #   scores the same (the premise line). Both variants align the neighbours and then make no
