@@ -227,7 +227,8 @@ for (g, k), seed in ((gk, s) for gk in GK for s in sorted({s for _, s in twins})
     cells = []
     for key in ("offsets_vs_flow", "psnr_real"):
         pa, pb = (r["measures"][key]["psnr"] if r else math.nan for r in (a, b))
-        cells += [f"{pa:.3f}", f"{pb:.3f}", f"{pb - pa:+.3f}"]
+        cells += ["not run" if math.isnan(pa) else f"{pa:.3f}", "not run" if math.isnan(pb) else f"{pb:.3f}",
+                  "-" if math.isnan(pb - pa) else f"{pb - pa:+.3f}"]
     above = min(r["measures"]["offsets_vs_flow"]["psnr"] - untrained for r in (a, b) if r)
     rows.append([f"G = {g}, k = {k}", str(seed)] + cells + [f"{above:+.2f}",
                 f"{paper.TABLE1_REDS4['decomposition'][(g, k)] - paper.TABLE1_REDS4['DCN'][(g, k)]:+.3f}"])
