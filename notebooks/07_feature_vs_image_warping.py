@@ -24,7 +24,8 @@
 # > baseline 1.5-2.9 dB (most of it the reference frame's own path), and neither takes anything
 # > from its neighbours' content, so the comparison gets **no verdict**.
 # > The difference itself, seed for seed as the runs land, is printed by the next cell beside the
-# > paper's +0.84 dB (seed 0: feature warping ahead by +0.18 dB on the synthetic scenes).
+# > paper's +0.84 dB (at the time of writing, three seeds: +0.18, +0.25 and -0.00 dB on the
+# > synthetic scenes, +0.14 ± 0.02 dB on the real clips: the paper's sign, a fraction of its size).
 
 # %%
 from dalign_nb import experiments, paper, report
@@ -349,10 +350,10 @@ if results:
 # * "Gain over 0" says whether each model *uses* its flow: the PSNR it loses when its flow is
 #   held at zero. In the sweep on `align2` both variants have learned the motion (within 1 px
 #   of the exact flow on about three quarters of the pixels) and feature warping loses 1.5-2.9
-#   dB without it; image warping 3.85 dB on seed 0 but nothing on seed 1 (-0.04 dB). Most of
-#   such a loss is the reference frame's own path, which EDVR aligns with the same modules:
-#   with the neighbours' flow alone held at zero it is a few tenths of a dB at most (feature
-#   warping seed 0: 0.39 dB; image warping seeds 0 and 1: 0.10, 0.06 dB; notebook 06, section
+#   dB without it; image warping 3.85 dB on seed 0 but nothing on seeds 1 and 2 (-0.04, +0.07
+#   dB). Most of such a loss is the reference frame's own path, which EDVR aligns with the same
+#   modules: with the neighbours' flow alone held at zero it is a few tenths of a dB at most
+#   (feature warping seed 0: 0.39 dB; image warping: 0.10, 0.06, 0.10 dB; notebook 06, section
 #   3). (In the first sweep, at 600 iterations, both scored higher without their flow.)
 # * What the verdict also asks is that the baseline take something from its neighbours'
 #   *content*: given the centre frame in place of its neighbours, the feature-warping model
