@@ -422,8 +422,8 @@ def zero_offsets(model: nn.Module, frames=None):
     ``frames`` (EDVR only): the input frames (indices) whose alignment is held at zero, the
     others aligned as trained. EDVR aligns every frame with the same modules, the reference too
     (frame 0 first, at every level and the cascade): ``frames`` = the neighbours holds their
-    offsets at zero and leaves the reference's own alignment, which need not be the identity
-    the model was never told it is, as trained.
+    offsets at zero and leaves the reference's own alignment as trained (nothing tells the model
+    that it should be the identity, and it need not be).
     """
     branches = _offset_branches(model)
     if frames is None:

@@ -195,6 +195,14 @@ def offsets_held_at(model: nn.Module, flows, level: str = "l1"):
         del module.align
 
 
+def _clip_tensors(clip, device) -> tuple[Tensor, Tensor]:
+    """A ``SceneClip``'s LR frames ``(1, T, 3, h, w)`` on ``device`` and its centre HR frame
+    ``(1, 3, H, W)``, float32."""
+    lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(len(clip))])).permute(0, 3, 1, 2)[None]
+    gt = torch.from_numpy(clip.hr(len(clip) // 2)).permute(2, 0, 1)[None].float()
+    return lq.float().to(device), gt
+
+
 def _psnr8(out: Tensor, gt: Tensor) -> float:
     return psnr(quantize(out.float().cpu()), gt)  # as saved to 8 bits
 
@@ -223,11 +231,8 @@ def exact_offsets(model: nn.Module, clips, level: str = "l1") -> dict:
     with evaluating(model):
         device = next(model.parameters()).device
         for clip in clips:
-            t = len(clip)
-            c = t // 2
-            lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(t)])).permute(0, 3, 1, 2)[None]
-            lq = lq.float().to(device)  # (1, T, 3, h, w)
-            gt = torch.from_numpy(clip.hr(c)).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+            c = len(clip) // 2
+            lq, gt = _clip_tensors(clip, device)
             flows = torch.from_numpy(np.ascontiguousarray(clip.flows)).permute(0, 3, 1, 2).float()
             flows[c] = 0  # the reference frame's motion to itself
             given = [(F.avg_pool2d(f[None], scale) / scale).to(device) for f in flows]  # level's pixels
@@ -309,9 +314,7 @@ def tap_use(model: nn.Module, clips, tap: int | None = None, level: str = "l1") 
         device = next(model.parameters()).device
         for clip in clips:
             c = len(clip) // 2
-            lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(len(clip))])).permute(0, 3, 1, 2)[None]
-            lq = lq.float().to(device)  # (1, T, 3, h, w)
-            gt = torch.from_numpy(clip.hr(c)).permute(2, 0, 1)[None].float()
+            lq, gt = _clip_tensors(clip, device)
             scores["model"].append(_psnr8(model(lq), gt))
             for name, (taps, frames) in runs.items():
                 with taps_muted(model, taps, level, frames):

@@ -522,6 +522,16 @@ def equivalence_verdict(d: dict, baseline: dict, tolerance: float = PLATEAU_TOLE
             f"wider than ± {tolerance:g})")
 
 
+def twins(table1: list[dict], g: int, k: int, key: str = PSNR) -> tuple[dict, dict | None]:
+    """Table 1's twins of ``G = g``, kernel ``k`` (``dcn-g{g}-k{k}`` and ``decomposed-g{g}-k{k}``):
+    the seed-for-seed difference decomposition - DCN of ``key`` (``paired``) and the DCN's own
+    ``stats`` over seeds (None without DCN runs), what ``equivalence_verdict`` reads."""
+    suffix = f"-g{g}-k{k}"
+    pairs = [dict(r, condition=r["condition"].removesuffix(suffix)) for r in table1
+             if r["condition"].endswith(suffix)]
+    return paired(pairs, key, "decomposed", "dcn"), summarize(pairs, key).get("dcn")
+
+
 def precision_parity(runs: list[dict], baseline_runs: list[dict], keys: dict[str, str] | None = None,
                      min_seeds: int = MIN_SEEDS) -> list[list[str]]:
     """One row per quantity (``keys``, by default ``PARITY``) for ``paper.format_table`` (headers
@@ -767,11 +777,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     for g, k in ((1, 1), (1, 3), (8, 3)):
         claim = f"Table 1: a DCN and its decomposition perform alike (decomposition - DCN, G = {g}, k = {k})"
         theirs = f"{paper.difference(paper.TABLE1_REDS4, 'decomposition', 'DCN', (g, k)):+.3f} dB"
-        d = paired([dict(r, condition=r["condition"].replace(f"-g{g}-k{k}", "")) for r in t1
-                    if r["condition"].endswith(f"-g{g}-k{k}")],
-                   "measures.offsets_vs_flow.psnr", "decomposed", "dcn")
-        dcn_psnr = summarize([r for r in t1 if r["condition"] == f"dcn-g{g}-k{k}"],
-                             "measures.offsets_vs_flow.psnr").get(f"dcn-g{g}-k{k}")
+        d, dcn_psnr = twins(t1, g, k)
         rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"],
                          equivalence_verdict(d, dcn_psnr)) if d["n"] else _not_run(claim, theirs))
     reads("table1")

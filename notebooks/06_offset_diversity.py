@@ -215,10 +215,7 @@ for (g, k), d in drift.items():
 fig9 = experiments.load_results("fig9" + SWEEP, RESULTS_DIR)
 premise = report.baseline_premise(fig9)  # for PSNR: its offsets used, and its neighbours' content
 offsets_premise = report.baseline_premise(fig9, temporal=False)  # for the offsets' own structure
-scenes8 = data.validation_clips("synthetic", num_scenes=8, seed=0,
-                                scene_config=SceneConfig(height=256, width=256, num_frames=3))
-untrained = float(np.mean([metrics.psnr(metrics.quantize(metrics.bilinear_base(s.lq[1][None])), s.gt[1][None])
-                           for s in scenes8]))
+untrained = experiments.bilinear_base_psnr(fig9[0])  # an untrained EDVR on the measures' 8 scenes
 rows = []
 for (g, k), seed in ((gk, s) for gk in GK for s in sorted({s for _, s in twins})):
     a, b = twins.get((f"dcn-g{g}-k{k}", seed)), twins.get((f"decomposed-g{g}-k{k}", seed))
@@ -240,13 +237,10 @@ print(f"\nPSNR in dB on 8 held-out synthetic scenes and on the real held-out cli
 
 # %%
 for g, k in GK:
-    pairs = [dict(r, condition=r["condition"].replace(f"-g{g}-k{k}", "")) for r in t1
-             if r["condition"].endswith(f"-g{g}-k{k}")]
-    d = experiments.paired(pairs, "measures.offsets_vs_flow.psnr", "decomposed", "dcn")
+    d, base = report.twins(t1, g, k)
     if not d["n"]:
         print(f"G = {g}, k = {k}: not run")
         continue
-    base = experiments.summarize([r for r in pairs if r["condition"] == "dcn"], "measures.offsets_vs_flow.psnr")["dcn"]
     theirs = paper.difference(paper.TABLE1_REDS4, "decomposition", "DCN", (g, k))
     lo, hi = report.interval(d)
     report.verdict_line(

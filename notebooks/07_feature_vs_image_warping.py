@@ -25,7 +25,8 @@
 # > from its neighbours' content, so the comparison gets **no verdict**.
 # > The difference itself, seed for seed as the runs land, is printed by the next cell beside the
 # > paper's +0.84 dB (at the time of writing, three seeds: +0.18, +0.25 and -0.00 dB on the
-# > synthetic scenes, +0.14 ± 0.02 dB on the real clips: the paper's sign, a fraction of its size).
+# > synthetic scenes, +0.14 ± 0.02 dB on the real clips: the paper's sign on every seed of the
+# > real clips, not on the synthetic scenes; a sixth of its size; no verdict).
 
 # %%
 from dalign_nb import experiments, paper, report

@@ -21,12 +21,13 @@
 # > they land, and $N = 25$ on one).
 # > **Main results** (the next cell prints them from `data/results/fig17`, the sweep on
 # > `align2`: 3000 iterations): the DCNv2 aligns (the closest of its nine offsets within 1 px of
-# > the exact flow on 85-89 % of pixels over three seeds), and Fig. 17's trend is **not seen**:
-# > r(mean mask, distance to the flow) is +0.72, +0.64 and -0.17 (inconclusive, within noise).
-# > On two seeds one tap keeps its offset near zero, samples the neighbour unaligned, and gets a
-# > mask near 1 while eight taps follow the flow with small masks: that tap is the reference
-# > frame's own path (section 5), and the model takes nothing from its neighbours' samples,
-# > aligned or not. On the third seed every tap follows the flow.
+# > the exact flow on 85-89 % of pixels over three seeds), and Fig. 17's trend is not shown:
+# > r(mean mask, distance to the flow) is +0.72, +0.64 and -0.17 (**inconclusive**, within
+# > noise; the paper's side on one seed). On two seeds one tap keeps its offset near zero,
+# > samples the neighbour unaligned, and gets a mask near 1 while eight taps follow the flow with
+# > small masks; on seed 0, whose weights are kept, that tap is the reference frame's own path
+# > and no sample of the neighbours, aligned or not, reaches the output (section 5). On the third
+# > seed every tap follows the flow.
 
 # %%
 from dalign_nb import experiments, report
