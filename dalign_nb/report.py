@@ -320,6 +320,25 @@ GAINS_HEADERS = GAIN_HEADERS + ["gain over the centre frame in place of the neig
                                 "mean ± sd (dB)"]
 
 
+def gain_split(results: list[dict], conditions=None) -> list[list[str]]:
+    """Where a model's gain over its offsets held at zero comes from, per condition and seed:
+    holding every frame's offsets at zero (``GAIN_OVER_ZERO``; EDVR aligns the reference frame
+    with the same modules, so this includes the reference's own path), the neighbours' offsets
+    alone (``GAIN_OVER_ZERO_NEIGHBOURS``: what aligning the neighbours buys), and the centre frame
+    in place of the neighbours (``GAIN_OVER_REFERENCE``: what the neighbours' content adds). Rows
+    ``[condition, per seed, mean ± sd, per seed, mean ± sd, per seed, mean ± sd]`` under
+    ``GAIN_SPLIT_HEADERS``; "-" where a run does not record a quantity (a model without offsets
+    to hold, or measured before the split was recorded)."""
+    cells = [_per_seed_cells(results, key, conditions)
+             for key in (GAIN_OVER_ZERO, GAIN_OVER_ZERO_NEIGHBOURS, GAIN_OVER_REFERENCE)]
+    return [[cond, *(c for split in cells for c in split[cond])] for cond in cells[0]]
+
+
+GAIN_SPLIT_HEADERS = ["condition", "over every frame's offsets at 0, per seed (dB)", "mean ± sd",
+                      "over the neighbours' offsets at 0, per seed (dB)", "mean ± sd",
+                      "over the centre frame alone, per seed (dB)", "mean ± sd"]
+
+
 WITHIN_1PX = "measures.offsets_vs_flow.within_1px"
 
 

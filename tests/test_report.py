@@ -450,6 +450,20 @@ def test_gains_table_puts_the_reference_only_gain_beside_the_zero_offset_one():
     assert report.gains_table(_fig9((0.3,) * 3, (0.4,) * 3))[0][3:] == ["s0 -, s1 -, s2 -", "-"]
 
 
+def test_gain_split_reads_every_frame_the_neighbours_and_the_centre_frame_per_seed():
+    runs = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.01, None, -0.02))
+    for r in runs:  # the neighbours' share on seeds 0 and 2 of n1 only (seed 1 measured before the split)
+        if r["condition"] == "n1" and r["seed"] != 1:
+            r["measures"]["offsets_vs_flow"]["psnr_gain_over_zero_neighbours"] = 0.1 * (r["seed"] + 1)
+    rows = {r[0]: r for r in report.gain_split(runs)}
+    assert rows["n1"] == ["n1", "s0 +1.20, s1 +0.90, s2 +1.50", "+1.20 ± 0.30",
+                          "s0 +0.10, s1 -, s2 +0.30", "+0.20 ± 0.14",
+                          "s0 +0.01, s1 -, s2 -0.02", "-0.01 ± 0.02"]
+    assert rows["n5"][3:5] == ["s0 -, s1 -, s2 -", "-"]
+    assert len(report.GAIN_SPLIT_HEADERS) == len(rows["n1"])
+    assert report.gain_split(runs, ["n25"]) == [["n25"] + ["not run", "-"] * 3]
+
+
 def test_a_gain_over_the_centre_frame_alone_must_be_more_than_flat():
     """+0.005, +0.010, +0.006 dB: positive on every seed and beyond its spread, but flat."""
     tiny = _with_reference(_fig9((0.30, 0.35, 0.40), (0.40, 0.44, 0.50)), (0.005, 0.010, 0.006))
