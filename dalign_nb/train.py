@@ -97,6 +97,7 @@ __all__ = [
     "WEIGHTS",
     "TrainResult",
     "load_checkpoint",
+    "loss_terms",
     "run_dir",
     "train",
 ]
@@ -292,56 +293,15 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            sr = charbonnier_loss(out.float(), gt, self.cfg.charbonnier_eps)  # mean over pixels
-            if self.cfg.loss_reduction == "sum":
-                sr = sr * out.numel()
+            flows = self._flows(batch) if self.cfg.offset_fidelity_weight > 0 else None
+            terms = loss_terms(self.p, self.model, lq, gt, out, aux, flows, self.iteration)
             # sr_after: the warping terms alone first. The SR loss still enters, weighted 0, so that
             # every parameter gets a (zero) gradient: DDP finds none unused, and Adam counts its
             # steps alike in one process and under DDP
-            terms, silent = ({"sr": sr}, 0.0) if self.iteration >= self.cfg.sr_after else ({}, 0.0 * sr)
-            if self.cfg.offset_fidelity_weight > 0:
-                terms["fidelity"] = self._fidelity(aux["offsets"], self._flows(batch).float())
-            if self._photometric():
-                terms.update(self._self_supervised(lq, aux["offsets"]))
-            if self.cfg.aligned_lr_weight > 0:  # TDAN's own alignment loss
-                center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
-                terms["aligned_lr"] = self.cfg.aligned_lr_weight * aligned_frames_loss(
-                    aux["aligned_lr"].float(), lq, center)
+            silent = 0.0 if self.iteration >= self.cfg.sr_after else 0.0 * terms.pop("sr")
         for name, value in terms.items():
             self.term_sums[name] = self.term_sums.get(name, 0) + value.detach()
         return sum(terms.values()) + silent
-
-    def _fidelity(self, offsets: dict, flows: Tensor) -> Tensor:
-        """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level
-        against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
-        unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
-        cfg = self.cfg
-        residual = getattr(self.p.model, "cascade_is_residual", False)  # EDVR's; others have no cascade
-        total = 0
-        for level in cfg.offset_fidelity_levels:
-            off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
-            target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
-            total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
-                                                 cfg.offset_fidelity_threshold)
-        return total
-
-    def _self_supervised(self, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
-        """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""
-        cfg = self.cfg
-        kw = {"target": cfg.photometric_target, "num_offsets": self.p.model.offsets_per_group}
-        center = getattr(self.model, "center_frame_idx", lq.shape[1] // 2)
-        terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
-            lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty,
-            scales=cfg.photometric_scales, **kw)}
-        if cfg.smoothness_weight > 0:
-            terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
-                lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)
-        return terms
-
-    def _photometric(self) -> bool:
-        """Whether this iteration adds the warping loss (``TrainConfig.photometric_*``)."""
-        until = self.cfg.photometric_until
-        return self.cfg.photometric_weight > 0 and (until == 0 or self.iteration < until)
 
     def step(self, batch) -> None:
         loss = self._loss(batch)
@@ -394,6 +354,63 @@ class _Run:
         self.history["status"] = "crashed"
         save_checkpoint(self.out_dir / CHECKPOINT, self.state())  # no barrier: others may run
         write_json(self.out_dir / HISTORY, self.history)
+
+
+def loss_terms(profile: Profile, model: nn.Module, lq: Tensor, gt: Tensor, out: Tensor, aux: dict,
+               flows: Tensor | None = None, iteration: int = 0) -> dict[str, Tensor]:
+    """The weighted terms of the training loss of one batch, by name, as the trainer adds them:
+    ``"sr"`` (Charbonnier), ``"fidelity"`` (the offset-fidelity loss, Sec. 3.4, summed over
+    ``offset_fidelity_levels``), ``"photometric"`` and ``"smoothness"`` (the warping terms, not
+    the paper's, while ``photometric_until`` allows at ``iteration``), ``"aligned_lr"`` (TDAN's);
+    only those ``profile.train`` switches on. ``lq`` (B, T, 3, h, w), ``gt`` (B, 3, H, W), ``out``
+    and ``aux`` the model's output and ``return_aux`` dict, ``flows`` (B, T, 2, h, w) (u, v) centre
+    to frame t (the offset-fidelity loss needs them). ``"sr"`` is there at every iteration: the
+    trainer weights it 0 before ``sr_after``. The diagnostics read one term's pull on the
+    offsets with it (``diagnostics.term_gradients``)."""
+    cfg = profile.train
+    sr = charbonnier_loss(out.float(), gt, cfg.charbonnier_eps)  # mean over pixels
+    terms = {"sr": sr * out.numel() if cfg.loss_reduction == "sum" else sr}
+    if cfg.offset_fidelity_weight > 0:
+        if flows is None:
+            raise ValueError("offset_fidelity_weight > 0 needs the flows of the batch (B, T, 2, h, w)")
+        terms["fidelity"] = _fidelity(profile, aux["offsets"], flows.float())
+    until = cfg.photometric_until
+    if cfg.photometric_weight > 0 and (until == 0 or iteration < until):
+        terms.update(_self_supervised(profile, model, lq, aux["offsets"]))
+    if cfg.aligned_lr_weight > 0:  # TDAN's own alignment loss
+        center = getattr(model, "center_frame_idx", lq.shape[1] // 2)
+        terms["aligned_lr"] = cfg.aligned_lr_weight * aligned_frames_loss(aux["aligned_lr"].float(), lq,
+                                                                          center)
+    return terms
+
+
+def _fidelity(profile: Profile, offsets: dict, flows: Tensor) -> Tensor:
+    """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level
+    against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
+    unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
+    cfg = profile.train
+    residual = getattr(profile.model, "cascade_is_residual", False)  # EDVR's; others have no cascade
+    total = 0
+    for level in cfg.offset_fidelity_levels:
+        off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
+        target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
+        total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
+                                             cfg.offset_fidelity_threshold)
+    return total
+
+
+def _self_supervised(profile: Profile, model: nn.Module, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
+    """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""
+    cfg = profile.train
+    kw = {"target": cfg.photometric_target, "num_offsets": profile.model.offsets_per_group}
+    center = getattr(model, "center_frame_idx", lq.shape[1] // 2)
+    terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
+        lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty,
+        scales=cfg.photometric_scales, **kw)}
+    if cfg.smoothness_weight > 0:
+        terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
+            lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)
+    return terms
 
 
 def train(profile: Profile | str | None = None, out_dir=None, *, model: nn.Module | None = None,

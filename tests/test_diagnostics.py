@@ -383,3 +383,43 @@ def test_tap_use_scores_the_muted_taps_and_the_centre_frame():
         assert len({round(v, 6) for v in (own, without, only, without_all)}) == 4  # each mute changes it
     with pytest.raises(ValueError, match="tap must be"):
         D.tap_use(model, [clip], tap=9)
+
+
+def _fidelity_setting():
+    """table3's DCNv2 with the offset-fidelity loss and the warping terms, on a tiny EDVR."""
+    from dalign_nb import experiments
+    from dalign_nb.models import build_model
+
+    run = next(r for r in experiments.plan("table3", seeds=[0]) if r.condition == "dcn_fidelity")
+    profile = experiments.with_overrides(run.profile, experiments.TINY_MODEL)
+    torch.manual_seed(0)
+    model = build_model(profile.model)
+    for module in (*model.pcd_align.dcn_pack.values(), model.pcd_align.cas_dcnpack):  # offsets away from 0
+        nn.init.normal_(module.conv_offset.weight, std=0.01)
+    return profile, model
+
+
+def test_term_gradients_read_the_trainers_terms_on_the_offset_branches():
+    from dalign_nb.train import loss_terms
+
+    profile, model = _fidelity_setting()
+    torch.manual_seed(1)
+    lq, gt = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 3, 64, 64)
+    still, fast = torch.zeros(2, 3, 2, 16, 16), torch.full((2, 3, 2, 16, 16), 30.0)  # 30 px: beyond t = 10
+    rows = D.term_gradients(model, profile, [{"lq": lq, "gt": gt, "flow": still},
+                                             {"lq": lq, "gt": gt, "flow": fast}])
+    assert set(rows[0]) == {"sr", "fidelity", "photometric", "smoothness"}
+    assert rows[0]["fidelity"] == {"value": 0.0, "grad_norm": 0.0}  # every offset within t of no motion
+    assert rows[1]["fidelity"]["value"] > 0 and rows[1]["fidelity"]["grad_norm"] > 0
+    assert rows[1]["sr"] == rows[0]["sr"]  # the flow reaches the fidelity term only
+    out, aux = model(lq, return_aux=True)  # the SR term's pull, by hand
+    chosen = [p for n, p in model.named_parameters() if "offset" in n]
+    sr = loss_terms(profile, model, lq, gt, out, aux, fast)["sr"]
+    by_hand = torch.sqrt(sum((g ** 2).sum() for g in torch.autograd.grad(sr, chosen)))
+    assert rows[0]["sr"]["value"] == pytest.approx(float(sr.detach()), rel=1e-6)
+    assert rows[0]["sr"]["grad_norm"] == pytest.approx(float(by_hand), rel=1e-4)
+    assert all(p.grad is None for p in model.parameters())
+    with pytest.raises(ValueError, match="selects no parameter"):
+        D.term_gradients(model, profile, [], params=lambda name: False)
+    with pytest.raises(ValueError, match="needs the flows"):
+        D.term_gradients(model, profile, [{"lq": lq, "gt": gt}])
