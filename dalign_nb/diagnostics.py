@@ -11,9 +11,10 @@ Two measurements behind notebook 05's "why not 80 %" (Sec. 4.1, Fig. 5 at small 
   level actually sampled with, frame by frame, and ``descent_towards_flow``: whether a step
   of gradient descent on that loss moves each offset towards the exact flow;
 * ``offsets_held_at`` / ``exact_offsets``: a trained model given the exact flow in place of a
-  PCD level's offsets at test time, and whether its neighbours then reach its output;
-* ``term_gradients`` -- how hard each term of the training loss pulls on the parameters that
-  predict the offsets (notebook 09: the offset-fidelity loss against the warping terms).
+  PCD level's offsets at test time, and whether its neighbours then reach its output.
+
+How hard each term of the training loss pulls on the offsets' parameters is
+``training.objective.term_gradients``, beside the terms themselves.
 
 Offsets are in the layout of ``ops`` (``(dy, dx)`` pairs), flows ``(u, v)``, as in ``metrics``.
 """
@@ -43,8 +44,7 @@ from .ops import DecomposedDeformConv2d
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
            "dis_errors", "exact_offsets", "neighbour_information",
            "offsets_held_at", "offset_errors", "offset_gradients", "pixel_classes",
-           "offset_branch", "shares_by_kind", "shares_by_motion", "tap_use", "taps_muted", "term_gradients",
-           "terms_towards_flow"]
+           "shares_by_kind", "shares_by_motion", "tap_use", "taps_muted", "terms_towards_flow"]
 
 
 def _pcd_level(model: nn.Module, level: str) -> nn.Module:
@@ -325,43 +325,6 @@ def tap_use(model: nn.Module, clips, tap: int | None = None, level: str = "l1") 
             scores["reference_only"].append(_psnr8(centre_only(model, lq, c), gt))
     mean = {k: float(np.mean(v)) for k, v in scores.items()}
     return {**mean, "per_clip": scores, "tap": tap, "level": level, "num_clips": len(scores["model"])}
-
-
-def offset_branch(name: str) -> bool:
-    """Whether parameter ``name`` predicts offsets (EDVR's ``offset_conv*``, ``cas_offset_conv*``
-    and each DCN's ``conv_offset``, which predicts its masks too): ``term_gradients``' default."""
-    return "offset" in name
-
-
-def term_gradients(model: nn.Module, profile, batches,
-                   params: Callable[[str], bool] = offset_branch) -> list[dict]:
-    """How hard each term of the training loss pulls on the parameters that predict the offsets:
-    per batch, each term's value and the norm of its gradient on the parameters ``params``
-    selects (by name; the offset branches by default), the terms weighted and switched on as
-    ``profile.train`` says (``train.loss_terms``). ``batches``: dicts of ``lq`` (B, T, 3, h, w),
-    ``gt`` (B, 3, H, W) and ``flow`` (B, T, 2, h, w), as the trainer's samples stacked. Returns one
-    ``{term: {"value": float, "grad_norm": float}}`` per batch. A term that is zero on a batch
-    (the offset-fidelity loss while every offset lies within its threshold) has a zero gradient.
-    The model's parameters are not changed and keep no gradient."""
-    from .train import loss_terms  # the trainer's own terms (train imports the models this module reads)
-
-    chosen = [p for n, p in model.named_parameters() if params(n)]
-    if not chosen:
-        raise ValueError("params selects no parameter of the model")
-    device = chosen[0].device
-    rows = []
-    for batch in batches:
-        lq, gt = batch["lq"].to(device), batch["gt"].to(device)
-        flows = batch["flow"].to(device) if "flow" in batch else None
-        out, aux = model(lq, return_aux=True)
-        terms = loss_terms(profile, model, lq, gt, out, aux, flows)
-        row = {}
-        for name, value in terms.items():
-            grads = torch.autograd.grad(value, chosen, retain_graph=True, allow_unused=True)
-            norm = math.sqrt(sum(float((g.float() ** 2).sum()) for g in grads if g is not None))
-            row[name] = {"value": float(value.detach()), "grad_norm": norm}
-        rows.append(row)
-    return rows
 
 
 def pixel_classes(labels: np.ndarray, frame: np.ndarray, *, edge: int = 2,

@@ -68,14 +68,6 @@ from tqdm.auto import tqdm
 
 from dalign_nb.config import Profile, get_profile
 from dalign_nb.io import write_json
-from dalign_nb.losses import (
-    aligned_frames_loss,
-    charbonnier_loss,
-    fidelity_flow,
-    offset_fidelity_loss,
-    photometric_warping_loss,
-    smoothness_loss,
-)
 from dalign_nb.models import EDVRConfig, build_model, model_type
 from dalign_nb.models.edvr import set_fusion_only
 from dalign_nb.training.checkpoint import (
@@ -85,6 +77,7 @@ from dalign_nb.training.checkpoint import (
     set_rng_state,
 )
 from dalign_nb.training.monitor import OffsetMonitor
+from dalign_nb.training.objective import loss_terms
 from dalign_nb.training.order import BatchKeys, KeyedSamples
 from dalign_nb.training.processes import Dist, StopRequests, cpu_bf16_support, pick_device
 from dalign_nb.training.schedule import build_scheduler
@@ -97,7 +90,6 @@ __all__ = [
     "WEIGHTS",
     "TrainResult",
     "load_checkpoint",
-    "loss_terms",
     "run_dir",
     "train",
 ]
@@ -354,63 +346,6 @@ class _Run:
         self.history["status"] = "crashed"
         save_checkpoint(self.out_dir / CHECKPOINT, self.state())  # no barrier: others may run
         write_json(self.out_dir / HISTORY, self.history)
-
-
-def loss_terms(profile: Profile, model: nn.Module, lq: Tensor, gt: Tensor, out: Tensor, aux: dict,
-               flows: Tensor | None = None, iteration: int = 0) -> dict[str, Tensor]:
-    """The weighted terms of the training loss of one batch, by name, as the trainer adds them:
-    ``"sr"`` (Charbonnier), ``"fidelity"`` (the offset-fidelity loss, Sec. 3.4, summed over
-    ``offset_fidelity_levels``), ``"photometric"`` and ``"smoothness"`` (the warping terms, not
-    the paper's, while ``photometric_until`` allows at ``iteration``), ``"aligned_lr"`` (TDAN's);
-    only those ``profile.train`` switches on. ``lq`` (B, T, 3, h, w), ``gt`` (B, 3, H, W), ``out``
-    and ``aux`` the model's output and ``return_aux`` dict, ``flows`` (B, T, 2, h, w) (u, v) centre
-    to frame t (the offset-fidelity loss needs them). ``"sr"`` is there at every iteration: the
-    trainer weights it 0 before ``sr_after``. The diagnostics read one term's pull on the
-    offsets with it (``diagnostics.term_gradients``)."""
-    cfg = profile.train
-    sr = charbonnier_loss(out.float(), gt, cfg.charbonnier_eps)  # mean over pixels
-    terms = {"sr": sr * out.numel() if cfg.loss_reduction == "sum" else sr}
-    if cfg.offset_fidelity_weight > 0:
-        if flows is None:
-            raise ValueError("offset_fidelity_weight > 0 needs the flows of the batch (B, T, 2, h, w)")
-        terms["fidelity"] = _fidelity(profile, aux["offsets"], flows.float())
-    until = cfg.photometric_until
-    if cfg.photometric_weight > 0 and (until == 0 or iteration < until):
-        terms.update(_self_supervised(profile, model, lq, aux["offsets"]))
-    if cfg.aligned_lr_weight > 0:  # TDAN's own alignment loss
-        center = getattr(model, "center_frame_idx", lq.shape[1] // 2)
-        terms["aligned_lr"] = cfg.aligned_lr_weight * aligned_frames_loss(aux["aligned_lr"].float(), lq,
-                                                                          center)
-    return terms
-
-
-def _fidelity(profile: Profile, offsets: dict, flows: Tensor) -> Tensor:
-    """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level
-    against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
-    unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
-    cfg = profile.train
-    residual = getattr(profile.model, "cascade_is_residual", False)  # EDVR's; others have no cascade
-    total = 0
-    for level in cfg.offset_fidelity_levels:
-        off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
-        target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
-        total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
-                                             cfg.offset_fidelity_threshold)
-    return total
-
-
-def _self_supervised(profile: Profile, model: nn.Module, lq: Tensor, offsets: dict) -> dict[str, Tensor]:
-    """The warping term (and the smoothness term), weighted: not the paper's (see losses)."""
-    cfg = profile.train
-    kw = {"target": cfg.photometric_target, "num_offsets": profile.model.offsets_per_group}
-    center = getattr(model, "center_frame_idx", lq.shape[1] // 2)
-    terms = {"photometric": cfg.photometric_weight * photometric_warping_loss(
-        lq, offsets, center, cfg.photometric_levels, penalty=cfg.photometric_penalty,
-        scales=cfg.photometric_scales, **kw)}
-    if cfg.smoothness_weight > 0:
-        terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
-            lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)
-    return terms
 
 
 def train(profile: Profile | str | None = None, out_dir=None, *, model: nn.Module | None = None,

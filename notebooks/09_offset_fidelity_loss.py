@@ -77,11 +77,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from dalign_nb import data, diagnostics, experiments, flow, metrics, paper, report, viz
+from dalign_nb import data, experiments, flow, metrics, paper, report, viz
 from dalign_nb.config import profile_name
 from dalign_nb.data import SceneConfig
 from dalign_nb.paper import format_table
 from dalign_nb.train import run_dir, train
+from dalign_nb.training.objective import term_gradients
 from dalign_nb.training.validation import build_data, takes_flows
 
 PROFILE = profile_name()  # DALIGN_PROFILE: "quick" (CI, minutes on 2 CPU cores), "standard", "paper"
@@ -283,8 +284,8 @@ for with_, without in (("dcn_fidelity", "dcn"), ("dcn_fidelity_lr4x", "dcn_lr4x"
 # the flow, as all do at the start (offsets 0, motion 2-6 px, at most 9.5 px per component in
 # the training patches). Where one of the nine offsets strays beyond $t$, Eq. 5 pulls it back,
 # with the released normalisation: each offset's mean over the patch, summed over the nine
-# offsets, the frames and the batch. `diagnostics.term_gradients` measures, on training batches
-# of the setting, each term of the training loss (`train.loss_terms`, weighted as trained) and
+# offsets, the frames and the batch. `training.objective.term_gradients` measures, on training
+# batches of the setting, each term of the training loss (`loss_terms`, weighted as trained) and
 # the norm of its gradient on the parameters that predict the offsets, for the DCN trained
 # without the loss (it aligns) and with it (seed `SEED`'s kept models).
 
@@ -305,7 +306,7 @@ for name in ("dcn", "dcn_fidelity"):
     if name not in runs or not runs[name].get("weights"):
         rows.append([name, "not run"] + [""] * 5)
         continue
-    pulls = diagnostics.term_gradients(kept(name), fidelity_run.profile, batches)
+    pulls = term_gradients(kept(name), fidelity_run.profile, batches)
     fires = [p for p in pulls if p["fidelity"]["value"] > 0]
     ratio = [p["fidelity"]["grad_norm"] / p["photometric"]["grad_norm"] for p in fires]
     rows.append([name, f"{len(fires)} of {len(pulls)}",

@@ -400,14 +400,14 @@ def _fidelity_setting():
 
 
 def test_term_gradients_read_the_trainers_terms_on_the_offset_branches():
-    from dalign_nb.train import loss_terms
+    from dalign_nb.training.objective import loss_terms, term_gradients
 
     profile, model = _fidelity_setting()
     torch.manual_seed(1)
     lq, gt = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 3, 64, 64)
     still, fast = torch.zeros(2, 3, 2, 16, 16), torch.full((2, 3, 2, 16, 16), 30.0)  # 30 px: beyond t = 10
-    rows = D.term_gradients(model, profile, [{"lq": lq, "gt": gt, "flow": still},
-                                             {"lq": lq, "gt": gt, "flow": fast}])
+    rows = term_gradients(model, profile, [{"lq": lq, "gt": gt, "flow": still},
+                                           {"lq": lq, "gt": gt, "flow": fast}])
     assert set(rows[0]) == {"sr", "fidelity", "photometric", "smoothness"}
     assert rows[0]["fidelity"] == {"value": 0.0, "grad_norm": 0.0}  # every offset within t of no motion
     assert rows[1]["fidelity"]["value"] > 0 and rows[1]["fidelity"]["grad_norm"] > 0
@@ -420,6 +420,6 @@ def test_term_gradients_read_the_trainers_terms_on_the_offset_branches():
     assert rows[0]["sr"]["grad_norm"] == pytest.approx(float(by_hand), rel=1e-4)
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="selects no parameter"):
-        D.term_gradients(model, profile, [], params=lambda name: False)
+        term_gradients(model, profile, [], params=lambda name: False)
     with pytest.raises(ValueError, match="needs the flows"):
-        D.term_gradients(model, profile, [{"lq": lq, "gt": gt}])
+        term_gradients(model, profile, [{"lq": lq, "gt": gt}])

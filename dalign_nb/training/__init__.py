@@ -4,6 +4,8 @@
 * ``schedule``: cosine annealing with restarts (BasicSR's), rebuilt at a restored iteration;
 * ``order``: the data order, a function of (seed, iteration) -- exact resume, disjoint DDP ranks;
 * ``monitor``: the offset monitor (mean / max |offset| per level, overflow);
+* ``objective``: the weighted terms of the training loss (``loss_terms``) and how hard each pulls
+  on the offset branches (``term_gradients``);
 * ``processes``: DDP process group, device choice, stop requests (signals);
 * ``validation``: which models take flows, the training and validation data, ``evaluate``.
 """
