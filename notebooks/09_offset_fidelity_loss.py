@@ -22,10 +22,10 @@
 # > then every number of the paper beside ours (`report.overview`).
 # > **Main results** (the next cell prints them per run and seed): at the normal rate no run
 # > overflows or ends at the bilinear base. With the offset-fidelity loss the DCN's offsets did
-# > not learn the motion: 4 % within 1 px of the flow on seed 0, against 85-89 % without it (3
-# > seeds), and PSNR -0.15 dB (one seed: inconclusive); the loss, silent within 10 px of the
-# > flow, fires on single taps of a DCN that aligns and pulls its offset branches up to tens of
-# > times harder than the warping terms (section 3). Given exact alignment the neighbours add
+# > not learn the motion: 4 and 1 % within 1 px of the flow on seeds 0 and 1, against 87 and
+# > 89 % without it, and PSNR -0.15 and -0.08 dB (two seeds: inconclusive); the loss, silent
+# > within 10 px of the flow, fires on single taps of a DCN that aligns and pulls its offset
+# > branches up to tens of times harder than the warping terms (section 3). Given exact alignment the neighbours add
 # > +0.36 ± 0.20 dB over the centre frame alone (flow-guided); the learned DCN's alignment lets
 # > them add +0.04 ± 0.03 dB. The runs at 4x the rate are in the sweep's queue (`experiment
 # > table3 --list`); in the first sweep (600 iterations of `align`, one seed) both diverged
