@@ -312,8 +312,7 @@ def gains_table(results: list[dict], conditions=None) -> list[list[str]]:
     centre frame in place of its neighbours (``psnr_gain_over_reference_only``: what the
     neighbours' content adds), per seed and mean ± sd, "-" where not recorded; headers
     ``GAINS_HEADERS``."""
-    reference = _per_seed_cells(results, GAIN_OVER_REFERENCE, conditions)
-    return [row + reference[row[0]] for row in gains_over_zero(results, conditions)]
+    return _gain_columns(results, (GAIN_OVER_ZERO, GAIN_OVER_REFERENCE), conditions)
 
 
 GAINS_HEADERS = GAIN_HEADERS + ["gain over the centre frame in place of the neighbours, per seed (dB)",
@@ -329,9 +328,14 @@ def gain_split(results: list[dict], conditions=None) -> list[list[str]]:
     ``[condition, per seed, mean ± sd, per seed, mean ± sd, per seed, mean ± sd]`` under
     ``GAIN_SPLIT_HEADERS``; "-" where a run does not record a quantity (a model without offsets
     to hold, or measured before the split was recorded)."""
-    cells = [_per_seed_cells(results, key, conditions)
-             for key in (GAIN_OVER_ZERO, GAIN_OVER_ZERO_NEIGHBOURS, GAIN_OVER_REFERENCE)]
-    return [[cond, *(c for split in cells for c in split[cond])] for cond in cells[0]]
+    return _gain_columns(results, (GAIN_OVER_ZERO, GAIN_OVER_ZERO_NEIGHBOURS, GAIN_OVER_REFERENCE),
+                         conditions)
+
+
+def _gain_columns(results: list[dict], keys, conditions=None) -> list[list[str]]:
+    """Rows ``[condition, per seed, mean ± sd, ...]``: ``_per_seed_cells`` of each of ``keys``."""
+    cells = [_per_seed_cells(results, key, conditions) for key in keys]
+    return [[cond, *(c for column in cells for c in column[cond])] for cond in cells[0]]
 
 
 GAIN_SPLIT_HEADERS = ["condition", "over every frame's offsets at 0, per seed (dB)", "mean ± sd",

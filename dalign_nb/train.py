@@ -277,7 +277,8 @@ class _Run:
 
     def _loss(self, batch) -> Tensor:
         lq, gt = batch["lq"].to(self.device), batch["gt"].to(self.device)  # (B,T,3,h,w), (B,3,H,W)
-        kw = {"flows": self._flows(batch)} if self.flows else {}
+        flows = self._flows(batch) if self.flows or self.cfg.offset_fidelity_weight > 0 else None
+        kw = {"flows": flows} if self.flows else {}
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             if self.aux:
@@ -285,7 +286,6 @@ class _Run:
                 self.monitor.update(aux.get("offsets", {}))
             else:
                 out, aux = self.net(lq, **kw), {}
-            flows = self._flows(batch) if self.cfg.offset_fidelity_weight > 0 else None
             terms = loss_terms(self.p, self.model, lq, gt, out, aux, flows, self.iteration)
             # sr_after: the warping terms alone first. The SR loss still enters, weighted 0, so that
             # every parameter gets a (zero) gradient: DDP finds none unused, and Adam counts its

@@ -25,7 +25,7 @@
 # > not learn the motion: 4, 1 and 24 % within 1 px of the flow on seeds 0-2, against 87, 89
 # > and 85 % without it (the 95 % interval of the difference excludes zero), and PSNR -0.09 ±
 # > 0.05 dB (inconclusive, within noise; -0.15 ± 0.04 dB on the real clips); the loss, silent
-# > within 10 px of the flow, fires on single taps of a DCN that aligns and pulls its offset
+# > within 10 px of the flow, fires mostly on single taps of a DCN that aligns and pulls its offset
 # > branches up to tens of times harder than the warping terms (section 3). Given exact
 # > alignment the neighbours add +0.36 ± 0.20 dB over the centre frame alone (flow-guided); the
 # > learned DCN's alignment lets them add +0.04 ± 0.03 dB. The runs at 4x the rate are in the sweep's queue (`experiment
@@ -326,10 +326,11 @@ print("medians over the batches; |grad|: the norm of a term's gradient on the of
 # follow the motion, the loss fires on 7 of 8 batches, and where it fires its pull on the
 # offset branches is a median 9 times the warping term's (up to 36 times); on the model trained
 # with it, whose offsets stayed within about a pixel of zero (4 % within 1 px of the flow, 87 %
-# without the loss, on seed 0), it fires on 3 of 8, about as hard as the warping term. What fires it is
-# single taps: the warping terms act on the mean of the nine offsets and leave their spread to
-# the SR loss, while Eq. 5 compares each of the nine with the flow, and a tap that strays more
-# than 10 px (at occlusions, at a 32-pixel patch's borders) is enough. This is a measurement on
+# without the loss, on seed 0), it fires on 3 of 8, about as hard as the warping term. What
+# fires it is mostly single taps (on the aligning DCN, ten times as many tap components beyond
+# 10 px as pixels whose mean offset is): the warping terms act on the mean of the nine offsets
+# and leave their spread to the SR loss, while Eq. 5 compares each of the nine with the flow,
+# and one tap that strays more than 10 px is enough. This is a measurement on
 # two models, not a mechanism: that these pulls kept the offsets from the motion (for instance
 # through Adam's per-parameter step sizes, which rare large gradients shrink) would need a
 # probe, such as the loss switched on after the offsets have learned, or on each group's mean
