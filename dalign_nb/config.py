@@ -58,7 +58,7 @@ from typing import Any
 from dalign_nb.alignment import AlignmentConfig
 from dalign_nb.data.degrade import check_degradation
 from dalign_nb.data.patches import FLOW_SOURCES
-from dalign_nb.losses import PHOTOMETRIC_PENALTIES, PHOTOMETRIC_TARGETS
+from dalign_nb.losses import FIDELITY_TARGETS, PHOTOMETRIC_PENALTIES, PHOTOMETRIC_TARGETS
 from dalign_nb.models import MODEL_TYPES, ModelConfig, model_type
 from dalign_nb.models.edvr import EDVRConfig
 
@@ -152,7 +152,12 @@ class TrainConfig:
     11); a coarser level against the flow at its size, ``"cascade"`` against zero motion (the
     cascade aligns the aligned L1 feature; EDVR's "image" alignment's cascade offsets are the
     whole motion, so against the flow there) -- which of EDVR's four DCNs the released loss
-    constrained is said nowhere. ``photometric_weight`` > 0 adds
+    constrained is said nowhere. Two probes of ours, not the paper's: ``offset_fidelity_from``
+    > 0 leaves the loss out of the first that many iterations (the offsets learn the motion
+    first); ``offset_fidelity_target`` ``"mean"`` puts it on each group's mean offset
+    (``ops.group_mean_offsets``, one pair per group in place of N, so the released sum over
+    pairs is N times smaller) where the warping terms act, ``"each"`` (the paper's) on every
+    one. ``photometric_weight`` > 0 adds
     a self-supervised warping loss on the LR frames at ``photometric_levels``
     (``losses.photometric_warping_loss``; not the paper's, it uses no flow) for the first
     ``photometric_until`` iterations (0: throughout); ``photometric_target`` says which offsets
@@ -194,6 +199,8 @@ class TrainConfig:
     offset_fidelity_weight: float = 0.0  # lambda of Eq. 5 (0: off)
     offset_fidelity_threshold: float = 10.0  # t of Eq. 5, in LR pixels
     offset_fidelity_levels: tuple[str, ...] = ("l1",)  # offsets it constrains (see losses.fidelity_flow)
+    offset_fidelity_from: int = 0  # iterations at the start without it (a probe of ours; 0: throughout)
+    offset_fidelity_target: str = "each"  # "each" offset (Eq. 5), or each group's "mean" (a probe of ours)
     photometric_weight: float = 0.0  # self-supervised warping loss on the LR frames (0: off)
     photometric_levels: tuple[str, ...] = ("l1", "l2", "l3")  # PCD levels whose offsets it shapes
     photometric_until: int = 0  # iterations with the warping loss (0: all)
@@ -236,6 +243,12 @@ class TrainConfig:
                 for lvl in self.offset_fidelity_levels):
             raise ValueError(f"offset_fidelity_levels must be a non-empty tuple of 'l1', 'l2', ... or "
                              f"'cascade', got {self.offset_fidelity_levels!r}")
+        if self.offset_fidelity_from < 0 or self.offset_fidelity_from >= self.total_iter:
+            raise ValueError(f"offset_fidelity_from must be in [0, total_iter = {self.total_iter}), "
+                             f"got {self.offset_fidelity_from}")
+        if self.offset_fidelity_target not in FIDELITY_TARGETS:
+            raise ValueError(f"offset_fidelity_target must be one of {FIDELITY_TARGETS}, "
+                             f"got {self.offset_fidelity_target!r}")
         if self.sr_after < 0 or self.sr_after >= self.total_iter:
             raise ValueError(f"sr_after must be in [0, total_iter = {self.total_iter}), got {self.sr_after}")
         if self.sr_after > 0 and (self.photometric_weight <= 0 or 0 < self.photometric_until < self.sr_after):

@@ -39,6 +39,7 @@ __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "aligned_frames_loss", "cens
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
+FIDELITY_TARGETS = ("each", "mean")  # offset_fidelity_target: every offset (Eq. 5), or each group's mean
 PHOTOMETRIC_PENALTIES = ("rgb", "census", "census+rgb")
 
 

@@ -424,3 +424,41 @@ def test_term_gradients_read_the_trainers_terms_on_the_offset_branches():
         term_gradients(model, profile, [], params=lambda name: False)
     with pytest.raises(ValueError, match="needs the flows"):
         term_gradients(model, profile, [{"lq": lq, "gt": gt}])
+
+
+def test_fidelity_probes_switch_the_loss_on_late_and_put_it_on_each_groups_mean_offset():
+    """``offset_fidelity_from``: no fidelity term before that iteration, the same one from it on;
+    ``offset_fidelity_target="mean"``: the released loss on each group's mean offset, computed here
+    by hand from the offsets the model returns (one pair per group in place of N)."""
+    from dalign_nb.config import TrainConfig, with_overrides
+    from dalign_nb.losses import offset_fidelity_loss
+    from dalign_nb.ops import group_mean_offsets
+    from dalign_nb.training.objective import loss_terms, term_gradients
+
+    profile, model = _fidelity_setting()
+    late = with_overrides(profile, {"train.offset_fidelity_from": 5})
+    mean = with_overrides(profile, {"train.offset_fidelity_target": "mean",
+                                    "train.offset_fidelity_threshold": 0.0})
+    torch.manual_seed(1)
+    lq, gt = torch.rand(2, 3, 3, 16, 16), torch.rand(2, 3, 64, 64)
+    flow = torch.full((2, 3, 2, 16, 16), 30.0)  # beyond t = 10 for every offset
+    out, aux = model(lq, return_aux=True)
+    on = loss_terms(profile, model, lq, gt, out, aux, flow, iteration=0)["fidelity"]
+    assert "fidelity" not in loss_terms(late, model, lq, gt, out, aux, flow, iteration=4)
+    later = loss_terms(late, model, lq, gt, out, aux, flow, iteration=5)["fidelity"]
+    assert later.item() == pytest.approx(on.item())
+    assert "fidelity" in term_gradients(model, late, [{"lq": lq, "gt": gt, "flow": flow}])[0]  # a kept model
+    assert "fidelity" not in term_gradients(model, late, [{"lq": lq, "gt": gt, "flow": flow}], iteration=0)[0]
+
+    n = profile.model.offsets_per_group
+    assert n == 9  # the 3 x 3 DCNv2: nine offsets per group, one mean
+    got = loss_terms(mean, model, lq, gt, out, aux, flow)["fidelity"]
+    l1 = aux["offsets"]["l1"].float()
+    by_hand = offset_fidelity_loss(group_mean_offsets(l1, n), flow, 1.0, 0.0)
+    each = offset_fidelity_loss(l1, flow, 1.0, 0.0)
+    assert got.item() == pytest.approx(by_hand.item(), rel=1e-6)
+    assert got.item() != pytest.approx(each.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="offset_fidelity_target"):
+        TrainConfig(offset_fidelity_target="median")
+    with pytest.raises(ValueError, match="offset_fidelity_from"):
+        TrainConfig(total_iter=10, periods=(10,), restart_weights=(1.0,), offset_fidelity_from=10)

@@ -24,6 +24,7 @@ from ..losses import (
     photometric_warping_loss,
     smoothness_loss,
 )
+from ..ops import group_mean_offsets
 
 __all__ = ["loss_terms", "offset_branch", "term_gradients"]
 
@@ -32,17 +33,17 @@ def loss_terms(profile, model: nn.Module, lq: Tensor, gt: Tensor, out: Tensor, a
                flows: Tensor | None = None, iteration: int = 0) -> dict[str, Tensor]:
     """The weighted terms of the training loss of one batch, by name, as the trainer adds them:
     ``"sr"`` (Charbonnier), ``"fidelity"`` (the offset-fidelity loss, Sec. 3.4, summed over
-    ``offset_fidelity_levels``), ``"photometric"`` and ``"smoothness"`` (the warping terms, not
-    the paper's, while ``photometric_until`` allows at ``iteration``), ``"aligned_lr"`` (TDAN's);
-    only those ``profile.train`` switches on. ``lq`` (B, T, 3, h, w), ``gt`` (B, 3, H, W), ``out``
-    and ``aux`` the model's output and ``return_aux`` dict, ``flows`` (B, T, 2, h, w) (u, v) centre
-    to frame t (the offset-fidelity loss needs them). ``"sr"`` is there at every iteration: the
-    trainer weights it 0 before ``sr_after``. ``term_gradients`` reads one term's pull on the
-    offsets with it."""
+    ``offset_fidelity_levels``, from iteration ``offset_fidelity_from``), ``"photometric"`` and
+    ``"smoothness"`` (the warping terms, not the paper's, while ``photometric_until`` allows at
+    ``iteration``), ``"aligned_lr"`` (TDAN's); only those ``profile.train`` switches on. ``lq``
+    (B, T, 3, h, w), ``gt`` (B, 3, H, W), ``out`` and ``aux`` the model's output and
+    ``return_aux`` dict, ``flows`` (B, T, 2, h, w) (u, v) centre to frame t (the offset-fidelity
+    loss needs them). ``"sr"`` is there at every iteration: the trainer weights it 0 before
+    ``sr_after``. ``term_gradients`` reads one term's pull on the offsets with it."""
     cfg = profile.train
     sr = charbonnier_loss(out.float(), gt, cfg.charbonnier_eps)  # mean over pixels
     terms = {"sr": sr * out.numel() if cfg.loss_reduction == "sum" else sr}
-    if cfg.offset_fidelity_weight > 0:
+    if cfg.offset_fidelity_weight > 0 and iteration >= cfg.offset_fidelity_from:
         if flows is None:
             raise ValueError("offset_fidelity_weight > 0 needs the flows of the batch (B, T, 2, h, w)")
         terms["fidelity"] = _fidelity(profile, aux["offsets"], flows.float())
@@ -59,12 +60,15 @@ def loss_terms(profile, model: nn.Module, lq: Tensor, gt: Tensor, out: Tensor, a
 def _fidelity(profile, offsets: dict, flows: Tensor) -> Tensor:
     """The offset-fidelity loss (Sec. 3.4) summed over ``offset_fidelity_levels``, each level
     against the flow at its size (``losses.fidelity_flow``; the cascade against zero motion
-    unless the model's cascade offsets are the whole motion, EDVR's "image" alignment)."""
+    unless the model's cascade offsets are the whole motion, EDVR's "image" alignment); on every
+    offset, or on each group's mean (``offset_fidelity_target``)."""
     cfg = profile.train
     residual = getattr(profile.model, "cascade_is_residual", False)  # EDVR's; others have no cascade
     total = 0
     for level in cfg.offset_fidelity_levels:
         off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
+        if cfg.offset_fidelity_target == "mean":
+            off = group_mean_offsets(off, profile.model.offsets_per_group)  # (B, T, 2*G, h_l, w_l)
         target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
         total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
                                              cfg.offset_fidelity_threshold)
@@ -92,7 +96,7 @@ def offset_branch(name: str) -> bool:
 
 
 def term_gradients(model: nn.Module, profile, batches,
-                   params: Callable[[str], bool] = offset_branch) -> list[dict]:
+                   params: Callable[[str], bool] = offset_branch, iteration: int | None = None) -> list[dict]:
     """How hard each term of the training loss pulls on the parameters that predict the offsets:
     per batch, each term's value and the norm of its gradient on the parameters ``params``
     selects (by name; the offset branches by default), the terms weighted and switched on as
@@ -100,17 +104,20 @@ def term_gradients(model: nn.Module, profile, batches,
     ``gt`` (B, 3, H, W) and ``flow`` (B, T, 2, h, w), as the trainer's samples stacked. Returns one
     ``{term: {"value": float, "grad_norm": float}}`` per batch. A term that is zero on a batch
     (the offset-fidelity loss while every offset lies within its threshold) has a zero gradient.
+    ``iteration``: the terms as switched on at that training iteration (``photometric_until``,
+    ``offset_fidelity_from``); the last one of ``profile.train`` by default, as for a kept model.
     The model's parameters are not changed and keep no gradient."""
     chosen = [p for n, p in model.named_parameters() if params(n)]
     if not chosen:
         raise ValueError("params selects no parameter of the model")
     device = chosen[0].device
+    iteration = profile.train.total_iter - 1 if iteration is None else iteration
     rows = []
     for batch in batches:
         lq, gt = batch["lq"].to(device), batch["gt"].to(device)
         flows = batch["flow"].to(device) if "flow" in batch else None
         out, aux = model(lq, return_aux=True)
-        terms = loss_terms(profile, model, lq, gt, out, aux, flows)
+        terms = loss_terms(profile, model, lq, gt, out, aux, flows, iteration)
         row = {}
         for name, value in terms.items():
             grads = torch.autograd.grad(value, chosen, retain_graph=True, allow_unused=True)
