@@ -201,6 +201,14 @@ def test_overview_says_when_both_table3_runs_collapse():
     assert report.fidelity_verdict(three, True, True).startswith("not reproduced at this scale: both runs")
     assert report.fidelity_verdict(three, True, False) == ("the loss prevents the collapse (in kind); "
                                                            "PSNR: reproduced")
+    assert report.fidelity_verdict(three, 2, 0) == ("runs collapse to the bilinear base: without the loss "
+                                                    "on 2 of 3 seeds, with it on 0; PSNR: reproduced")
+    assert report.fidelity_verdict(three, 3, 1).startswith("not reproduced at this scale: runs collapse")
+    mixed = both + [_run("table3", "dcn_lr4x", s, 24.77) for s in (1, 2)] + [
+        _run("table3", "dcn_fidelity_lr4x", 1, 24.78), _run("table3", "dcn_fidelity_lr4x", 2, 25.9)]
+    assert _overview(table3=mixed)[claim]["verdict"] == ("not reproduced at this scale: runs collapse to the "
+                                                         "bilinear base: without the loss on 3 of 3 seeds, "
+                                                         "with it on 2")
 
 
 @pytest.mark.parametrize("gains, holds, why", [
@@ -640,3 +648,31 @@ def test_the_premise_reads_the_neighbours_gain_where_every_run_records_it():
     assert not premise["holds"] and premise["why"].startswith("not positive on every seed")
     runs[2]["measures"]["offsets_vs_flow"]["psnr_gain_over_zero_neighbours"] = None  # measured before it
     assert report.baseline_premise(runs)["holds"]  # read from every frame's gain, as recorded on all three
+
+
+def test_fidelity_overflow_row_credits_the_loss_only_where_the_run_without_it_overflows_on_every_seed():
+    """Sec. 4.3's "the loss avoids the overflow": per model, seed for seed against the same model
+    without the loss; one seed is inconclusive; an overflow with the loss is "not reproduced"."""
+    def run(condition, seed, over, levels=("l1",)):
+        r = _run("table3", condition, seed, 25.0)
+        r["train"] = {"iterations": 3000,
+                      "overflow": [{"iter": 200, "level": "cascade", "mean_abs": 155.0}] if over else []}
+        r["provenance"] = {"profile": {"train": {"offset_fidelity_levels": list(levels)}}}
+        return r
+
+    claim = "Sec. 4.3: with the loss the offsets do not overflow (at 4x the rate)"
+    assert _overview(table3=[run("dcn_lr4x", 0, True)])[claim]["ours"] == "not run"
+    one = _overview(table3=[run("dcn_lr4x", 0, True), run("dcn_fidelity_lr4x", 0, True)])[claim]
+    assert one["ours"] == ("dcn_fidelity_lr4x s0: overflow from iteration 200 (cascade, mean |offset| "
+                           "155 px) (the loss on l1)")
+    assert one["verdict"].startswith("dcn_fidelity_lr4x: inconclusive, 1 paired seed(s)")
+    assert "overflow on 1 of 1 seed(s); dcn_lr4x: on 1 of 1" in one["verdict"]
+    every = ("l1", "l2", "l3", "cascade")
+    avoided = [run("n1_lr4x", s, True) for s in range(3)] + [run("n1_fidelity_all_lr4x", s, False, every)
+                                                              for s in range(3)]
+    assert report.fidelity_overflow_verdict(avoided).startswith(
+        "n1_fidelity_all_lr4x: the loss avoids the overflow (in kind)")
+    kept = avoided[:2] + [run("n1_lr4x", 2, False)] + avoided[3:]  # one seed without: nothing to avoid
+    assert "nothing to avoid" in report.fidelity_overflow_verdict(kept)
+    broken = avoided[:5] + [run("n1_fidelity_all_lr4x", 2, True, every)]
+    assert "not reproduced" in report.fidelity_overflow_verdict(broken)
