@@ -643,6 +643,14 @@ print(f"The paper (EDVR-M, REDS4): G = 1, N 1 -> 5: +{paper.SEC42_G1_N1_TO_N5_GA
 _ = report.fig16_verdicts(fig9, f16)
 
 # %% [markdown]
+# **What the first run on `align2` says** ($G = 4$, $N = 1$, seed 0; one seed, no verdict): its
+# four groups' offsets agree to about a hundredth of a pixel (the diversity column), and like the
+# $G = 1$ model it takes next to nothing from its neighbours' content (its gain over the centre
+# frame alone, notebook 05). A reading, not a measurement: the warping terms act on each
+# group's mean offset, which for $N = 1$ is the group's one offset, so every group is pulled
+# onto the same motion and $G$ adds parameters here, not diverse offsets (A.4's premise).
+
+# %% [markdown]
 # ## 7. A live demonstration (not the evidence)
 #
 # Two tiny models (8 features, 1 + 1 blocks), $N = 1$ and $N = 5$, trained from the same seed for
