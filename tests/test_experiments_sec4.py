@@ -73,7 +73,8 @@ def test_every_run_is_a_condition_on_align2_with_its_seeds_and_one_schedule(name
     ((total, periods),) = {(r.profile.train.total_iter, r.profile.train.periods) for r in runs}
     assert periods == (total,) and total == (E.TWIN_ITERS if name == "table1" else 3000)
     assert all(r.profile.train.photometric_weight > 0 for r in runs)  # the warping terms stay on
-    assert all(r.profile.model.warp_then_estimate == (r.condition != "flow_guided") for r in runs)
+    guided = {r.name for r in runs if r.condition.startswith("flow_guided")}
+    assert all(r.profile.model.warp_then_estimate == (r.name not in guided) for r in runs)
     # begun in float32, compared seed for seed: float32 on every machine (catalogue.FLOAT32)
     assert not any(r.profile.train.cpu_amp or r.profile.train.channels_last for r in runs)
 
@@ -134,7 +135,7 @@ def test_seeds_and_kept_weights_are_what_the_notebooks_need():
     three |= {("table3", "flow_guided")}  # the oracle: what exact alignment lets the neighbours bring
     assert {k for k, v in seeds.items() if len(v) >= MIN_SEEDS} == three
     assert all(v == {0} for k, v in seeds.items() if k not in three)
-    assert sum(map(len, seeds.values())) == 57  # runs in the sweep
+    assert sum(map(len, seeds.values())) == 58  # runs in the sweep
     ex = E.EXPERIMENTS
     assert all(0 in ex[n].keep_weights for n in ("fig9", "table4", "fig17", "table3"))
     assert all("masks" in ex[n].measures for n in ("fig17", "table3"))
@@ -145,7 +146,10 @@ def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
     runs = {r.condition: r.profile for r in E.plan("table3", seeds=[0])}
     assert {c: needs_flow(p) for c, p in runs.items()} == {
         "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True,
-        "n1_lr4x": False, "n1_fidelity_all_lr4x": True}
+        "n1_lr4x": False, "n1_fidelity_all_lr4x": True, "flow_guided_lr4x": True}
+    flat = {c: p.flat() for c, p in runs.items()}  # the rate's control: flow_guided at dcn_lr4x's rate
+    assert {k for k, v in flat["flow_guided_lr4x"].items() if v != flat["flow_guided"][k]} == {"train.lr"}
+    assert flat["flow_guided_lr4x"]["train.lr"] == flat["dcn_lr4x"]["train.lr"]
 
 
 # --------------------------------------------------------------------------- image warping

@@ -676,3 +676,28 @@ def test_fidelity_overflow_row_credits_the_loss_only_where_the_run_without_it_ov
     assert "nothing to avoid" in report.fidelity_overflow_verdict(kept)
     broken = avoided[:5] + [run("n1_fidelity_all_lr4x", 2, True, every)]
     assert "not reproduced" in report.fidelity_overflow_verdict(broken)
+
+
+def test_the_4x_rows_give_no_verdict_where_the_rate_alone_breaks_a_model_that_cannot_overflow():
+    """Table 3 at 4x the rate tests the loss only if flow-guided alignment (offsets bounded, no
+    overflow possible) still trains at that rate (``report.rate_premise``)."""
+    claim = "Table 3: with - without the offset-fidelity loss (4x learning rate)"
+    pair = [_run("table3", "dcn_lr4x", 0, 24.77), _run("table3", "dcn_fidelity_lr4x", 0, 25.90)]
+    assert report.rate_premise(pair)["holds"] is None
+    plain = _overview(table3=pair)[claim]["verdict"]
+    assert plain == "inconclusive: 1 seed(s), a spread needs 3; only the run without the loss collapses"
+    broken = _overview(table3=pair + [_run("table3", "flow_guided_lr4x", 0, 24.78)])
+    line = ("at 4x the rate flow-guided alignment, whose offsets cannot overflow, ends at the bilinear base "
+            "too (flow_guided_lr4x: on 1 of 1 seed(s)): the rate alone breaks training, so these runs cannot "
+            "show whether the loss prevents a breakdown by overflow")
+    assert broken[claim]["verdict"] == f"no verdict: {line}; by the rule alone: {plain}"
+    overflow = "Fig. 10(a): without the loss, training breaks down (overflow)"
+    assert broken[overflow]["verdict"].endswith(f"; but {line}")
+    trains = _overview(table3=pair + [_run("table3", "flow_guided_lr4x", 0, 27.9)])
+    assert trains[claim]["verdict"] == plain
+    assert report.rate_premise([_run("table3", "flow_guided_lr4x", 0, 27.9)], 24.77)["holds"] is True
+    normal = "Table 3: with - without the offset-fidelity loss (the normal learning rate)"
+    normal_rate = [_run("fig17", "dcnv2-k3", 0, 27.6), _run("table3", "dcn_fidelity", 0, 27.5)]
+    control = [_run("table3", "flow_guided_lr4x", 0, 24.78)]
+    row = _overview(fig17=normal_rate[:1], table3=normal_rate[1:] + control)
+    assert row[normal]["verdict"] == "inconclusive: 1 seed(s), a spread needs 3; no run collapses"

@@ -328,7 +328,10 @@ SEC4 = (
           "training), 1 seed, and that model with the loss on "
           "every level and the cascade (n1_fidelity_all_lr4x: the first sweep's only overflow was "
           "n1_lr4x's cascade, which the loss on L1 does not reach; the cascade against zero motion, "
-          "losses.fidelity_flow). The training curve keeps each level's mean and max |offset| and "
+          "losses.fidelity_flow); flow-guided alignment at 4x the rate (flow_guided_lr4x, 1 seed), "
+          "whose offsets cannot overflow (the flow plus at most 10 px at every level and the cascade): "
+          "whether the rate alone, without any overflow, breaks training (the premise of the 4x "
+          "rows, report.rate_premise). The training curve keeps each level's mean and max |offset| and "
           "the overflow events. Weights kept.",
           [("dcn_fidelity", {**dcn(1, 3, modulated=True), **FIDELITY}),
            ("dcn_lr4x", {**dcn(1, 3, modulated=True), **LR_4X}),
@@ -336,7 +339,8 @@ SEC4 = (
            ("flow_guided", NO_WTE_FLOW_GUIDED),
            ("n1_lr4x", {**decomposed(1, 1), **LR_4X}, ONE_SEED),
            ("n1_fidelity_all_lr4x", {**decomposed(1, 1), **FIDELITY, **FIDELITY_ALL_LEVELS, **LR_4X},
-            ONE_SEED)],
+            ONE_SEED),
+           ("flow_guided_lr4x", {**NO_WTE_FLOW_GUIDED, **LR_4X}, ONE_SEED)],
           # flow_tolerance: the flow-guided runs only (the others record None)
           measures=(*SEC4_MEASURES, "masks", "flow_tolerance"), keep_weights=(0,)),
 )
