@@ -35,11 +35,11 @@ from .ops import flow_warp, group_mean_offsets
 
 __all__ = ["CharbonnierLoss", "OffsetFidelityLoss", "aligned_frames_loss", "census_transform",
            "charbonnier_loss", "fidelity_flow", "offset_fidelity_loss", "photometric_warping_loss",
-           "smoothness_loss", "soft_hamming"]
+           "smoothness_loss", "soft_hamming", "target_offsets"]
 
 NORMALIZATIONS = ("released", "paper")
 PHOTOMETRIC_TARGETS = ("each", "mean")
-FIDELITY_TARGETS = ("each", "mean")  # offset_fidelity_target: every offset (Eq. 5), or each group's mean
+FIDELITY_TARGETS = PHOTOMETRIC_TARGETS  # offset_fidelity_target: every offset (Eq. 5), or each group's mean
 PHOTOMETRIC_PENALTIES = ("rgb", "census", "census+rgb")
 
 
@@ -143,8 +143,10 @@ def _level_frames(lq: Tensor, size: tuple[int, int]) -> Tensor:
     return lq if s == 1 else F.avg_pool2d(lq.flatten(0, 1), s).view(b, t, c, *size)
 
 
-def _level_offsets(off: Tensor, target: str, num_offsets: int) -> Tensor:
-    """The offsets a self-supervised term acts on: every one, or each group's mean."""
+def target_offsets(off: Tensor, target: str, num_offsets: int) -> Tensor:
+    """The offsets a term acts on: every one (``"each"``), or each group's mean (``"mean"``,
+    ``ops.group_mean_offsets``): the warping and smoothness terms' ``target``, and the
+    offset-fidelity loss's ``TrainConfig.offset_fidelity_target``."""
     if target not in PHOTOMETRIC_TARGETS:
         raise ValueError(f"target must be one of {PHOTOMETRIC_TARGETS}, got {target!r}")
     return group_mean_offsets(off, num_offsets) if target == "mean" else off
@@ -274,7 +276,7 @@ def photometric_warping_loss(lq: Tensor, offsets: dict[str, Tensor], center: int
         raise ValueError(f"scales must be a non-empty tuple of positive integers, got {scales!r}")
     total = lq.new_zeros(())
     for level, scale in ((lvl, s) for lvl in levels for s in scales):
-        off = _level_offsets(offsets[level], target, num_offsets)  # (B, T, 2*P, h_l, w_l)
+        off = target_offsets(offsets[level], target, num_offsets)  # (B, T, 2*P, h_l, w_l)
         off = _pooled_offsets(off, scale)  # (B, T, 2*P, h_l / scale, w_l / scale)
         frames = _level_frames(lq, off.shape[-2:])
         pairs = off.shape[2] // 2
@@ -315,7 +317,7 @@ def smoothness_loss(lq: Tensor, offsets: dict[str, Tensor], center: int,
     neighbours = _neighbours(t, center)
     total = lq.new_zeros(())
     for level in levels:
-        off = _level_offsets(offsets[level], target, num_offsets)
+        off = target_offsets(offsets[level], target, num_offsets)
         off = _wide(off[:, neighbours])  # (B, T', 2P, h_l, w_l)
         ref = _wide(_level_frames(lq, off.shape[-2:])[:, center])  # (B, C, h_l, w_l)
         wx = torch.exp(-edge_weight * (ref[..., :, 1:] - ref[..., :, :-1]).abs().mean(1))  # (B, h_l, w_l-1)

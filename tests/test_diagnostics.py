@@ -462,3 +462,19 @@ def test_fidelity_probes_switch_the_loss_on_late_and_put_it_on_each_groups_mean_
         TrainConfig(offset_fidelity_target="median")
     with pytest.raises(ValueError, match="offset_fidelity_from"):
         TrainConfig(total_iter=10, periods=(10,), restart_weights=(1.0,), offset_fidelity_from=10)
+
+
+def test_training_batches_stack_the_training_patches_as_the_trainer_does():
+    from dalign_nb.training.objective import training_batches
+    from dalign_nb.training.validation import build_data
+
+    profile, _ = _fidelity_setting()  # tiny: batches of 2 patches of 8 x 8, with flows (the loss needs them)
+    batches = training_batches(profile, 2)
+    size, patch = profile.data.batch_size, profile.data.patch_size
+    assert len(batches) == 2 and set(batches[0]) == {"lq", "gt", "flow"}
+    assert batches[1]["lq"].shape == (size, profile.model.num_frame, 3, patch, patch)
+    assert batches[1]["gt"].shape == (size, 3, 4 * patch, 4 * patch)
+    train_set, _ = build_data(profile)
+    torch.testing.assert_close(batches[1]["flow"][0], train_set[size]["flow"])  # the dataset's order
+    with pytest.raises(ValueError, match="count must be in"):
+        training_batches(profile, 0)

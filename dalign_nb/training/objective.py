@@ -23,10 +23,11 @@ from ..losses import (
     offset_fidelity_loss,
     photometric_warping_loss,
     smoothness_loss,
+    target_offsets,
 )
-from ..ops import group_mean_offsets
+from .validation import build_data
 
-__all__ = ["loss_terms", "offset_branch", "term_gradients"]
+__all__ = ["loss_terms", "offset_branch", "term_gradients", "training_batches"]
 
 
 def loss_terms(profile, model: nn.Module, lq: Tensor, gt: Tensor, out: Tensor, aux: dict,
@@ -67,8 +68,7 @@ def _fidelity(profile, offsets: dict, flows: Tensor) -> Tensor:
     total = 0
     for level in cfg.offset_fidelity_levels:
         off = offsets[level].float()  # (B, T, 2*G*N, h_l, w_l), relative to the neighbour
-        if cfg.offset_fidelity_target == "mean":
-            off = group_mean_offsets(off, profile.model.offsets_per_group)  # (B, T, 2*G, h_l, w_l)
+        off = target_offsets(off, cfg.offset_fidelity_target, profile.model.offsets_per_group)
         target = fidelity_flow(flows, off, cascade_target_zero=level == "cascade" and residual)
         total = total + offset_fidelity_loss(off, target, cfg.offset_fidelity_weight,
                                              cfg.offset_fidelity_threshold)
@@ -87,6 +87,20 @@ def _self_supervised(profile, model: nn.Module, lq: Tensor, offsets: dict) -> di
         terms["smoothness"] = cfg.smoothness_weight * smoothness_loss(
             lq, offsets, center, cfg.photometric_levels, cfg.smoothness_edge, **kw)
     return terms
+
+
+def training_batches(profile, count: int) -> list[dict]:
+    """The first ``count`` batches of ``profile``'s training patches, ``data.batch_size`` each
+    and stacked as the trainer stacks them (``lq``, ``gt`` and, where the data has them, ``flow``),
+    in the dataset's order rather than the trainer's: the ``batches`` of ``term_gradients``."""
+    train_set, _ = build_data(profile)
+    size = profile.data.batch_size
+    if count < 1 or count * size > len(train_set):
+        raise ValueError(f"count must be in [1, {len(train_set) // size}] (batches of {size} of the "
+                         f"{len(train_set)} training patches), got {count}")
+    keys = [k for k in ("lq", "gt", "flow") if k in train_set[0]]
+    return [{k: torch.stack([train_set[i][k] for i in range(b * size, (b + 1) * size)]) for k in keys}
+            for b in range(count)]
 
 
 def offset_branch(name: str) -> bool:
