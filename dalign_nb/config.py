@@ -144,7 +144,10 @@ class TrainConfig:
     The learning rate follows BasicSR's ``CosineAnnealingRestartLR``: within restart period
     ``i`` (lengths ``periods``), ``lr = eta_min + w_i * (lr0 - eta_min) * (1 + cos(pi * t /
     period_i)) / 2``, with ``t`` the iterations since the last restart and ``w_i`` =
-    ``restart_weights[i]``. For the first ``tsa_iter`` iterations only the TSA fusion
+    ``restart_weights[i]``. ``dcn_lr_mul`` multiplies the rate of the deformable convolutions and
+    the layers that predict their offsets (every parameter whose name contains ``"dcn"``, as
+    BasicSR's ``EDVRModel`` chooses them: ``training.schedule.dcn_parameter_names``); BasicSR's
+    EDVR configs set 1. For the first ``tsa_iter`` iterations only the TSA fusion
     parameters train (the paper's second stage, initialised from a model pre-trained without
     TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the offset-fidelity loss
     (Sec. 3.4, Eq. 4-5) against the data pipeline's flows, on the offsets of
@@ -188,6 +191,7 @@ class TrainConfig:
 
     total_iter: int = 600_000
     lr: float = 4e-4
+    dcn_lr_mul: float = 1.0  # the deformable convolutions' rate is lr * this (BasicSR's dcn_lr_mul)
     betas: tuple[float, float] = (0.9, 0.99)
     periods: tuple[int, ...] = (50_000, 100_000, 150_000, 150_000, 150_000)
     restart_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -263,6 +267,8 @@ class TrainConfig:
                              f"got {self.photometric_penalty!r}")
         if min(self.smoothness_weight, self.photometric_weight, self.aligned_lr_weight) < 0:
             raise ValueError("photometric_weight, smoothness_weight and aligned_lr_weight must be >= 0")
+        if not self.dcn_lr_mul > 0:
+            raise ValueError(f"dcn_lr_mul must be > 0, got {self.dcn_lr_mul}")
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 

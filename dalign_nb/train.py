@@ -80,7 +80,7 @@ from dalign_nb.training.monitor import OffsetMonitor
 from dalign_nb.training.objective import loss_terms
 from dalign_nb.training.order import BatchKeys, KeyedSamples
 from dalign_nb.training.processes import Dist, StopRequests, cpu_bf16_support, pick_device
-from dalign_nb.training.schedule import build_scheduler
+from dalign_nb.training.schedule import build_optimizer, build_scheduler
 from dalign_nb.training.validation import build_data, evaluate, takes_flows
 
 __all__ = [
@@ -185,7 +185,7 @@ class _Run:
         if self.cfg.channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=self.cfg.lr, betas=self.cfg.betas)
+        self.optimizer = build_optimizer(self.model, self.cfg)
         self.scheduler = build_scheduler(self.optimizer, self.cfg)
         self.monitor = OffsetMonitor(self.cfg.offset_threshold, self.cfg.overflow_mean)
         self.iteration, self.stage, self.net = 0, None, self.model

@@ -20,7 +20,12 @@ from dalign_nb.data import imresize
 from dalign_nb.models.edvr import EDVR, EDVRConfig
 from dalign_nb.training import checkpoint as C
 from dalign_nb.training.monitor import OffsetMonitor
-from dalign_nb.training.schedule import CosineAnnealingRestartLR
+from dalign_nb.training.schedule import (
+    CosineAnnealingRestartLR,
+    build_optimizer,
+    build_scheduler,
+    dcn_parameter_names,
+)
 from dalign_nb.training.validation import build_data, evaluate
 
 
@@ -254,6 +259,51 @@ def test_tsa_stage_of_edvr_trains_exactly_its_fusion_module(tmp_path):
     assert changed and changed == {k for k in before if "fusion" in k}
     with pytest.raises(ValueError, match="with_tsa"):
         tiny_profile(6, tsa_iter=4).replace(model={"with_tsa": False})
+
+
+def test_dcn_lr_mul_scales_the_parameters_basicsr_names_dcn():
+    """BasicSR's EDVRModel.setup_optimizers: names containing 'dcn' (the DCNs and the convs that
+    predict their offsets) train at lr * dcn_lr_mul, the rest at lr; each group follows its own
+    cosine (the same eta_min), from any position (resume)."""
+    p = tiny_profile(10, dcn_lr_mul=4.0)
+    model = EDVR.from_config(p.model)
+    dcn = set(dcn_parameter_names(model))
+    assert {"pcd_align.dcn_pack.l1.conv_offset.weight", "pcd_align.cas_dcnpack.weight"} <= dcn
+    assert not any("offset_conv1" in n or "fusion" in n for n in dcn)
+    opt = build_optimizer(model, p.train)
+    ids = [{id(q) for q in g["params"]} for g in opt.param_groups]
+    named = dict(model.named_parameters())
+    assert ids[1] == {id(named[n]) for n in dcn}
+    assert ids[0] == {id(q) for n, q in named.items() if n not in dcn}
+    sched = build_scheduler(opt, p.train, position=3)
+    for _ in range(4):
+        base, scaled = (g["lr"] for g in opt.param_groups)
+        assert base == pytest.approx(_cosine(3 + _, 1e-3, 10), rel=1e-12)
+        assert scaled == pytest.approx(_cosine(3 + _, 4e-3, 10), rel=1e-12)  # eta_min is shared
+        opt.step()
+        sched.step()
+    assert len(build_optimizer(model, tiny_profile(10).train).param_groups) == 1  # as BasicSR at 1
+    with pytest.raises(ValueError, match="'dcn'"):
+        build_optimizer(torch.nn.Conv2d(3, 3, 3), p.train)  # nothing to scale: refused, not ignored
+    with pytest.raises(ValueError, match="dcn_lr_mul must be > 0"):
+        tiny_profile(10, dcn_lr_mul=0.0)
+
+
+def test_dcn_lr_mul_reaches_the_trainer(tmp_path):
+    """Adam's first step moves every weight by about lr (m / sqrt(v) = sign g): the DCNs by 4x."""
+    moves = {}
+    for mul in (1.0, 4.0):
+        p = tiny_profile(1, dcn_lr_mul=mul, tsa_iter=0, val_every=100, ckpt_every=100)
+        torch.manual_seed(0)
+        model = EDVR.from_config(p.model)
+        before = _weights(model)
+        res = T.train(p, tmp_path / str(mul), model=model, train_set=TinyPatches(), val_set=None,
+                      progress=False)
+        moves[mul] = {k: (v - before[k]).abs().max().item() for k, v in _weights(res.model).items()}
+    for name in ("pcd_align.dcn_pack.l1.conv_offset.weight", "pcd_align.cas_dcnpack.weight"):
+        assert moves[4.0][name] == pytest.approx(4 * moves[1.0][name], rel=1e-3)
+    assert moves[4.0]["conv_last.weight"] == pytest.approx(moves[1.0]["conv_last.weight"], rel=1e-3)
+    assert res.history["train"][-1]["lr"] == pytest.approx(1e-3)  # the base group's rate is logged
 
 
 def test_offset_monitor_records_overflow(tmp_path):

@@ -1,13 +1,49 @@
-"""The learning-rate schedule: cosine annealing with restarts, as BasicSR's."""
+"""The optimiser and its learning-rate schedule: cosine annealing with restarts, as BasicSR's."""
 
 from __future__ import annotations
 
 import math
 
+import torch
+from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["CosineAnnealingRestartLR", "build_scheduler"]
+__all__ = ["CosineAnnealingRestartLR", "DCN_KEY", "build_optimizer", "build_scheduler", "dcn_parameter_names"]
+
+DCN_KEY = "dcn"  # BasicSR's EDVRModel: parameters whose name holds it train at lr * dcn_lr_mul
+
+
+def dcn_parameter_names(model: nn.Module) -> list[str]:
+    """The parameters ``train.dcn_lr_mul`` scales, named as BasicSR's ``EDVRModel.setup_optimizers``
+    picks them: every name that contains ``"dcn"``. In EDVR's PCD module (ours and BasicSR's
+    share the names) these are the deformable convolutions of each level and of the cascade
+    (``pcd_align.dcn_pack.*``, ``pcd_align.cas_dcnpack``) with the convolutions that predict
+    their offsets and masks (``*.conv_offset``); the layers before them (``offset_conv1-3``)
+    keep the base rate."""
+    return [name for name, _ in model.named_parameters() if DCN_KEY in name]
+
+
+def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
+    """Adam over ``model``'s parameters at ``cfg.lr`` (a ``TrainConfig``), those of
+    ``dcn_parameter_names`` at ``cfg.lr * cfg.dcn_lr_mul`` (a second group, kept only when
+    ``dcn_lr_mul != 1``, as BasicSR does). Group 0 is always the base rate's; each group carries
+    its ``lr_mul`` for ``build_scheduler``. A multiplier other than 1 on a model without such
+    parameters raises ``ValueError``: it would change nothing."""
+    mul = float(cfg.dcn_lr_mul)
+    if mul == 1.0:
+        groups = [{"params": list(model.parameters()), "lr_mul": 1.0}]
+    else:
+        dcn = set(dcn_parameter_names(model))
+        if not dcn:
+            raise ValueError(f"train.dcn_lr_mul = {mul} scales the parameters whose name contains "
+                             f"{DCN_KEY!r} (BasicSR's rule); {type(model).__name__} has none")
+        named = list(model.named_parameters())
+        groups = [{"params": [p for n, p in named if n not in dcn], "lr_mul": 1.0},
+                  {"params": [p for n, p in named if n in dcn], "lr_mul": mul}]
+    for group in groups:
+        group["lr"] = cfg.lr * group["lr_mul"]
+    return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
 
 
 class CosineAnnealingRestartLR(LRScheduler):
@@ -54,10 +90,11 @@ def build_scheduler(optimizer: Optimizer, cfg, position: int = 0) -> CosineAnnea
 
     Resuming calls it with the restored iteration: the schedule is always the current
     profile's (a lengthened run continues along the new cosine), never the checkpoint's; the
-    optimiser's learning rate is set to ``lr(position)``.
+    optimiser's learning rate is set to ``lr(position)``. Each group starts from ``cfg.lr`` times
+    its ``lr_mul`` (``build_optimizer``; 1 where a group has none).
     """
     for group in optimizer.param_groups:
-        group["initial_lr"] = group["lr"] = cfg.lr
+        group["initial_lr"] = group["lr"] = cfg.lr * group.get("lr_mul", 1.0)
     # LRScheduler steps once on construction: from last_epoch = position - 1 to position
     return CosineAnnealingRestartLR(optimizer, cfg.periods, cfg.restart_weights, cfg.eta_min,
                                     last_epoch=position - 1)
