@@ -14,19 +14,21 @@ __all__ = ["CosineAnnealingRestartLR", "DCN_KEY", "build_optimizer", "build_sche
 DCN_KEY = "dcn"  # BasicSR's EDVRModel: parameters whose name holds it train at lr * dcn_lr_mul
 
 
-def dcn_parameter_names(model: nn.Module) -> list[str]:
-    """The parameters ``train.dcn_lr_mul`` scales, named as BasicSR's ``EDVRModel.setup_optimizers``
-    picks them: every name that contains ``"dcn"``. In EDVR's PCD module (ours and BasicSR's
-    share the names) these are the deformable convolutions of each level and of the cascade
-    (``pcd_align.dcn_pack.*``, ``pcd_align.cas_dcnpack``) with the convolutions that predict
-    their offsets and masks (``*.conv_offset``); the layers before them (``offset_conv1-3``)
-    keep the base rate."""
-    return [name for name, _ in model.named_parameters() if DCN_KEY in name]
+def dcn_parameter_names(model: nn.Module, key: str = DCN_KEY) -> list[str]:
+    """The parameters ``train.dcn_lr_mul`` scales: every name that contains ``key``. With
+    ``"dcn"`` (the default) these are the ones BasicSR's ``EDVRModel.setup_optimizers`` picks: in
+    EDVR's PCD module (ours and BasicSR's share the names) the deformable convolutions of each
+    level and of the cascade (``pcd_align.dcn_pack.*``, ``pcd_align.cas_dcnpack``) with the
+    convolutions that predict their offsets and masks (``*.conv_offset``); the layers before
+    them (``offset_conv1-3``, ``cas_offset_conv1-2``) keep the base rate. ``"pcd_align"`` takes
+    the whole alignment module (``train.dcn_lr_params``)."""
+    return [name for name, _ in model.named_parameters() if key in name]
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
     """Adam over ``model``'s parameters at ``cfg.lr`` (a ``TrainConfig``), those of
-    ``dcn_parameter_names`` at ``cfg.lr * cfg.dcn_lr_mul`` (a second group, kept only when
+    ``dcn_parameter_names(model, cfg.dcn_lr_params)`` at ``cfg.lr * cfg.dcn_lr_mul`` (a second
+    group, kept only when
     ``dcn_lr_mul != 1``, as BasicSR does). Group 0 is always the base rate's; each group carries
     its ``lr_mul`` for ``build_scheduler``. A multiplier other than 1 on a model without such
     parameters raises ``ValueError``: it would change nothing."""
@@ -34,10 +36,10 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
     if mul == 1.0:
         groups = [{"params": list(model.parameters()), "lr_mul": 1.0}]
     else:
-        dcn = set(dcn_parameter_names(model))
+        dcn = set(dcn_parameter_names(model, cfg.dcn_lr_params))
         if not dcn:
             raise ValueError(f"train.dcn_lr_mul = {mul} scales the parameters whose name contains "
-                             f"{DCN_KEY!r} (BasicSR's rule); {type(model).__name__} has none")
+                             f"{cfg.dcn_lr_params!r} (train.dcn_lr_params); {type(model).__name__} has none")
         named = list(model.named_parameters())
         groups = [{"params": [p for n, p in named if n not in dcn], "lr_mul": 1.0},
                   {"params": [p for n, p in named if n in dcn], "lr_mul": mul}]
