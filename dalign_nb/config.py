@@ -147,8 +147,9 @@ class TrainConfig:
     ``restart_weights[i]``. ``dcn_lr_mul`` multiplies the rate of the deformable convolutions and
     the layers that predict their offsets (every parameter whose name contains ``"dcn"``, as
     BasicSR's ``EDVRModel`` chooses them: ``training.schedule.dcn_parameter_names``); BasicSR's
-    EDVR configs set 1. ``dcn_lr_params`` is that name's key: ``"pcd_align"`` takes the whole
-    alignment module (ours). For the first ``tsa_iter`` iterations only the TSA fusion
+    EDVR configs set 1. ``dcn_lr_params`` is a regular expression searched in each parameter's
+    name (BasicSR's ``"dcn"`` by default; ``"pcd_align"`` takes the whole alignment module: ours).
+    For the first ``tsa_iter`` iterations only the TSA fusion
     parameters train (the paper's second stage, initialised from a model pre-trained without
     TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the offset-fidelity loss
     (Sec. 3.4, Eq. 4-5) against the data pipeline's flows, on the offsets of
@@ -193,7 +194,7 @@ class TrainConfig:
     total_iter: int = 600_000
     lr: float = 4e-4
     dcn_lr_mul: float = 1.0  # the deformable convolutions' rate is lr * this (BasicSR's dcn_lr_mul)
-    dcn_lr_params: str = "dcn"  # which parameters dcn_lr_mul scales: names containing it (BasicSR's)
+    dcn_lr_params: str = "dcn"  # which parameters dcn_lr_mul scales: names it is found in (re.search)
     betas: tuple[float, float] = (0.9, 0.99)
     periods: tuple[int, ...] = (50_000, 100_000, 150_000, 150_000, 150_000)
     restart_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -272,8 +273,13 @@ class TrainConfig:
         if not self.dcn_lr_mul > 0:
             raise ValueError(f"dcn_lr_mul must be > 0, got {self.dcn_lr_mul}")
         if not isinstance(self.dcn_lr_params, str) or not self.dcn_lr_params:
-            raise ValueError(f"dcn_lr_params must be a non-empty part of a parameter name, "
+            raise ValueError(f"dcn_lr_params must be a non-empty regular expression, "
                              f"got {self.dcn_lr_params!r}")
+        try:
+            re.compile(self.dcn_lr_params)
+        except re.error as e:
+            raise ValueError(f"dcn_lr_params {self.dcn_lr_params!r} is not a regular expression: "
+                             f"{e}") from None
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 

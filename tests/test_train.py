@@ -286,12 +286,16 @@ def test_dcn_lr_mul_scales_the_parameters_basicsr_names_dcn():
     whole = build_optimizer(model, tiny_profile(10, dcn_lr_mul=4.0, dcn_lr_params="pcd_align").train)
     assert {id(q) for q in whole.param_groups[1]["params"]} == {
         id(q) for n, q in named.items() if n.startswith("pcd_align.")} > ids[1]
+    front = dcn_parameter_names(model, "^(conv_first|feature_extraction|conv_l[23]_|pcd_align)")
+    assert {n.split(".")[0] for n in front} == {"conv_first", "feature_extraction", "conv_l2_1", "conv_l2_2",
+                                                  "conv_l3_1", "conv_l3_2", "pcd_align"}
     with pytest.raises(ValueError, match="'dcn'"):
         build_optimizer(torch.nn.Conv2d(3, 3, 3), p.train)  # nothing to scale: refused, not ignored
     with pytest.raises(ValueError, match="dcn_lr_mul must be > 0"):
         tiny_profile(10, dcn_lr_mul=0.0)
-    with pytest.raises(ValueError, match="dcn_lr_params"):
-        tiny_profile(10, dcn_lr_params="")
+    for bad in ("", "pcd_align("):
+        with pytest.raises(ValueError, match="dcn_lr_params"):
+            tiny_profile(10, dcn_lr_params=bad)
 
 
 def test_dcn_lr_mul_reaches_the_trainer(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -15,14 +16,17 @@ DCN_KEY = "dcn"  # BasicSR's EDVRModel: parameters whose name holds it train at 
 
 
 def dcn_parameter_names(model: nn.Module, key: str = DCN_KEY) -> list[str]:
-    """The parameters ``train.dcn_lr_mul`` scales: every name that contains ``key``. With
+    """The parameters ``train.dcn_lr_mul`` scales: every name in which the regular expression
+    ``key`` is found (``re.search``; a plain word is found where the name contains it). With
     ``"dcn"`` (the default) these are the ones BasicSR's ``EDVRModel.setup_optimizers`` picks: in
     EDVR's PCD module (ours and BasicSR's share the names) the deformable convolutions of each
     level and of the cascade (``pcd_align.dcn_pack.*``, ``pcd_align.cas_dcnpack``) with the
     convolutions that predict their offsets and masks (``*.conv_offset``); the layers before
     them (``offset_conv1-3``, ``cas_offset_conv1-2``) keep the base rate. ``"pcd_align"`` takes
-    the whole alignment module (``train.dcn_lr_params``)."""
-    return [name for name, _ in model.named_parameters() if key in name]
+    the whole alignment module, ``"^(conv_first|feature_extraction|conv_l[23]_|pcd_align)"`` the features
+    and the alignment (``train.dcn_lr_params``)."""
+    pattern = re.compile(key)
+    return [name for name, _ in model.named_parameters() if pattern.search(name)]
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
