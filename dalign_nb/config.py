@@ -144,15 +144,14 @@ class TrainConfig:
     The learning rate follows BasicSR's ``CosineAnnealingRestartLR``: within restart period
     ``i`` (lengths ``periods``), ``lr = eta_min + w_i * (lr0 - eta_min) * (1 + cos(pi * t /
     period_i)) / 2``, with ``t`` the iterations since the last restart and ``w_i`` =
-    ``restart_weights[i]``. ``dcn_lr_mul`` multiplies the rate of the deformable convolutions and
-    the layers that predict their offsets (every parameter whose name contains ``"dcn"``, as
-    BasicSR's ``EDVRModel`` chooses them: ``training.schedule.dcn_parameter_names``); BasicSR's
-    EDVR configs set 1. ``dcn_lr_params`` is a regular expression searched in each parameter's
-    name (BasicSR's ``"dcn"`` by default; ``"pcd_align"`` takes the whole alignment module: ours).
-    For the first ``tsa_iter`` iterations only the TSA fusion
-    parameters train (the paper's second stage, initialised from a model pre-trained without
-    TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the offset-fidelity loss
-    (Sec. 3.4, Eq. 4-5) against the data pipeline's flows, on the offsets of
+    ``restart_weights[i]``. ``lr_mul`` gives some parameters a multiple of that rate: rules
+    ``(pattern, multiplier)``, each parameter taking the first whose regular expression is found
+    in its name (``training.schedule.lr_groups``). BasicSR's ``dcn_lr_mul: m`` (its EDVR configs
+    set 1) is ``(("dcn", m),)``: the deformable convolutions and the convolutions that predict
+    their offsets; a multiplier of 0 freezes what it picks. For the first ``tsa_iter``
+    iterations only the TSA fusion parameters train (the paper's second stage, initialised from a
+    model pre-trained without TSA: ``pretrained``). ``offset_fidelity_weight`` > 0 adds the
+    offset-fidelity loss (Sec. 3.4, Eq. 4-5) against the data pipeline's flows, on the offsets of
     ``offset_fidelity_levels``: L1 by default (the flow-like offsets the authors read, Fig. 4,
     11); a coarser level against the flow at its size, ``"cascade"`` against zero motion (the
     cascade aligns the aligned L1 feature; EDVR's "image" alignment's cascade offsets are the
@@ -193,8 +192,7 @@ class TrainConfig:
 
     total_iter: int = 600_000
     lr: float = 4e-4
-    dcn_lr_mul: float = 1.0  # the deformable convolutions' rate is lr * this (BasicSR's dcn_lr_mul)
-    dcn_lr_params: str = "dcn"  # which parameters dcn_lr_mul scales: names it is found in (re.search)
+    lr_mul: tuple[tuple[str, float], ...] = ()  # (name pattern, multiplier) rules; BasicSR's dcn_lr_mul
     betas: tuple[float, float] = (0.9, 0.99)
     periods: tuple[int, ...] = (50_000, 100_000, 150_000, 150_000, 150_000)
     restart_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
@@ -270,16 +268,15 @@ class TrainConfig:
                              f"got {self.photometric_penalty!r}")
         if min(self.smoothness_weight, self.photometric_weight, self.aligned_lr_weight) < 0:
             raise ValueError("photometric_weight, smoothness_weight and aligned_lr_weight must be >= 0")
-        if not self.dcn_lr_mul > 0:
-            raise ValueError(f"dcn_lr_mul must be > 0, got {self.dcn_lr_mul}")
-        if not isinstance(self.dcn_lr_params, str) or not self.dcn_lr_params:
-            raise ValueError(f"dcn_lr_params must be a non-empty regular expression, "
-                             f"got {self.dcn_lr_params!r}")
-        try:
-            re.compile(self.dcn_lr_params)
-        except re.error as e:
-            raise ValueError(f"dcn_lr_params {self.dcn_lr_params!r} is not a regular expression: "
-                             f"{e}") from None
+        for rule in self.lr_mul:
+            if not (isinstance(rule, tuple) and len(rule) == 2 and isinstance(rule[0], str) and rule[0]
+                    and isinstance(rule[1], (int, float)) and not isinstance(rule[1], bool) and rule[1] >= 0):
+                raise ValueError(f"lr_mul must be (pattern, multiplier >= 0) pairs, e.g. (('dcn', 4.0),), "
+                                 f"got {rule!r}")
+            try:
+                re.compile(rule[0])
+            except re.error as e:
+                raise ValueError(f"lr_mul: {rule[0]!r} is not a regular expression: {e}") from None
         if min(self.log_every, self.val_every, self.ckpt_every) < 1:
             raise ValueError("log_every, val_every and ckpt_every must be >= 1")
 
@@ -380,11 +377,16 @@ def _flat(obj, prefix: str = "") -> dict:
     return out
 
 
+def _tuples(value):
+    """JSON's lists back to the tuples they were, at every depth (``train.lr_mul``'s pairs)."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def _build(cls, d: dict):
     """A config dataclass from ``to_dict`` output (lists back to tuples, nested configs)."""
     kinds = {"alignment": AlignmentConfig}
     return cls(**{k: _build(kinds[k], v) if isinstance(v, dict) and k in kinds
-                  else tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+                  else _tuples(v) for k, v in d.items()})
 
 
 def _build_model(d: dict) -> ModelConfig:

@@ -15,16 +15,17 @@ from skimage.metrics import peak_signal_noise_ratio
 from train_helpers import SIGNALS, TinyPatches, ddp_worker, tiny_model, tiny_profile
 
 from dalign_nb import train as T
-from dalign_nb.config import PROFILES, get_profile, profile_name
+from dalign_nb.config import PROFILES, Profile, get_profile, profile_name
 from dalign_nb.data import imresize
 from dalign_nb.models.edvr import EDVR, EDVRConfig
 from dalign_nb.training import checkpoint as C
 from dalign_nb.training.monitor import OffsetMonitor
 from dalign_nb.training.schedule import (
+    FRONT,
     CosineAnnealingRestartLR,
     build_optimizer,
     build_scheduler,
-    dcn_parameter_names,
+    lr_groups,
 )
 from dalign_nb.training.validation import build_data, evaluate
 
@@ -261,48 +262,48 @@ def test_tsa_stage_of_edvr_trains_exactly_its_fusion_module(tmp_path):
         tiny_profile(6, tsa_iter=4).replace(model={"with_tsa": False})
 
 
-def test_dcn_lr_mul_scales_the_parameters_basicsr_names_dcn():
+def test_lr_mul_rules_pick_parameters_as_basicsr_dcn_lr_mul_does():
     """BasicSR's EDVRModel.setup_optimizers: names containing 'dcn' (the DCNs and the convs that
-    predict their offsets) train at lr * dcn_lr_mul, the rest at lr; each group follows its own
-    cosine (the same eta_min), from any position (resume)."""
-    p = tiny_profile(10, dcn_lr_mul=4.0)
+    predict their offsets) train at lr * dcn_lr_mul, the rest at lr -- train.lr_mul = (("dcn", m),).
+    Each group follows its own cosine (the same eta_min), from any position (resume); the first
+    rule that matches a name wins."""
+    p = tiny_profile(10, lr_mul=(("dcn", 4.0),))
     model = EDVR.from_config(p.model)
-    dcn = set(dcn_parameter_names(model))
-    assert {"pcd_align.dcn_pack.l1.conv_offset.weight", "pcd_align.cas_dcnpack.weight"} <= dcn
+    (base_mul, base), (mul, dcn) = lr_groups(model, p.train.lr_mul)
+    assert (base_mul, mul) == (1.0, 4.0)
+    assert {"pcd_align.dcn_pack.l1.conv_offset.weight", "pcd_align.cas_dcnpack.weight"} <= set(dcn)
     assert not any("offset_conv1" in n or "fusion" in n for n in dcn)
-    opt = build_optimizer(model, p.train)
-    ids = [{id(q) for q in g["params"]} for g in opt.param_groups]
     named = dict(model.named_parameters())
-    assert ids[1] == {id(named[n]) for n in dcn}
-    assert ids[0] == {id(q) for n, q in named.items() if n not in dcn}
+    assert sorted(base + dcn) == sorted(named)
+    opt = build_optimizer(model, p.train)
+    assert [{id(q) for q in g["params"]} for g in opt.param_groups] == [{id(named[n]) for n in ns}
+                                                                        for ns in (base, dcn)]
     sched = build_scheduler(opt, p.train, position=3)
-    for _ in range(4):
-        base, scaled = (g["lr"] for g in opt.param_groups)
-        assert base == pytest.approx(_cosine(3 + _, 1e-3, 10), rel=1e-12)
-        assert scaled == pytest.approx(_cosine(3 + _, 4e-3, 10), rel=1e-12)  # eta_min is shared
+    for t in range(3, 7):
+        lrs = [g["lr"] for g in opt.param_groups]
+        assert lrs == pytest.approx([_cosine(t, 1e-3, 10), _cosine(t, 4e-3, 10)], rel=1e-12)  # eta_min shared
         opt.step()
         sched.step()
     assert len(build_optimizer(model, tiny_profile(10).train).param_groups) == 1  # as BasicSR at 1
-    whole = build_optimizer(model, tiny_profile(10, dcn_lr_mul=4.0, dcn_lr_params="pcd_align").train)
-    assert {id(q) for q in whole.param_groups[1]["params"]} == {
-        id(q) for n, q in named.items() if n.startswith("pcd_align.")} > ids[1]
-    front = dcn_parameter_names(model, "^(conv_first|feature_extraction|conv_l[23]_|pcd_align)")
-    assert {n.split(".")[0] for n in front} == {"conv_first", "feature_extraction", "conv_l2_1", "conv_l2_2",
-                                                  "conv_l3_1", "conv_l3_2", "pcd_align"}
-    with pytest.raises(ValueError, match="'dcn'"):
-        build_optimizer(torch.nn.Conv2d(3, 3, 3), p.train)  # nothing to scale: refused, not ignored
-    with pytest.raises(ValueError, match="dcn_lr_mul must be > 0"):
-        tiny_profile(10, dcn_lr_mul=0.0)
-    for bad in ("", "pcd_align("):
-        with pytest.raises(ValueError, match="dcn_lr_params"):
-            tiny_profile(10, dcn_lr_params=bad)
+    front = lr_groups(model, (("conv_offset", 0.0), (FRONT, 4.0)))
+    assert {n.split(".")[0] for n in front[2][1]} == {"conv_first", "feature_extraction", "conv_l2_1",
+                                                      "conv_l2_2", "conv_l3_1", "conv_l3_2", "pcd_align"}
+    assert front[1][1] == [n for n in named if "conv_offset" in n]  # the first rule took them
+    assert not any(n.startswith(("fusion", "reconstruction", "upconv", "conv_last")) for n in front[2][1])
+    with pytest.raises(ValueError, match="'pcd_align' picks no parameter"):
+        lr_groups(model, (("^pcd", 2.0), ("pcd_align", 4.0)))  # nothing left for the second: refused
+    for bad in ((("", 2.0),), (("pcd_align(", 2.0),), (("dcn", -1.0),), ("dcn", 4.0)):
+        with pytest.raises(ValueError, match="lr_mul"):
+            tiny_profile(10, lr_mul=bad)
+    assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))) == p  # the pairs survive JSON
 
 
-def test_dcn_lr_mul_reaches_the_trainer(tmp_path):
-    """Adam's first step moves every weight by about lr (m / sqrt(v) = sign g): the DCNs by 4x."""
+def test_lr_mul_reaches_the_trainer(tmp_path):
+    """Adam's first step moves every weight by about lr (m / sqrt(v) = sign g): the DCNs by 4x,
+    the offset predictors not at all under a multiplier of 0."""
     moves = {}
-    for mul in (1.0, 4.0):
-        p = tiny_profile(1, dcn_lr_mul=mul, tsa_iter=0, val_every=100, ckpt_every=100)
+    for mul in (1.0, 4.0, 0.0):
+        p = tiny_profile(1, lr_mul=(("dcn", mul),), tsa_iter=0, val_every=100, ckpt_every=100)
         torch.manual_seed(0)
         model = EDVR.from_config(p.model)
         before = _weights(model)
@@ -312,6 +313,7 @@ def test_dcn_lr_mul_reaches_the_trainer(tmp_path):
     for name in ("pcd_align.dcn_pack.l1.conv_offset.weight", "pcd_align.cas_dcnpack.weight"):
         assert moves[4.0][name] == pytest.approx(4 * moves[1.0][name], rel=1e-3)
     assert moves[4.0]["conv_last.weight"] == pytest.approx(moves[1.0]["conv_last.weight"], rel=1e-3)
+    assert moves[0.0]["pcd_align.dcn_pack.l1.conv_offset.weight"] == 0.0 < moves[0.0]["conv_last.weight"]
     assert res.history["train"][-1]["lr"] == pytest.approx(1e-3)  # the base group's rate is logged
 
 

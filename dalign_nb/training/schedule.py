@@ -10,45 +10,46 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["CosineAnnealingRestartLR", "DCN_KEY", "build_optimizer", "build_scheduler", "dcn_parameter_names"]
+__all__ = ["CosineAnnealingRestartLR", "FRONT", "build_optimizer", "build_scheduler",
+           "lr_groups"]
 
-DCN_KEY = "dcn"  # BasicSR's EDVRModel: parameters whose name holds it train at lr * dcn_lr_mul
+FRONT = r"^(conv_first|feature_extraction|conv_l[23]_|pcd_align)"  # EDVR's features and alignment
 
 
-def dcn_parameter_names(model: nn.Module, key: str = DCN_KEY) -> list[str]:
-    """The parameters ``train.dcn_lr_mul`` scales: every name in which the regular expression
-    ``key`` is found (``re.search``; a plain word is found where the name contains it). With
-    ``"dcn"`` (the default) these are the ones BasicSR's ``EDVRModel.setup_optimizers`` picks: in
-    EDVR's PCD module (ours and BasicSR's share the names) the deformable convolutions of each
-    level and of the cascade (``pcd_align.dcn_pack.*``, ``pcd_align.cas_dcnpack``) with the
-    convolutions that predict their offsets and masks (``*.conv_offset``); the layers before
-    them (``offset_conv1-3``, ``cas_offset_conv1-2``) keep the base rate. ``"pcd_align"`` takes
-    the whole alignment module, ``"^(conv_first|feature_extraction|conv_l[23]_|pcd_align)"`` the features
-    and the alignment (``train.dcn_lr_params``)."""
-    pattern = re.compile(key)
-    return [name for name, _ in model.named_parameters() if pattern.search(name)]
+def lr_groups(model: nn.Module, rules) -> list[tuple[float, list[str]]]:
+    """``model``'s parameter names by learning-rate multiplier under ``rules`` (``train.lr_mul``:
+    ``(pattern, multiplier)`` pairs; a parameter takes the first rule whose regular expression is
+    found in its name, ``re.search``; the rest keep multiplier 1): ``[(1.0, names), (m_1,
+    names_1), ...]``, one entry per rule, in order. BasicSR's ``dcn_lr_mul = m`` is
+    ``(("dcn", m),)``: in EDVR's PCD module (ours and BasicSR's share the names) the deformable
+    convolutions of each level and of the cascade (``pcd_align.dcn_pack.*``,
+    ``pcd_align.cas_dcnpack``) with the convolutions that predict their offsets and masks
+    (``*.conv_offset``), not the layers before them (``offset_conv1-3``, ``cas_offset_conv1-2``).
+    ``FRONT`` picks the features and the alignment, everything before the fusion. A rule that
+    picks no parameter raises ``ValueError``: it would change nothing."""
+    names = [name for name, _ in model.named_parameters()]
+    groups: list[tuple[float, list[str]]] = [(1.0, [])] + [(float(m), []) for _, m in rules]
+    patterns = [re.compile(p) for p, _ in rules]
+    for name in names:
+        hit = next((i for i, pattern in enumerate(patterns) if pattern.search(name)), None)
+        groups[0 if hit is None else hit + 1][1].append(name)
+    for (pattern, _), (_, picked) in zip(rules, groups[1:]):
+        if not picked:
+            raise ValueError(f"train.lr_mul: {pattern!r} picks no parameter of {type(model).__name__} "
+                             "(before it, another rule may have taken them)")
+    return groups
 
 
 def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
-    """Adam over ``model``'s parameters at ``cfg.lr`` (a ``TrainConfig``), those of
-    ``dcn_parameter_names(model, cfg.dcn_lr_params)`` at ``cfg.lr * cfg.dcn_lr_mul`` (a second
-    group, kept only when
-    ``dcn_lr_mul != 1``, as BasicSR does). Group 0 is always the base rate's; each group carries
-    its ``lr_mul`` for ``build_scheduler``. A multiplier other than 1 on a model without such
-    parameters raises ``ValueError``: it would change nothing."""
-    mul = float(cfg.dcn_lr_mul)
-    if mul == 1.0:
-        groups = [{"params": list(model.parameters()), "lr_mul": 1.0}]
-    else:
-        dcn = set(dcn_parameter_names(model, cfg.dcn_lr_params))
-        if not dcn:
-            raise ValueError(f"train.dcn_lr_mul = {mul} scales the parameters whose name contains "
-                             f"{cfg.dcn_lr_params!r} (train.dcn_lr_params); {type(model).__name__} has none")
-        named = list(model.named_parameters())
-        groups = [{"params": [p for n, p in named if n not in dcn], "lr_mul": 1.0},
-                  {"params": [p for n, p in named if n in dcn], "lr_mul": mul}]
-    for group in groups:
-        group["lr"] = cfg.lr * group["lr_mul"]
+    """Adam over ``model``'s parameters, one group per multiplier of ``lr_groups(model,
+    cfg.lr_mul)`` at ``cfg.lr`` times it (``cfg`` a ``TrainConfig``); without rules one group, as
+    BasicSR does at ``dcn_lr_mul: 1``. Group 0 is always the base rate's (the rate the history
+    logs); each group carries its ``lr_mul`` for ``build_scheduler``. A multiplier of 0 freezes
+    its parameters (Adam's step is ``lr`` times a bounded ratio: exactly 0)."""
+    params = dict(model.named_parameters())
+    groups = [{"params": [params[n] for n in names], "lr_mul": mul, "lr": cfg.lr * mul}
+              for mul, names in lr_groups(model, cfg.lr_mul)]
+    groups = [g for i, g in enumerate(groups) if g["params"] or i == 0]
     return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
 
 
