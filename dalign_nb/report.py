@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from operator import itemgetter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -630,32 +631,58 @@ def fidelity_verdict(d: dict, without_collapsed: bool | int, with_collapsed: boo
     return f"{seen}; PSNR: {difference_verdict(d, +1)}"
 
 
-RATE_CONTROL = "flow_guided_lr4x"  # table3: flow-guided alignment at 4x the rate, offsets bounded
+class Provoking(NamedTuple):
+    """A setting of table3 meant to provoke the overflow of Sec. 4.3 at this scale: the suffix of
+    its conditions (``dcn_<suffix>``, ``dcn_fidelity_<suffix>``), its words, its control (a model
+    whose offsets cannot overflow, trained in the same setting: whether the setting alone, without
+    any overflow, breaks training) and what that control is; ``label`` names it in the overview's
+    claims."""
+    suffix: str
+    words: str
+    control: str
+    control_words: str
+    label: str
+
+    def pairs(self) -> dict[str, str]:
+        """Its runs with the loss -> the same model without it (of ``FIDELITY_OVERFLOW_PAIRS``)."""
+        return {w: wo for w, wo in FIDELITY_OVERFLOW_PAIRS.items() if w.endswith(f"_{self.suffix}")}
 
 
-def rate_premise(table3: list[dict], bilinear_psnr: float | None = None) -> dict:
-    """Whether 4x the learning rate can test the offset-fidelity loss (Table 3, Sec. 4.3): the
-    loss is meant to prevent a breakdown *by overflow*, so a model whose offsets cannot overflow
-    (``RATE_CONTROL``: flow-guided alignment, the flow plus at most 10 px at every level and the
-    cascade) must still train at that rate. Returns ``holds`` (True, False, or None where the
-    control was not run) and ``line``, what the control shows."""
-    runs = [r for r in table3 if r["condition"] == RATE_CONTROL]
+PROVOKING = (
+    Provoking("lr4x", "4x the rate", "flow_guided_lr4x",
+              "flow-guided alignment, whose offsets cannot overflow", "4x learning rate"),
+    Provoking("align4x", "4x the rate on the alignment module", "flow_frozen_align4x",
+              "alignment by the exact flow with its offset layers frozen, whose offsets cannot move",
+              "the alignment module at 4x the rate"),
+)
+RATE_CONTROL = PROVOKING[0].control  # table3: flow-guided alignment at 4x the rate, offsets bounded
+
+
+def rate_premise(table3: list[dict], bilinear_psnr: float | None = None,
+                 setting: Provoking = PROVOKING[0]) -> dict:
+    """Whether a ``setting`` meant to provoke the overflow (``PROVOKING``; 4x the learning rate by
+    default) can test the offset-fidelity loss (Table 3, Sec. 4.3): the loss is meant to prevent a
+    breakdown *by overflow*, so a model whose offsets cannot overflow (``setting.control``) must
+    still train there. Returns ``holds`` (True, False, or None where the control was not run)
+    and ``line``, what the control shows."""
+    control = setting.control
+    runs = [r for r in table3 if r["condition"] == control]
     if not runs:
-        return {"holds": None, "line": f"{RATE_CONTROL} not run: whether the rate alone breaks training "
+        return {"holds": None, "line": f"{control} not run: whether {setting.words} alone breaks training "
                                        "is not known"}
     down = [r for r in runs if collapsed(r, bilinear_psnr)]
     if down:
         return {"holds": False, "line": (
-            f"at 4x the rate flow-guided alignment, whose offsets cannot overflow, ends at the bilinear "
-            f"base too ({RATE_CONTROL}: on {len(down)} of {len(runs)} seed(s)): the rate alone "
-            "breaks training, so these runs cannot show whether the loss prevents a breakdown by overflow")}
-    return {"holds": True, "line": (f"at 4x the rate flow-guided alignment, whose offsets cannot overflow, "
-                                    f"trains ({RATE_CONTROL}: on {len(runs)} seed(s)): the rate alone does "
-                                    "not break training")}
+            f"at {setting.words}, {setting.control_words}, ends at the bilinear base too ({control}: on "
+            f"{len(down)} of {len(runs)} seed(s)): the rate alone breaks training, so these runs "
+            "cannot show whether the loss prevents a breakdown by overflow")}
+    return {"holds": True, "line": (f"at {setting.words}, {setting.control_words}, trains ({control}: on "
+                                    f"{len(runs)} seed(s)): the rate alone does not break training")}
 
 
 def _at_the_rate(verdict: str, premise: dict) -> str:
-    """A 4x row's verdict under ``rate_premise``: none where the rate alone breaks training."""
+    """A provoking setting's verdict under ``rate_premise``: none where the setting alone breaks
+    training."""
     if premise["holds"] is False:
         return f"no verdict: {premise['line']}; by the rule alone: {verdict}"
     return verdict
@@ -801,8 +828,9 @@ def _overflow_verdict(runs: list[dict]) -> str:
     return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
 
 
-# table3's runs with the offset-fidelity loss at 4x the rate -> the same model without it
-FIDELITY_OVERFLOW_PAIRS = {"dcn_fidelity_lr4x": "dcn_lr4x", "n1_fidelity_all_lr4x": "n1_lr4x"}
+# table3's runs with the offset-fidelity loss in a provoking setting -> the same model without it
+FIDELITY_OVERFLOW_PAIRS = {"dcn_fidelity_lr4x": "dcn_lr4x", "n1_fidelity_all_lr4x": "n1_lr4x",
+                           "dcn_fidelity_align4x": "dcn_align4x"}
 
 
 def _fidelity_levels(result: dict) -> list[str]:
@@ -813,16 +841,17 @@ def _fidelity_levels(result: dict) -> list[str]:
         return ["levels not recorded"]
 
 
-def fidelity_overflow_verdict(table3: list[dict], min_seeds: int = MIN_SEEDS) -> str:
+def fidelity_overflow_verdict(table3: list[dict], min_seeds: int = MIN_SEEDS, pairs=None) -> str:
     """Sec. 3.4, 4.3: "our loss successfully avoids the overflow of offsets". Per model of
     ``FIDELITY_OVERFLOW_PAIRS`` run with the loss, seed for seed against the same model and seed
     without it: the loss is credited in kind only where, on at least ``min_seeds`` seeds, every
     run without it overflows and none with it does; a run with the loss that overflows where the
     one without it did is "not reproduced"; without an overflow to avoid there is no verdict.
-    What happened is said per model in every case."""
+    What happened is said per model in every case. ``pairs``: the with -> without names to read
+    (all of ``FIDELITY_OVERFLOW_PAIRS`` by default)."""
     by = {(r["condition"], r["seed"]): r for r in table3}
     parts, verdicts = [], []
-    for with_name, without_name in FIDELITY_OVERFLOW_PAIRS.items():
+    for with_name, without_name in (FIDELITY_OVERFLOW_PAIRS if pairs is None else pairs).items():
         seeds = sorted(seed for (cond, seed) in by if cond == with_name)
         if not seeds:
             continue
@@ -1011,23 +1040,25 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     gain = paper.difference(paper.TABLE3, "with offset-fidelity loss", "without offset-fidelity loss",
                             "REDS4")
     theirs = f"{gain:+.2f} dB (REDS4, after overflow)"
-    at_4x = rate_premise(R["table3"], bilinear_psnr)
+    premises = {p.suffix: rate_premise(R["table3"], bilinear_psnr, p) for p in PROVOKING}
     # at the normal rate the DCN without the loss is fig17's dcnv2-k3 (the same model and training)
     without = [dict(r, condition="dcn") for r in R["fig17"] if r["condition"] == "dcnv2-k3"]
-    for rate, with_loss, pair in (
-            ("the normal learning rate", "dcn_fidelity",
-             without + [r for r in R["table3"] if r["condition"] == "dcn_fidelity"]),
-            ("4x learning rate", "dcn_fidelity_lr4x",
-             [dict(r, condition="dcn") for r in R["table3"] if r["condition"] == "dcn_lr4x"]
-             + [r for r in R["table3"] if r["condition"] == "dcn_fidelity_lr4x"])):
-        claim = f"Table 3: with - without the offset-fidelity loss ({rate})"
+    settings = [(None, "the normal learning rate", "dcn_fidelity",
+                 without + [r for r in R["table3"] if r["condition"] == "dcn_fidelity"])]
+    for p in PROVOKING:
+        plain, with_loss = f"dcn_{p.suffix}", f"dcn_fidelity_{p.suffix}"
+        settings.append((p, p.label, with_loss,
+                         [dict(r, condition="dcn") for r in R["table3"] if r["condition"] == plain]
+                         + [r for r in R["table3"] if r["condition"] == with_loss]))
+    for setting, label, with_loss, pair in settings:
+        claim = f"Table 3: with - without the offset-fidelity loss ({label})"
         d = paired(pair, "measures.offsets_vs_flow.psnr", with_loss, "dcn")
         if d["n"]:
             down = {(r["condition"], r["seed"]) for r in pair if collapsed(r, bilinear_psnr)}
             verdict = fidelity_verdict(d, sum(("dcn", s) in down for s in d["seeds"]),
                                        sum((with_loss, s) in down for s in d["seeds"]))
-            if with_loss.endswith("lr4x"):
-                verdict = _at_the_rate(verdict, at_4x)
+            if setting is not None:
+                verdict = _at_the_rate(verdict, premises[setting.suffix])
             rows.append(_row(claim, theirs, f"{mean_sd(d, 3, signed=True)} dB", d["n"], verdict))
         else:
             rows.append(_not_run(claim, theirs))
@@ -1037,26 +1068,29 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     rows.append(_row("Table 3: with - without the offset-fidelity loss, Vimeo-90K-T", theirs,
                      "not run (no Vimeo-90K-T here; REDS4's row stands for both)", 0,
                      "no verdict: no Vimeo-90K-T here"))
-    claim = "Fig. 10(a): without the loss, training breaks down (overflow)"
-    theirs = f"at about {paper.SEC43_OVERFLOW_ITER // 1000}K iterations (EDVR-L, REDS)"
-    runs = [r for r in R["table3"] if r["condition"] in ("dcn_lr4x", "n1_lr4x")]
-    if runs:
-        verdict = _overflow_verdict(runs)
-        if at_4x["holds"] is False:  # the overflow is seen; that it is what breaks training is not
-            verdict += f"; but {at_4x['line']}"
-        rows.append(_row(claim, theirs, "; ".join(_overflow_seen(r) for r in runs),
-                         len({r["seed"] for r in runs}), verdict))
-    else:
-        rows.append(_not_run(claim, theirs))
-    claim = "Sec. 4.3: with the loss the offsets do not overflow (at 4x the rate)"
-    theirs = "no overflow with the loss (EDVR-L; Fig. 10, 19)"
-    with_loss = [r for r in R["table3"] if r["condition"] in FIDELITY_OVERFLOW_PAIRS]
-    if with_loss:
-        rows.append(_row(claim, theirs, "; ".join(f"{_overflow_seen(r)} (the loss on "
-                                                  f"{', '.join(_fidelity_levels(r))})" for r in with_loss),
-                         len({r["seed"] for r in with_loss}), fidelity_overflow_verdict(R["table3"])))
-    else:
-        rows.append(_not_run(claim, theirs))
+    for p in PROVOKING:
+        premise, pairs = premises[p.suffix], p.pairs()
+        claim = f"Fig. 10(a): without the loss, training breaks down (overflow; {p.label})"
+        theirs = f"at about {paper.SEC43_OVERFLOW_ITER // 1000}K iterations (EDVR-L, REDS)"
+        runs = [r for r in R["table3"] if r["condition"] in set(pairs.values())]
+        if runs:
+            verdict = _overflow_verdict(runs)
+            if premise["holds"] is False:  # the overflow is seen; that it is what breaks training is not
+                verdict += f"; but {premise['line']}"
+            rows.append(_row(claim, theirs, "; ".join(_overflow_seen(r) for r in runs),
+                             len({r["seed"] for r in runs}), verdict))
+        else:
+            rows.append(_not_run(claim, theirs))
+        claim = f"Sec. 4.3: with the loss the offsets do not overflow ({p.label})"
+        theirs = "no overflow with the loss (EDVR-L; Fig. 10, 19)"
+        with_loss = [r for r in R["table3"] if r["condition"] in pairs]
+        if with_loss:
+            seen = "; ".join(f"{_overflow_seen(r)} (the loss on {', '.join(_fidelity_levels(r))})"
+                             for r in with_loss)
+            rows.append(_row(claim, theirs, seen, len({r["seed"] for r in with_loss}),
+                             fidelity_overflow_verdict(R["table3"], pairs=pairs)))
+        else:
+            rows.append(_not_run(claim, theirs))
     reads("table3", "fig17")
 
     t2 = results.get("table2", [])

@@ -20,7 +20,9 @@ from dalign_nb.config import get_profile
 from dalign_nb.data import SceneConfig, get_clips, validation_clips
 from dalign_nb.losses import photometric_warping_loss
 from dalign_nb.metrics import bicubic_baseline, quantize
+from dalign_nb.models import build_model
 from dalign_nb.models.edvr import EDVR, LEVELS
+from dalign_nb.training.schedule import lr_groups
 from dalign_nb.training.validation import needs_flow
 
 KIND, NUM, MOD = "model.alignment.kind", "model.alignment.num_offsets", "model.alignment.modulated"
@@ -73,7 +75,7 @@ def test_every_run_is_a_condition_on_align2_with_its_seeds_and_one_schedule(name
     ((total, periods),) = {(r.profile.train.total_iter, r.profile.train.periods) for r in runs}
     assert periods == (total,) and total == (E.TWIN_ITERS if name == "table1" else 3000)
     assert all(r.profile.train.photometric_weight > 0 for r in runs)  # the warping terms stay on
-    guided = {r.name for r in runs if r.condition.startswith("flow_guided")}
+    guided = {r.name for r in runs if r.condition.startswith(("flow_guided", "flow_frozen"))}
     assert all(r.profile.model.warp_then_estimate == (r.name not in guided) for r in runs)
     # begun in float32, compared seed for seed: float32 on every machine (catalogue.FLOAT32)
     assert not any(r.profile.train.cpu_amp or r.profile.train.channels_last for r in runs)
@@ -114,7 +116,9 @@ def test_paired_conditions_differ_only_in_what_they_compare():
     changed = {c: {k for k, v in f.items() if v != dcn[k]} for c, f in table3.items() if c.startswith("dcn")}
     assert changed == {
         "dcn_lr4x": {"train.lr"}, "dcn_fidelity": {"train.offset_fidelity_weight"},
-        "dcn_fidelity_lr4x": {"train.lr", "train.offset_fidelity_weight"}}
+        "dcn_fidelity_lr4x": {"train.lr", "train.offset_fidelity_weight"},
+        "dcn_align4x": {"train.lr_mul"},
+        "dcn_fidelity_align4x": {"train.lr_mul", "train.offset_fidelity_weight"}}
     assert table3["dcn_lr4x"]["train.lr"] == 4 * dcn["train.lr"]
 
 
@@ -131,11 +135,12 @@ def test_seeds_and_kept_weights_are_what_the_notebooks_need():
     three = {("fig9", c) for c in ("n1", "n5", "n15")}
     three |= {("fig16", "g4-n1"), ("fig16", "g4-n5"), ("table4", "image_warping"), ("fig17", "dcnv2-k3")}
     three |= {("table1", f"{k}-g1-k{n}") for k in ("dcn", "decomposed") for n in (1, 3)}
-    three |= {("table3", c) for c in ("dcn_fidelity", "dcn_lr4x", "dcn_fidelity_lr4x")}
+    three |= {("table3", c) for c in ("dcn_fidelity", "dcn_lr4x", "dcn_fidelity_lr4x", "dcn_align4x",
+                                      "dcn_fidelity_align4x")}
     three |= {("table3", "flow_guided")}  # the oracle: what exact alignment lets the neighbours bring
     assert {k for k, v in seeds.items() if len(v) >= MIN_SEEDS} == three
     assert all(v == {0} for k, v in seeds.items() if k not in three)
-    assert sum(map(len, seeds.values())) == 58  # runs in the sweep
+    assert sum(map(len, seeds.values())) == 65  # runs in the sweep
     ex = E.EXPERIMENTS
     assert all(0 in ex[n].keep_weights for n in ("fig9", "table4", "fig17", "table3"))
     assert all("masks" in ex[n].measures for n in ("fig17", "table3"))
@@ -146,10 +151,21 @@ def test_flows_reach_the_data_exactly_where_a_table3_run_needs_them():
     runs = {r.condition: r.profile for r in E.plan("table3", seeds=[0])}
     assert {c: needs_flow(p) for c, p in runs.items()} == {
         "dcn_fidelity": True, "flow_guided": True, "dcn_lr4x": False, "dcn_fidelity_lr4x": True,
-        "n1_lr4x": False, "n1_fidelity_all_lr4x": True, "flow_guided_lr4x": True}
+        "n1_lr4x": False, "n1_fidelity_all_lr4x": True, "flow_guided_lr4x": True,
+        "dcn_align4x": False, "dcn_fidelity_align4x": True, "flow_frozen_align4x": True}
     flat = {c: p.flat() for c, p in runs.items()}  # the rate's control: flow_guided at dcn_lr4x's rate
     assert {k for k, v in flat["flow_guided_lr4x"].items() if v != flat["flow_guided"][k]} == {"train.lr"}
     assert flat["flow_guided_lr4x"]["train.lr"] == flat["dcn_lr4x"]["train.lr"]
+    # the alignment module at 4x, nothing else; its control's offset layers frozen, the rest as the DCN's
+    changed = {k for k, v in flat["dcn_align4x"].items() if v != flat["dcn_lr4x"][k]}
+    assert changed == {"train.lr", "train.lr_mul"}
+    assert flat["dcn_align4x"]["train.lr"] == flat["dcn_fidelity"]["train.lr"]
+    model = build_model(runs["flow_frozen_align4x"].model)
+    (_, rest), (frozen, offsets), (fast, align) = lr_groups(model, runs["flow_frozen_align4x"].train.lr_mul)
+    assert (frozen, fast) == (0.0, 4.0) and offsets and all(".conv_offset." in n for n in offsets)
+    assert set(align) | set(offsets) == {n for n in rest + offsets + align if n.startswith("pcd_align.")}
+    assert lr_groups(build_model(runs["dcn_align4x"].model), runs["dcn_align4x"].train.lr_mul)[1][1] == [
+        n for n, _ in build_model(runs["dcn_align4x"].model).named_parameters() if n.startswith("pcd_align.")]
 
 
 # --------------------------------------------------------------------------- image warping
@@ -473,9 +489,10 @@ def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys
         assert set(entry["max_abs_offset"]) == set(entry["peak_mean_abs_offset"]) == set(LEVELS)
         assert "overflow" in res["train"]
         gain = res["measures"]["offsets_vs_flow"]["psnr_gain_over_zero"]
-        assert (gain is None) == run.startswith("flow_guided")
+        guided = run.startswith(("flow_guided", "flow_frozen"))  # offsets given: nothing to zero
+        assert (gain is None) == guided
         if "flow_tolerance" in exp.measures:  # the flow-guided runs only
-            assert (res["measures"]["flow_tolerance"] is None) != run.startswith("flow_guided"), run
+            assert (res["measures"]["flow_tolerance"] is None) != guided, run
         if "masks" in exp.measures:  # None for a condition without masks (table3's n1_lr4x)
             assert (res["measures"]["masks"] is None) == run.startswith("n1_"), run
         assert (folder / "weights" / f"{run}.pt").exists() == (0 in exp.keep_weights)

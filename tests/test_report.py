@@ -306,7 +306,8 @@ def test_overview_rows_for_overflow_masks_and_gain_per_parameter():
     quiet = dict(_run("table3", "dcn_lr4x", 0, 25.9), train={"overflow": [], "iterations": 3000})
     loud = dict(_run("table3", "n1_lr4x", 0, 24.8),
                 train={"overflow": [{"iter": 50, "level": "cascade", "mean_abs": 412.6}], "iterations": 3000})
-    row = _overview(table3=[quiet, loud])["Fig. 10(a): without the loss, training breaks down (overflow)"]
+    claim = "Fig. 10(a): without the loss, training breaks down (overflow; 4x learning rate)"
+    row = _overview(table3=[quiet, loud])[claim]
     assert row["ours"] == ("dcn_lr4x s0: no overflow in 3000 iterations; n1_lr4x s0: overflow from "
                            "iteration 50 (cascade, mean |offset| 413 px)")
     assert row["verdict"].endswith("overflow at this scale, in cascade, far earlier than the paper's")
@@ -660,7 +661,7 @@ def test_fidelity_overflow_row_credits_the_loss_only_where_the_run_without_it_ov
         r["provenance"] = {"profile": {"train": {"offset_fidelity_levels": list(levels)}}}
         return r
 
-    claim = "Sec. 4.3: with the loss the offsets do not overflow (at 4x the rate)"
+    claim = "Sec. 4.3: with the loss the offsets do not overflow (4x learning rate)"
     assert _overview(table3=[run("dcn_lr4x", 0, True)])[claim]["ours"] == "not run"
     one = _overview(table3=[run("dcn_lr4x", 0, True), run("dcn_fidelity_lr4x", 0, True)])[claim]
     assert one["ours"] == ("dcn_fidelity_lr4x s0: overflow from iteration 200 (cascade, mean |offset| "
@@ -687,11 +688,11 @@ def test_the_4x_rows_give_no_verdict_where_the_rate_alone_breaks_a_model_that_ca
     plain = _overview(table3=pair)[claim]["verdict"]
     assert plain == "inconclusive: 1 seed(s), a spread needs 3; only the run without the loss collapses"
     broken = _overview(table3=pair + [_run("table3", "flow_guided_lr4x", 0, 24.78)])
-    line = ("at 4x the rate flow-guided alignment, whose offsets cannot overflow, ends at the bilinear base "
+    line = ("at 4x the rate, flow-guided alignment, whose offsets cannot overflow, ends at the bilinear base "
             "too (flow_guided_lr4x: on 1 of 1 seed(s)): the rate alone breaks training, so these runs cannot "
             "show whether the loss prevents a breakdown by overflow")
     assert broken[claim]["verdict"] == f"no verdict: {line}; by the rule alone: {plain}"
-    overflow = "Fig. 10(a): without the loss, training breaks down (overflow)"
+    overflow = "Fig. 10(a): without the loss, training breaks down (overflow; 4x learning rate)"
     assert broken[overflow]["verdict"].endswith(f"; but {line}")
     trains = _overview(table3=pair + [_run("table3", "flow_guided_lr4x", 0, 27.9)])
     assert trains[claim]["verdict"] == plain
@@ -701,3 +702,33 @@ def test_the_4x_rows_give_no_verdict_where_the_rate_alone_breaks_a_model_that_ca
     control = [_run("table3", "flow_guided_lr4x", 0, 24.78)]
     row = _overview(fig17=normal_rate[:1], table3=normal_rate[1:] + control)
     assert row[normal]["verdict"] == "inconclusive: 1 seed(s), a spread needs 3; no run collapses"
+
+
+def test_each_provoking_setting_is_read_under_its_own_control():
+    """table3's second setting (the alignment module at 4x the rate) has rows of its own, read
+    under its own control (exact-flow alignment, its offset layers frozen): a control that
+    breaks withholds that setting's verdict only."""
+    align = report.PROVOKING[1]
+    assert (align.suffix, align.control) == ("align4x", "flow_frozen_align4x")
+    assert align.pairs() == {"dcn_fidelity_align4x": "dcn_align4x"}
+    pair = [_run("table3", "dcn_align4x", 0, 24.77), _run("table3", "dcn_fidelity_align4x", 0, 25.90)]
+    claim = "Table 3: with - without the offset-fidelity loss (the alignment module at 4x the rate)"
+    plain = "inconclusive: 1 seed(s), a spread needs 3; only the run without the loss collapses"
+    assert _overview(table3=pair)[claim]["verdict"] == plain
+    trains = _overview(table3=pair + [_run("table3", "flow_frozen_align4x", 0, 27.9)])
+    assert trains[claim]["verdict"] == plain
+    broken = _overview(table3=pair + [_run("table3", "flow_frozen_align4x", 0, 24.78),
+                                      _run("table3", "flow_guided_lr4x", 0, 27.9)])
+    assert broken[claim]["verdict"].startswith(
+        "no verdict: at 4x the rate on the alignment module, alignment by the exact flow with its offset "
+        "layers frozen, whose offsets cannot move, ends at the bilinear base too (flow_frozen_align4x: on 1 "
+        "of 1 seed(s))")
+    lr4x = [dict(r, condition=r["condition"].replace("align4x", "lr4x")) for r in pair]
+    other = _overview(table3=lr4x + [_run("table3", "flow_frozen_align4x", 0, 24.78),
+                                                  _run("table3", "flow_guided_lr4x", 0, 27.9)])
+    assert other["Table 3: with - without the offset-fidelity loss (4x learning rate)"]["verdict"] == plain
+    assert report.rate_premise(pair, 24.77, align)["holds"] is None
+    setting = "the alignment module at 4x the rate"
+    for claim in (f"Fig. 10(a): without the loss, training breaks down (overflow; {setting})",
+                  f"Sec. 4.3: with the loss the offsets do not overflow ({setting})"):
+        assert _overview(table3=[])[claim]["ours"] == "not run"

@@ -114,6 +114,15 @@ FIDELITY = {"train.offset_fidelity_weight": 1.0, "train.offset_fidelity_threshol
 FIDELITY_ALL_LEVELS = {"train.offset_fidelity_levels": ("l1", "l2", "l3", "cascade")}  # ours: see
 # TrainConfig; the released loss says nothing of EDVR's levels
 LR_4X = {"train.lr": 4e-3}  # 4 x align's 1e-3: meant to provoke offset overflow (Sec. 4.3)
+# The alignment module (EDVR's PCD, every parameter named pcd_align) at 4x the rate, the features,
+# fusion and reconstruction at align's: at 4x everywhere every model, even one whose offsets cannot
+# overflow, ends at the bilinear base. Screens (1 seed, stopped early): BasicSR's dcn_lr_mul (the
+# DCNs and their offset convs) at 4x and 16x did not overflow in 1000 and 350 iterations; the whole
+# alignment module at 4x overflowed in the cascade from iteration 250.
+ALIGN_4X = {"train.lr_mul": (("pcd_align", 4.0),)}
+# its control: exact-flow alignment whose offset (and mask) layers are frozen at their zero start,
+# so that its offsets are the flow and cannot move (training.schedule.lr_groups: the first rule wins)
+ALIGN_4X_FROZEN = {"train.lr_mul": (("conv_offset", 0.0), ("pcd_align", 4.0))}
 # Sec. 4's schedule: align's model and data for 600 iterations (cosine over 600) instead of 3000,
 # validation at the end: the whole sweep has to fit a few CPU-hours (issue 9's budget). A named cut:
 # at 600 iterations a G = N = 1 model's offsets have learned part of the motion (fig5 runs 3000).
@@ -331,8 +340,10 @@ SEC4 = (
           "losses.fidelity_flow); flow-guided alignment at 4x the rate (flow_guided_lr4x, 1 seed), "
           "whose offsets cannot overflow (the flow plus at most 10 px at every level and the cascade): "
           "whether the rate alone, without any overflow, breaks training (the premise of the 4x "
-          "rows, report.rate_premise). The training curve keeps each level's mean and max |offset| and "
-          "the overflow events. Weights kept.",
+          "rows, report.rate_premise). Since it does: the alignment module alone at 4x the rate "
+          "(dcn_align4x, dcn_fidelity_align4x, 3 seeds; ALIGN_4X), its control exact-flow alignment with "
+          "its offset layers frozen (flow_frozen_align4x, 1 seed). The training curve keeps each "
+          "level's mean and max |offset| and the overflow events. Weights kept.",
           [("dcn_fidelity", {**dcn(1, 3, modulated=True), **FIDELITY}),
            ("dcn_lr4x", {**dcn(1, 3, modulated=True), **LR_4X}),
            ("dcn_fidelity_lr4x", {**dcn(1, 3, modulated=True), **FIDELITY, **LR_4X}),
@@ -340,7 +351,10 @@ SEC4 = (
            ("n1_lr4x", {**decomposed(1, 1), **LR_4X}, ONE_SEED),
            ("n1_fidelity_all_lr4x", {**decomposed(1, 1), **FIDELITY, **FIDELITY_ALL_LEVELS, **LR_4X},
             ONE_SEED),
-           ("flow_guided_lr4x", {**NO_WTE_FLOW_GUIDED, **LR_4X}, ONE_SEED)],
+           ("flow_guided_lr4x", {**NO_WTE_FLOW_GUIDED, **LR_4X}, ONE_SEED),
+           ("dcn_align4x", {**dcn(1, 3, modulated=True), **ALIGN_4X}),
+           ("dcn_fidelity_align4x", {**dcn(1, 3, modulated=True), **FIDELITY, **ALIGN_4X}),
+           ("flow_frozen_align4x", {**NO_WTE_FLOW_GUIDED, **ALIGN_4X_FROZEN}, ONE_SEED)],
           # flow_tolerance: the flow-guided runs only (the others record None)
           measures=(*SEC4_MEASURES, "masks", "flow_tolerance"), keep_weights=(0,)),
 )
