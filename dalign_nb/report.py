@@ -633,15 +633,16 @@ def fidelity_verdict(d: dict, without_collapsed: bool | int, with_collapsed: boo
 
 class Provoking(NamedTuple):
     """A setting of table3 meant to provoke the overflow of Sec. 4.3 at this scale: the suffix of
-    its conditions (``dcn_<suffix>``, ``dcn_fidelity_<suffix>``), its words, its control (a model
-    whose offsets cannot overflow, trained in the same setting: whether the setting alone, without
-    any overflow, breaks training) and what that control is; ``label`` names it in the overview's
-    claims."""
+    its conditions (the DCN without the loss is ``dcn_<suffix>``, with it ``with_loss``), its
+    words, its control (a model whose offsets cannot overflow, trained in the same setting:
+    whether the setting alone, without any overflow, breaks training) and what that control is;
+    ``label`` names it in the overview's claims."""
     suffix: str
     words: str
     control: str
     control_words: str
     label: str
+    with_loss: str
 
     def pairs(self) -> dict[str, str]:
         """Its runs with the loss -> the same model without it (of ``FIDELITY_OVERFLOW_PAIRS``)."""
@@ -650,10 +651,11 @@ class Provoking(NamedTuple):
 
 PROVOKING = (
     Provoking("lr4x", "4x the rate", "flow_guided_lr4x",
-              "flow-guided alignment, whose offsets cannot overflow", "4x learning rate"),
+              "flow-guided alignment, whose offsets cannot overflow", "4x learning rate",
+              "dcn_fidelity_lr4x"),
     Provoking("align4x", "4x the rate on the alignment module", "flow_frozen_align4x",
               "alignment by the exact flow with its offset layers frozen, whose offsets cannot move",
-              "the alignment module at 4x the rate"),
+              "the alignment module at 4x the rate", "dcn_fidelity_all_align4x"),
 )
 RATE_CONTROL = PROVOKING[0].control  # table3: flow-guided alignment at 4x the rate, offsets bounded
 
@@ -830,7 +832,7 @@ def _overflow_verdict(runs: list[dict]) -> str:
 
 # table3's runs with the offset-fidelity loss in a provoking setting -> the same model without it
 FIDELITY_OVERFLOW_PAIRS = {"dcn_fidelity_lr4x": "dcn_lr4x", "n1_fidelity_all_lr4x": "n1_lr4x",
-                           "dcn_fidelity_align4x": "dcn_align4x"}
+                           "dcn_fidelity_all_align4x": "dcn_align4x"}
 
 
 def _fidelity_levels(result: dict) -> list[str]:
@@ -1046,7 +1048,7 @@ def overview(results: dict[str, list[dict]], bilinear_psnr: float | None = None)
     settings = [(None, "the normal learning rate", "dcn_fidelity",
                  without + [r for r in R["table3"] if r["condition"] == "dcn_fidelity"])]
     for p in PROVOKING:
-        plain, with_loss = f"dcn_{p.suffix}", f"dcn_fidelity_{p.suffix}"
+        plain, with_loss = f"dcn_{p.suffix}", p.with_loss
         settings.append((p, p.label, with_loss,
                          [dict(r, condition="dcn") for r in R["table3"] if r["condition"] == plain]
                          + [r for r in R["table3"] if r["condition"] == with_loss]))

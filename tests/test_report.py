@@ -710,8 +710,8 @@ def test_each_provoking_setting_is_read_under_its_own_control():
     breaks withholds that setting's verdict only."""
     align = report.PROVOKING[1]
     assert (align.suffix, align.control) == ("align4x", "flow_frozen_align4x")
-    assert align.pairs() == {"dcn_fidelity_align4x": "dcn_align4x"}
-    pair = [_run("table3", "dcn_align4x", 0, 24.77), _run("table3", "dcn_fidelity_align4x", 0, 25.90)]
+    assert align.pairs() == {"dcn_fidelity_all_align4x": "dcn_align4x"} and align.with_loss in align.pairs()
+    pair = [_run("table3", "dcn_align4x", 0, 24.77), _run("table3", "dcn_fidelity_all_align4x", 0, 25.90)]
     claim = "Table 3: with - without the offset-fidelity loss (the alignment module at 4x the rate)"
     plain = "inconclusive: 1 seed(s), a spread needs 3; only the run without the loss collapses"
     assert _overview(table3=pair)[claim]["verdict"] == plain
@@ -723,7 +723,7 @@ def test_each_provoking_setting_is_read_under_its_own_control():
         "no verdict: at 4x the rate on the alignment module, alignment by the exact flow with its offset "
         "layers frozen, whose offsets cannot move, ends at the bilinear base too (flow_frozen_align4x: on 1 "
         "of 1 seed(s))")
-    lr4x = [dict(r, condition=r["condition"].replace("align4x", "lr4x")) for r in pair]
+    lr4x = [dict(r, condition=c) for r, c in zip(pair, ("dcn_lr4x", "dcn_fidelity_lr4x"))]
     other = _overview(table3=lr4x + [_run("table3", "flow_frozen_align4x", 0, 24.78),
                                                   _run("table3", "flow_guided_lr4x", 0, 27.9)])
     assert other["Table 3: with - without the offset-fidelity loss (4x learning rate)"]["verdict"] == plain

@@ -341,7 +341,8 @@ SEC4 = (
           "whose offsets cannot overflow (the flow plus at most 10 px at every level and the cascade): "
           "whether the rate alone, without any overflow, breaks training (the premise of the 4x "
           "rows, report.rate_premise). Since it does: the alignment module alone at 4x the rate "
-          "(dcn_align4x, dcn_fidelity_align4x, 3 seeds; ALIGN_4X), its control exact-flow alignment with "
+          "(dcn_align4x, and dcn_fidelity_all_align4x with the loss on every level and the cascade, where "
+          "the overflow is: 3 seeds; ALIGN_4X), its control exact-flow alignment with "
           "its offset layers frozen (flow_frozen_align4x, 1 seed). The training curve keeps each "
           "level's mean and max |offset| and the overflow events. Weights kept.",
           [("dcn_fidelity", {**dcn(1, 3, modulated=True), **FIDELITY}),
@@ -353,7 +354,8 @@ SEC4 = (
             ONE_SEED),
            ("flow_guided_lr4x", {**NO_WTE_FLOW_GUIDED, **LR_4X}, ONE_SEED),
            ("dcn_align4x", {**dcn(1, 3, modulated=True), **ALIGN_4X}),
-           ("dcn_fidelity_align4x", {**dcn(1, 3, modulated=True), **FIDELITY, **ALIGN_4X}),
+           ("dcn_fidelity_all_align4x", {**dcn(1, 3, modulated=True), **FIDELITY, **FIDELITY_ALL_LEVELS,
+                                         **ALIGN_4X}),
            ("flow_frozen_align4x", {**NO_WTE_FLOW_GUIDED, **ALIGN_4X_FROZEN}, ONE_SEED)],
           # flow_tolerance: the flow-guided runs only (the others record None)
           measures=(*SEC4_MEASURES, "masks", "flow_tolerance"), keep_weights=(0,)),
