@@ -44,7 +44,9 @@ _runs = experiments.load_results("table3") + [dict(r, condition="dcn") for r in 
 for _r in sorted(_runs, key=lambda r: (r["condition"], r["seed"])):
     _m, _c = _r["measures"]["offsets_vs_flow"], _r["train"]["curve"]
     _peak = {lvl: max(p["peak_mean_abs_offset"][lvl] for p in _c) for lvl in ("l1", "cascade")}
-    print(f"{_r['condition']:20s} s{_r['seed']} lr {_r['provenance']['profile']['train']['lr']:g}: largest mean |offset| "
+    _t = _r["provenance"]["profile"]["train"]
+    _lr = f"{_t['lr']:g}" + "".join(f" ({pattern} x{m:g})" for pattern, m in _t.get("lr_mul", ()))
+    print(f"{_r['condition']:24s} s{_r['seed']} lr {_lr}: largest mean |offset| "
           f"L1 {_peak['l1']:5.1f} px, cascade {_peak['cascade']:5.1f} px, overflow events {len(_r['train']['overflow'])}, "
           f"PSNR {_m['psnr']:.2f} dB, closest offset within 1 px {100 * _m['within_1px']:3.0f} %")
 
@@ -132,6 +134,9 @@ print(experiments.sweep_status(("table3",), ("fig9", "table3"), RESULTS_DIR))
 # | `table3/n1_lr4x` | 4e-3 | no | 1 | no DCN: `fig9`'s flow-based $N = 1$ model at the 4x rate, whether the rate alone breaks training |
 # | `table3/n1_fidelity_all_lr4x` | 4e-3 | $\lambda = 1$, $t = 10$ px, every level and the cascade | 1 | the loss where the first sweep's overflow was (`n1_lr4x`'s cascade) |
 # | `table3/flow_guided_lr4x` | 4e-3 | no | 1 | flow-guided alignment at the 4x rate: its offsets cannot overflow (the flow plus at most 10 px), so whether the rate alone breaks training (`report.rate_premise`) |
+# | `table3/dcn_align4x` | 1e-3, the alignment module 4e-3 | no | 3 | the alignment module alone at 4x the rate (`train.lr_mul`), the rest at the normal rate |
+# | `table3/dcn_fidelity_all_align4x` | 1e-3, the alignment module 4e-3 | $\lambda = 1$, $t = 10$ px, every level and the cascade | 3 | the same with the loss, where that setting's overflow is |
+# | `table3/flow_frozen_align4x` | 1e-3, the alignment module 4e-3 | no | 1 | its control: alignment by the exact flow, the offset layers frozen (their offsets cannot move), so whether that rate alone breaks training |
 #
 # $\lambda$ and $t$ are those of the authors' released loss (`losses.offset_fidelity_loss`). The
 # flow the loss and the flow-guided alignment use is the **exact** flow of the synthetic
@@ -149,7 +154,7 @@ dcn = [dict(r, condition="dcn") for r in experiments.load_results("fig17" + SWEE
        if r["condition"] == "dcnv2-k3"]  # the DCN without the loss at the normal rate
 every = dcn + t3
 ORDER = ["dcn", "dcn_fidelity", "dcn_lr4x", "dcn_fidelity_lr4x", "flow_guided", "n1_lr4x", "n1_fidelity_all_lr4x",
-         "flow_guided_lr4x"]
+         "flow_guided_lr4x", "dcn_align4x", "dcn_fidelity_all_align4x", "flow_frozen_align4x"]
 by_condition = {name: sorted((r for r in every if r["condition"] == name), key=lambda r: r["seed"]) for name in ORDER}
 runs = {r["condition"]: r for r in every if r["seed"] == SEED}  # seed SEED's run of each condition
 rows = []
@@ -158,7 +163,8 @@ for name, rs in by_condition.items():
         rows.append([name, "not run", "", "", "", ""])
         continue
     train_cfg = rs[0]["provenance"]["profile"]["train"]
-    rows.append([name, ", ".join(f"s{r['seed']}" for r in rs), f"{train_cfg['lr']:g}",
+    lr = f"{train_cfg['lr']:g}" + "".join(f" ({pattern} x{m:g})" for pattern, m in train_cfg.get("lr_mul", ()))
+    rows.append([name, ", ".join(f"s{r['seed']}" for r in rs), lr,
                  f"{train_cfg['offset_fidelity_weight']:g}", str(rs[0]["train"]["iterations"]),
                  f"{np.median([r['provenance']['train_wall_s'] for r in rs]) / 60:.0f}"])
 print(format_table(rows, ["run", "seeds", "lr", "fidelity weight", "iterations", "training, median (min)"]))
@@ -283,7 +289,8 @@ if by_condition["flow_guided"]:
 # %%
 print(format_table([row for row in report.overview_of(overview, "table3", premise=False)
                     if row[0].startswith("Table 3")], report.OVERVIEW_HEADERS))
-for with_, without in (("dcn_fidelity", "dcn"), ("dcn_fidelity_lr4x", "dcn_lr4x")):
+for with_, without in (("dcn_fidelity", "dcn"), ("dcn_fidelity_lr4x", "dcn_lr4x"),
+                       ("dcn_fidelity_all_align4x", "dcn_align4x")):
     d = report.paired(every, "measures.offsets_vs_flow.psnr", with_, without)
     if d["n"]:
         print(f"{with_} - {without}, per seed: " + ", ".join(f"s{s} {v:+.3f} dB" for s, v in zip(d["seeds"], d["values"])))
