@@ -285,6 +285,9 @@ def test_lr_mul_rules_pick_parameters_as_basicsr_dcn_lr_mul_does():
         opt.step()
         sched.step()
     assert len(build_optimizer(model, tiny_profile(10).train).param_groups) == 1  # as BasicSR at 1
+    frozen = build_optimizer(model, tiny_profile(10, lr_mul=(("conv_offset", 0.0),)).train)
+    sched = build_scheduler(frozen, p.train, position=9)  # near the end of the cosine, lr ~ eta_min
+    assert frozen.param_groups[1]["lr"] == 0.0 < frozen.param_groups[0]["lr"]  # eta_min does not move it
     front = lr_groups(model, (("conv_offset", 0.0), (FRONT, 4.0)))
     assert {n.split(".")[0] for n in front[2][1]} == {"conv_first", "feature_extraction", "conv_l2_1",
                                                       "conv_l2_2", "conv_l3_1", "conv_l3_2", "pcd_align"}

@@ -89,7 +89,8 @@ class CosineAnnealingRestartLR(LRScheduler):
         return self.eta_min + self.restart_weights[i] * 0.5 * (lr0 - self.eta_min) * cos
 
     def get_lr(self) -> list[float]:
-        return [self.lr_at(self.last_epoch, lr0) for lr0 in self.base_lrs]
+        # a group at lr0 = 0 (train.lr_mul's 0, frozen) stays at 0: eta_min would move it
+        return [0.0 if lr0 == 0 else self.lr_at(self.last_epoch, lr0) for lr0 in self.base_lrs]
 
 
 def build_scheduler(optimizer: Optimizer, cfg, position: int = 0) -> CosineAnnealingRestartLR:
