@@ -654,7 +654,7 @@ PROVOKING = (
               "flow-guided alignment, whose offsets cannot overflow", "4x learning rate",
               "dcn_fidelity_lr4x"),
     Provoking("align4x", "4x the rate on the alignment module", "flow_frozen_align4x",
-              "alignment by the exact flow with its offset layers frozen, whose offsets cannot move",
+              "alignment by the exact flow with its offset layers frozen, whose offsets cannot overflow",
               "the alignment module at 4x the rate", "dcn_fidelity_all_align4x"),
 )
 RATE_CONTROL = PROVOKING[0].control  # table3: flow-guided alignment at 4x the rate, offsets bounded

@@ -36,7 +36,7 @@
 # > overflow at all. On this seed the rate alone breaks training, so these runs cannot show whether the
 # > loss prevents a breakdown by overflow (`report.rate_premise`). With the **alignment module
 # > alone at 4x the rate** (`train.lr_mul`; seed 0 of each, no verdict) the control, exact-flow
-# > alignment whose offsets cannot move, trains (27.94 dB), so the rate alone does not break
+# > alignment whose offsets cannot overflow, trains (27.94 dB), so the rate alone does not break
 # > training; the DCN without the loss overflows in its cascade from iteration 250 and ends at the
 # > bilinear base (Fig. 10(a)'s breakdown, in kind); with the loss on every level and the cascade
 # > its offsets never overflow, but it ends at the bilinear base too: the loss avoided the
@@ -142,7 +142,7 @@ print(experiments.sweep_status(("table3",), ("fig9", "table3"), RESULTS_DIR))
 # | `table3/flow_guided_lr4x` | 4e-3 | no | 1 | flow-guided alignment at the 4x rate: its offsets cannot overflow (the flow plus at most 10 px), so whether the rate alone breaks training (`report.rate_premise`) |
 # | `table3/dcn_align4x` | 1e-3, the alignment module 4e-3 | no | 3 | the alignment module alone at 4x the rate (`train.lr_mul`), the rest at the normal rate |
 # | `table3/dcn_fidelity_all_align4x` | 1e-3, the alignment module 4e-3 | $\lambda = 1$, $t = 10$ px, every level and the cascade | 3 | the same with the loss, where that setting's overflow is |
-# | `table3/flow_frozen_align4x` | 1e-3, the alignment module 4e-3 | no | 1 | its control: alignment by the exact flow, the offset layers frozen (their offsets cannot move), so whether that rate alone breaks training |
+# | `table3/flow_frozen_align4x` | 1e-3, the alignment module 4e-3 | no | 1 | its control: alignment by the exact flow, the offset layers frozen (they cannot overflow), so whether that rate alone breaks training |
 #
 # $\lambda$ and $t$ are those of the authors' released loss (`losses.offset_fidelity_loss`). The
 # flow the loss and the flow-guided alignment use is the **exact** flow of the synthetic
@@ -448,7 +448,7 @@ print(format_table(rows, ["run", "iterations", "SR loss", "fidelity term", "larg
 #
 # * written the offset-fidelity loss (Eq. 4-5) and the flow-guided alignment that followed it;
 # * looked for offset overflow in a small EDVR at 1x and 4x the learning rate, and with the
-#   alignment module alone at 4x (beside a control whose offsets cannot move), on the offset
+#   alignment module alone at 4x (beside a control whose offsets cannot overflow), on the offset
 #   monitor's history, and drawn the training curves with and without the loss (Fig. 10);
 # * compared offsets, their agreement with the exact flow and PSNR with and without the loss,
 #   seed for seed, beside flow-guided alignment given the exact flow (Table 3, Fig. 19), and

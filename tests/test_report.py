@@ -721,8 +721,8 @@ def test_each_provoking_setting_is_read_under_its_own_control():
                                       _run("table3", "flow_guided_lr4x", 0, 27.9)])
     assert broken[claim]["verdict"].startswith(
         "no verdict: at 4x the rate on the alignment module, alignment by the exact flow with its offset "
-        "layers frozen, whose offsets cannot move, ends at the bilinear base too (flow_frozen_align4x: on 1 "
-        "of 1 seed(s))")
+        "layers frozen, whose offsets cannot overflow, ends at the bilinear base too (flow_frozen_align4x: "
+        "on 1 of 1 seed(s))")
     lr4x = [dict(r, condition=c) for r, c in zip(pair, ("dcn_lr4x", "dcn_fidelity_lr4x"))]
     other = _overview(table3=lr4x + [_run("table3", "flow_frozen_align4x", 0, 24.78),
                                                   _run("table3", "flow_guided_lr4x", 0, 27.9)])

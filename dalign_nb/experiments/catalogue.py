@@ -121,7 +121,7 @@ LR_4X = {"train.lr": 4e-3}  # 4 x align's 1e-3: meant to provoke offset overflow
 # alignment module at 4x overflowed in the cascade from iteration 250.
 ALIGN_4X = {"train.lr_mul": (("pcd_align", 4.0),)}
 # its control: exact-flow alignment whose offset (and mask) layers are frozen at their zero start,
-# so that its offsets are the flow and cannot move (training.schedule.lr_groups: the first rule wins)
+# so that its offsets are the flow and cannot overflow (training.schedule.lr_groups: the first rule wins)
 ALIGN_4X_FROZEN = {"train.lr_mul": (("conv_offset", 0.0), ("pcd_align", 4.0))}
 # Sec. 4's schedule: align's model and data for 600 iterations (cosine over 600) instead of 3000,
 # validation at the end: the whole sweep has to fit a few CPU-hours (issue 9's budget). A named cut:
