@@ -657,7 +657,6 @@ PROVOKING = (
               "alignment by the exact flow with its offset layers frozen, whose offsets cannot overflow",
               "the alignment module at 4x the rate", "dcn_fidelity_all_align4x"),
 )
-RATE_CONTROL = PROVOKING[0].control  # table3: flow-guided alignment at 4x the rate, offsets bounded
 
 
 def rate_premise(table3: list[dict], bilinear_psnr: float | None = None,

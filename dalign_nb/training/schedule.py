@@ -10,10 +10,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
-__all__ = ["CosineAnnealingRestartLR", "FRONT", "build_optimizer", "build_scheduler",
-           "lr_groups"]
-
-FRONT = r"^(conv_first|feature_extraction|conv_l[23]_|pcd_align)"  # EDVR's features and alignment
+__all__ = ["CosineAnnealingRestartLR", "build_optimizer", "build_scheduler", "lr_groups"]
 
 
 def lr_groups(model: nn.Module, rules) -> list[tuple[float, list[str]]]:
@@ -25,8 +22,8 @@ def lr_groups(model: nn.Module, rules) -> list[tuple[float, list[str]]]:
     convolutions of each level and of the cascade (``pcd_align.dcn_pack.*``,
     ``pcd_align.cas_dcnpack``) with the convolutions that predict their offsets and masks
     (``*.conv_offset``), not the layers before them (``offset_conv1-3``, ``cas_offset_conv1-2``).
-    ``FRONT`` picks the features and the alignment, everything before the fusion. A rule that
-    picks no parameter raises ``ValueError``: it would change nothing."""
+    ``"pcd_align"`` picks the whole alignment module. A rule that picks no parameter raises
+    ``ValueError``: it would change nothing."""
     names = [name for name, _ in model.named_parameters()]
     groups: list[tuple[float, list[str]]] = [(1.0, [])] + [(float(m), []) for _, m in rules]
     patterns = [re.compile(p) for p, _ in rules]
@@ -48,8 +45,7 @@ def build_optimizer(model: nn.Module, cfg) -> torch.optim.Adam:
     its parameters (Adam's step is ``lr`` times a bounded ratio: exactly 0)."""
     params = dict(model.named_parameters())
     groups = [{"params": [params[n] for n in names], "lr_mul": mul, "lr": cfg.lr * mul}
-              for mul, names in lr_groups(model, cfg.lr_mul)]
-    groups = [g for i, g in enumerate(groups) if g["params"] or i == 0]
+              for mul, names in lr_groups(model, cfg.lr_mul)]  # every rule's group holds parameters
     return torch.optim.Adam(groups, lr=cfg.lr, betas=cfg.betas)
 
 
