@@ -11,7 +11,10 @@ Two measurements behind notebook 05's "why not 80 %" (Sec. 4.1, Fig. 5 at small 
   level actually sampled with, frame by frame, and ``descent_towards_flow``: whether a step
   of gradient descent on that loss moves each offset towards the exact flow;
 * ``offsets_held_at`` / ``exact_offsets``: a trained model given the exact flow in place of a
-  PCD level's offsets at test time, and whether its neighbours then reach its output.
+  PCD level's offsets at test time, and whether its neighbours then reach its output;
+* ``alignment_health``: where a model that ends at the bilinear base (learned nothing) went
+  dead -- offsets beyond the overflow threshold, masks at zero, an alignment output the
+  leaky ReLU all but shuts, an output that adds nothing to the base.
 
 How hard each term of the training loss pulls on the offsets' parameters is
 ``training.objective.term_gradients``, beside the terms themselves.
@@ -41,8 +44,8 @@ from .metrics import psnr, quantize
 from .models.modes import evaluating
 from .ops import DecomposedDeformConv2d
 
-__all__ = ["DEGRADATIONS", "PIXEL_KINDS", "capture_offsets", "degradation_matrix", "descent_towards_flow",
-           "dis_errors", "exact_offsets", "neighbour_information",
+__all__ = ["DEGRADATIONS", "PIXEL_KINDS", "alignment_health", "capture_offsets", "degradation_matrix",
+           "descent_towards_flow", "dis_errors", "exact_offsets", "neighbour_information",
            "offsets_held_at", "offset_errors", "offset_gradients", "pixel_classes",
            "shares_by_kind", "shares_by_motion", "tap_use", "taps_muted", "terms_towards_flow"]
 
@@ -248,6 +251,66 @@ def exact_offsets(model: nn.Module, clips, level: str = "l1") -> dict:
             "gain": mean["model"] - mean["reference_only"],
             "gain_exact": mean["exact"] - mean["reference_only"],
             "per_clip": scores, "level": level, "num_clips": len(scores["model"])}
+
+
+@torch.no_grad()
+def alignment_health(model: nn.Module, clips, threshold: float = 10.0) -> dict:
+    """Where a trained EDVR's signal stops, on synthetic clips (``SceneClip``s with the model's
+    number of frames; a model that ``takes_flows`` is given their exact flows).
+
+    Per PCD level (``LEVELS``: ``l3``, ``l2``, ``l1``, ``cascade``), over every input frame (EDVR
+    aligns the reference too) and every pixel: ``mean_abs_offset`` (px of that level),
+    ``above`` the share of offset components beyond ``threshold`` px (the offset monitor's, 10
+    px; Fig. 10(a)'s overflow is a mean beyond 50), ``mask_mean`` and ``masks_off`` (the share of
+    DCNv2 masks below 0.01, Eq. 7; None without masks) and ``feat_mean_abs``, the mean |value| of
+    the level's alignment output (``aux["aligned"]``). For the model: ``pcd_positive``, the share
+    of the PCD output (the features TSA fuses, after its leaky ReLU, slope 0.1 below zero) that
+    is positive; ``residual``, the mean |output - bilinear base| in 8-bit levels (EDVR adds its
+    output to the bilinearly upsampled centre frame: 0 is a model that adds nothing); ``psnr``
+    and ``psnr_base`` (8-bit, RGB, the centre frame). Means over the clips.
+
+    A reading, not a cause: a model whose masks sit at zero or whose aligned features are
+    nearly all negative passes almost nothing of its frames on, and one whose residual is near
+    zero has learned nothing; which came first needs the training curve.
+    """
+    from .data.patches import validation_samples
+    from .metrics import bilinear_base
+    from .models.edvr import LEVELS
+    from .training.validation import takes_flows
+
+    if threshold <= 0:
+        raise ValueError(f"threshold must be a positive number of pixels, got {threshold}")
+    flows = takes_flows(model)
+    samples = validation_samples(list(clips), model.num_frame, 1)
+    if flows and any("flow" not in s for s in samples):
+        raise ValueError("this model takes flows: give it synthetic clips (their exact flows)")
+    per: dict[str, list[float]] = {}
+
+    def add(key: str, value) -> None:
+        per.setdefault(key, []).append(None if value is None else float(value))
+
+    with evaluating(model):
+        device = next(model.parameters()).device
+        for s in samples:
+            lq, gt = s["lq"].to(device)[None], s["gt"][None].float()
+            out, aux = model(lq, return_aux=True, **({"flows": s["flow"].to(device)[None]} if flows else {}))
+            for level in LEVELS:
+                off, mask = aux["offsets"][level].abs(), aux["masks"][level]
+                add(f"{level}.mean_abs_offset", off.mean())
+                add(f"{level}.above", (off > threshold).float().mean())
+                add(f"{level}.mask_mean", None if mask is None else mask.mean())
+                add(f"{level}.masks_off", None if mask is None else (mask < 0.01).float().mean())
+                add(f"{level}.feat_mean_abs", aux["aligned"][level].abs().mean())
+            add("pcd_positive", (aux["aligned_feat"] > 0).float().mean())
+            base = bilinear_base(lq[:, lq.shape[1] // 2].float())
+            add("residual", 255 * (out.float() - base).abs().mean())
+            add("psnr", _psnr8(out, gt))
+            add("psnr_base", _psnr8(base, gt))
+    mean = {k: None if None in v else float(np.mean(v)) for k, v in per.items()}
+    levels = {level: {k.split(".", 1)[1]: v for k, v in mean.items() if k.startswith(level + ".")}
+              for level in LEVELS}
+    return {"levels": levels, **{k: v for k, v in mean.items() if "." not in k},
+            "threshold": threshold, "num_clips": len(samples)}
 
 
 @contextlib.contextmanager

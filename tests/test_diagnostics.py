@@ -478,3 +478,49 @@ def test_training_batches_stack_the_training_patches_as_the_trainer_does():
     torch.testing.assert_close(batches[1]["flow"][0], train_set[size]["flow"])  # the dataset's order
     with pytest.raises(ValueError, match="count must be in"):
         training_batches(profile, 0)
+
+
+def test_alignment_health_reads_masks_offsets_and_features_and_finds_a_dead_cascade():
+    from dalign_nb.metrics import bilinear_base
+
+    clip = get_clips("synthetic", "test", num_scenes=1, seed=3,
+                     scene_config=SceneConfig(height=64, width=64, num_frames=3))[0]
+    model = _dcnv2().float()
+    fresh = D.alignment_health(model, [clip])
+    lq = torch.from_numpy(np.stack([clip.lr(i) for i in range(3)])).permute(0, 3, 1, 2)[None].float()
+    with torch.no_grad():
+        out, aux = model(lq, return_aux=True)
+    assert fresh["num_clips"] == 1 and fresh["threshold"] == 10
+    assert fresh["pcd_positive"] == pytest.approx(float((aux["aligned_feat"] > 0).float().mean()))
+    assert fresh["residual"] == pytest.approx(float(255 * (out - bilinear_base(lq[:, 1])).abs().mean()))
+    l1 = fresh["levels"]["l1"]
+    assert l1["mask_mean"] == pytest.approx(float(aux["masks"]["l1"].mean()))
+    assert l1["mean_abs_offset"] == pytest.approx(float(aux["offsets"]["l1"].abs().mean()))
+    assert l1["feat_mean_abs"] == pytest.approx(float(aux["aligned"]["l1"].abs().mean()))
+    assert fresh["levels"]["cascade"]["masks_off"] == 0 and fresh["levels"]["cascade"]["above"] == 0
+
+    cas = model.pcd_align.cas_dcnpack.conv_offset  # (dy, dx) of 2 groups x 9 taps, then their 18 masks
+    with torch.no_grad():
+        cas.weight.zero_()
+        cas.bias[:36] = 20.0  # every cascade offset 20 px: beyond the threshold
+        cas.bias[36:] = -30.0  # every cascade mask sigmoid(-30): shut
+    dead = D.alignment_health(model, [clip])
+    c = dead["levels"]["cascade"]
+    assert c["above"] == 1 and c["mean_abs_offset"] == pytest.approx(20) and c["masks_off"] == 1
+    assert c["mask_mean"] < 1e-6
+    assert dead["levels"]["l1"] == pytest.approx(l1)  # the pyramid before the cascade is as it was
+    assert D.alignment_health(model, [clip], threshold=25)["levels"]["cascade"]["above"] == 0
+
+    torch.manual_seed(0)
+    tiny = dict(num_feat=8, num_frame=3, deformable_groups=1, num_extract_block=1, num_reconstruct_block=1,
+                with_tsa=False)
+    untrained = EDVR(**tiny, zero_init_output=True)
+    quiet = D.alignment_health(untrained, [clip])
+    assert quiet["residual"] == 0 and quiet["psnr"] == pytest.approx(quiet["psnr_base"])  # adds nothing
+    assert D.alignment_health(_model().float(), [clip])["levels"]["l1"]["mask_mean"] is None  # no masks
+    guided = EDVR(**tiny, alignment="flow_guided")  # zero residues: its L1 offsets are the exact flow
+    given = D.alignment_health(guided, [clip])["levels"]["l1"]
+    flows = torch.from_numpy(np.ascontiguousarray(clip.flows)).abs().mean()
+    assert given["mean_abs_offset"] == pytest.approx(float(flows), rel=1e-5)
+    with pytest.raises(ValueError, match="threshold"):
+        D.alignment_health(model, [clip], threshold=0)
