@@ -44,7 +44,7 @@ PRIORITY = (
     # each control before its pair: whether the rate alone breaks training (report.rate_premise)
     + [("table3", c) for c in ("dcn_fidelity", "flow_guided_lr4x", "flow_frozen_align4x", "dcn_align4x",
                                "dcn_fidelity_all_align4x", "dcn_lr4x", "dcn_fidelity_lr4x", "flow_guided",
-                               "n1_lr4x", "n1_fidelity_all_lr4x")]
+                               "n1_fidelity_all_lr4x")]
     + [("fig16", f"g4-n{n}") for n in (1, 5)]
     + [("fig9", c) for c in ("n3", "n9", "n25")] + [("fig17", "dcnv2-k5")]
     + [("fig16", f"g{g}-n{n}") for g in (2, 8) for n in (1, 5)]
