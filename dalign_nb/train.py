@@ -283,7 +283,7 @@ class _Run:
                             enabled=self.amp_dtype is not None):
             if self.aux:
                 out, aux = self.net(lq, return_aux=True, **kw)
-                self.monitor.update(aux.get("offsets", {}))
+                self.monitor.update(aux.get("offsets", {}), aux.get("masks"), aux.get("aligned_feat"))
             else:
                 out, aux = self.net(lq, **kw), {}
             terms = loss_terms(self.p, self.model, lq, gt, out, aux, flows, self.iteration)
@@ -310,10 +310,11 @@ class _Run:
         loss = self.dist.mean(self.loss_sum / self.count).item()
         terms = {k: self.dist.mean(v / self.count).item() for k, v in self.term_sums.items()}
         self.loss_sum, self.count, self.term_sums = torch.zeros((), device=self.device), 0, {}
-        stats, overflow = self.monitor.flush()
+        stats, overflow, positive = self.monitor.flush()
         self.history["train"].append({"iter": it, "loss": loss, "terms": terms, "lr": lr,
                                       "stage": "fusion" if self.stage else "all",
-                                      "wall_s": round(time.perf_counter() - t0, 3), "offsets": stats})
+                                      "wall_s": round(time.perf_counter() - t0, 3), "offsets": stats,
+                                      "pcd_positive": positive})
         self.history["overflow"] += [{"iter": it, **o} for o in overflow]
         if overflow and self.dist.main:
             levels = ", ".join(f"{o['level']} {o['mean_abs']:.3g}" for o in overflow)

@@ -487,13 +487,16 @@ def test_cli_runs_the_experiment_end_to_end_then_skips_it(name, tmp_path, capsys
         assert res["provenance"]["measure_options"]["offsets_vs_flow"] == {"num_scenes": 1, "size": 32}
         entry = res["train"]["curve"][-1]
         assert set(entry["max_abs_offset"]) == set(entry["peak_mean_abs_offset"]) == set(LEVELS)
+        masked = res["measures"].get("masks") is not None  # the monitor reads masks where there are
+        assert set(entry["masks_off"]) == set(LEVELS) and (entry["masks_off"]["l1"] is not None) == masked
+        assert 0 <= entry["pcd_positive"] <= 1
         assert "overflow" in res["train"]
         gain = res["measures"]["offsets_vs_flow"]["psnr_gain_over_zero"]
         guided = run.startswith(("flow_guided", "flow_frozen"))  # offsets given: nothing to zero
         assert (gain is None) == guided
         if "flow_tolerance" in exp.measures:  # the flow-guided runs only
             assert (res["measures"]["flow_tolerance"] is None) != guided, run
-        if "masks" in exp.measures:  # None for a condition without masks (table3's n1_lr4x)
+        if "masks" in exp.measures:  # None for a condition without masks (table3's n1_fidelity_all_lr4x)
             assert (res["measures"]["masks"] is None) == run.startswith("n1_"), run
         assert (folder / "weights" / f"{run}.pt").exists() == (0 in exp.keep_weights)
     before = {p.name: p.read_bytes() for p in folder.glob("*.json")}

@@ -329,16 +329,38 @@ def test_offset_monitor_records_overflow(tmp_path):
     assert over and {o["level"] for o in over} == {"l1"} and min(o["mean_abs"] for o in over) > 50
     stats = res.history["train"][0]["offsets"]["l1"]
     assert stats["frac_above"] == 1.0 and stats["max_abs"] >= stats["mean_abs"] > 50
+    assert res.history["train"][0]["pcd_positive"] is None  # this model reports no aligned features
     assert res.overflow == over and '"overflow": [' in (tmp_path / T.HISTORY).read_text()
+
+
+def test_the_monitor_logs_shut_masks_and_the_pcd_outputs_share_above_zero(tmp_path):
+    p = tiny_profile(2, log_every=1, ckpt_every=100)
+    torch.manual_seed(0)
+    model = EDVR.from_config(p.model)  # DCNv2, G = 1, k = 3: 18 offset channels, then 9 masks
+    with torch.no_grad():
+        model.pcd_align.cas_dcnpack.conv_offset.bias[18:] = -30.0  # the cascade's masks shut
+    res = T.train(p, tmp_path, model=model, train_set=TinyPatches(), val_set=None, progress=False)
+    logged = res.history["train"]
+    assert len(logged) == 2
+    for entry in logged:
+        assert entry["offsets"]["cascade"]["masks_off"] == 1.0 and entry["offsets"]["l1"]["masks_off"] == 0.0
+        assert isinstance(entry["pcd_positive"], float) and 0 <= entry["pcd_positive"] <= 1
 
 
 def test_offset_monitor_statistics_by_hand():
     mon = OffsetMonitor(threshold=1.0, overflow_mean=50.0)
     mon.update({"l1": torch.tensor([0.5, -2.0, 3.0, -0.5])})
     mon.update({"l1": torch.tensor([0.0, 0.0, -1.0, 3.0])})
-    stats, overflow = mon.flush()
+    stats, overflow, positive = mon.flush()
     assert stats["l1"] == {"mean_abs": 1.0, "max_abs": 3.0, "frac_above": 0.25, "peak_mean_abs": 1.5}
-    assert overflow == []
+    assert overflow == [] and positive is None
+    mon.update({"l1": torch.tensor([1.0]), "l2": torch.tensor([2.0])},
+               masks={"l1": torch.tensor([0.5, 0.005, 0.0, 0.02]), "l2": None},
+               aligned=torch.tensor([-0.1, 0.0, 2.0, 3.0, -1.0]))
+    stats, _, positive = mon.flush()
+    assert stats["l1"]["masks_off"] == 0.5 and "masks_off" not in stats["l2"]  # no masks at l2
+    assert positive == pytest.approx(0.4)  # 2 of 5 above zero (0 is not)
+    assert mon.flush() == ({}, [], None)  # each flush starts afresh
 
 
 # --------------------------------------------------------------------------- DDP

@@ -169,8 +169,9 @@ def _cpu_model() -> str:
 def _curve(history: dict, max_points: int = 200) -> list[dict]:
     """The loss and the offset monitor from the training history, at most ``max_points``: each
     level's mean and max |offset| of the logged batch and the largest mean |offset| since the
-    previous entry (``training.monitor``; Fig. 10 and 19 read them, overflow events are in
-    ``train.overflow``)."""
+    previous entry, its share of DCNv2 masks below 0.01 (None without masks) and the share of
+    the PCD output above zero (``training.monitor``; Fig. 10 and 19 read them, overflow events
+    are in ``train.overflow``). Runs trained before the monitor read masks have None there."""
     entries = history["train"]
     step = max(1, math.ceil(len(entries) / max_points))
     picked = entries[::step] + ([entries[-1]] if entries and (len(entries) - 1) % step else [])
@@ -180,7 +181,8 @@ def _curve(history: dict, max_points: int = 200) -> list[dict]:
 
     return [{"iter": e["iter"], "loss": e["loss"], "terms": e.get("terms", {}), "lr": e["lr"],
              "mean_abs_offset": per_level(e, "mean_abs"), "max_abs_offset": per_level(e, "max_abs"),
-             "peak_mean_abs_offset": per_level(e, "peak_mean_abs")}
+             "peak_mean_abs_offset": per_level(e, "peak_mean_abs"), "masks_off": per_level(e, "masks_off"),
+             "pcd_positive": e.get("pcd_positive")}
             for e in picked]
 
 
