@@ -26,9 +26,8 @@ class OffsetMonitor:
     ``aligned`` (``aux["aligned_feat"]``: in EDVR the features its PCD passes to the fusion,
     after its leaky ReLU; in TDAN and the flow network their aligned features or frames)
     ``flush`` also returns ``pcd_positive``, the share of them above zero, of the latest batch
-    (None if never given). Where the signal of a model that ends at the
-    bilinear base stopped, and when (``diagnostics.alignment_health`` reads the same of a
-    trained model).
+    (None if never given): where the signal of a model that ends at the bilinear base stopped,
+    and when (``diagnostics.alignment_health`` reads the same of a trained model).
     """
 
     def __init__(self, threshold: float = 10.0, overflow_mean: float = 50.0, mask_off: float = 0.01):
