@@ -222,9 +222,9 @@ if t2:
 # neighbours carry a few dB that a reconstruction knowing the motion recovers. One larger $N$
 # was run to see whether more offsets change that: the TDAN-like $N = 9$ does not (seed 0):
 # its nine offsets barely spread (diversity 0.013 px) and it too takes nothing from its
-# neighbours; nor does the TDAN-like $N = 1$ on seed 1. The other 14 runs of `table2` wait for
-# a setting in which alignment reaches the output; until then the table above says "not run"
-# and the verdicts say why there is none.
+# neighbours; nor do the TDAN-like $N = 1$ on seeds 1 and 2 and the flow-based $N = 1$ on seed
+# 1. The other 12 runs of `table2` wait for a setting in which alignment reaches the output;
+# until then the table above says "not run" and the verdicts say why there is none.
 
 # %% [markdown]
 # ## 3. A live demonstration (not the evidence)
