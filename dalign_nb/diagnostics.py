@@ -275,11 +275,12 @@ def alignment_health(model: nn.Module, clips, threshold: float = 10.0) -> dict:
     """
     from .data.patches import validation_samples
     from .metrics import bilinear_base
+    from .models import takes_flows
     from .models.edvr import LEVELS
 
     if threshold <= 0:
         raise ValueError(f"threshold must be a positive number of pixels, got {threshold}")
-    flows = bool(getattr(getattr(model, "config", None), "takes_flows", False))  # the models' own rule
+    flows = takes_flows(model)
     samples = validation_samples(list(clips), model.num_frame, 1)
     if flows and any("flow" not in s for s in samples):
         raise ValueError("this model takes flows: give it synthetic clips (their exact flows)")

@@ -820,13 +820,17 @@ def _overflow_seen(result: dict) -> str:
 
 
 def _overflow_verdict(runs: list[dict]) -> str:
+    """Overflow is shown only where every run overflows; where some do, how many, and where."""
     seeds = len({r["seed"] for r in runs})
+    loud = sum(bool(r["train"].get("overflow")) for r in runs)
     over = sorted({e["level"] for r in runs for e in r["train"].get("overflow") or []})
     seen = (f"overflow at this scale, in {', '.join(over)}, far earlier than the paper's" if over
             else "no overflow at this scale")
-    if seeds >= MIN_SEEDS:
-        return seen
-    return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
+    if over and loud < len(runs):
+        seen = f"{loud} of {len(runs)} runs overflow; {seen}"
+    if seeds < MIN_SEEDS:
+        return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
+    return f"not shown on every seed: {seen}" if over and loud < len(runs) else seen
 
 
 # table3's runs with the offset-fidelity loss in a provoking setting -> the same model without it

@@ -311,6 +311,15 @@ def test_overview_rows_for_overflow_masks_and_gain_per_parameter():
     assert row["ours"] == ("dcn_lr4x s0: no overflow in 3000 iterations; n1_lr4x s0: overflow from "
                            "iteration 50 (cascade, mean |offset| 413 px)")
     assert row["verdict"].endswith("overflow at this scale, in cascade, far earlier than the paper's")
+    assert "1 of 2 runs overflow" in row["verdict"]
+    seeds = [dict(loud, condition="dcn_align4x", seed=s) for s in (0, 2)] + [
+        dict(quiet, condition="dcn_align4x", seed=1)]
+    align4x = claim.replace("4x learning rate", "the alignment module at 4x the rate")
+    some = _overview(table3=seeds)[align4x]
+    assert some["verdict"] == ("not shown on every seed: 2 of 3 runs overflow; overflow at this scale, in "
+                               "cascade, far earlier than the paper's")
+    every = _overview(table3=[dict(loud, condition="dcn_align4x", seed=s) for s in range(3)])
+    assert every[align4x]["verdict"] == "overflow at this scale, in cascade, far earlier than the paper's"
     masks = [_run("fig17", c, s, 27.0, masks={"pearson_r": -0.3, "share_small": v})
              for s in range(3) for c, v in (("dcnv2-k3", 0.10 + 0.01 * s), ("dcnv2-k5", 0.30 + 0.02 * s))]
     row = _overview(fig17=masks)["A.5: with many offsets a large share of masks is near 0 (share < 0.1, "

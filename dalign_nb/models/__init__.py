@@ -34,6 +34,13 @@ MODEL_TYPES = {"edvr": EDVRConfig, "tdan": TDANConfig, "flownet": FlowNetConfig}
 ModelConfig = EDVRConfig | TDANConfig | FlowNetConfig
 
 
+def takes_flows(model: nn.Module) -> bool:
+    """Whether ``model`` is called with ``flows=``: the one rule, from the model's own config
+    (``EDVRConfig.takes_flows``: flow-guided alignment); models without a config take none."""
+    config = getattr(model, "config", None)
+    return bool(getattr(config, "takes_flows", False))
+
+
 def model_type(config) -> str:
     """The name of a model config's type in ``MODEL_TYPES`` ("edvr", "tdan", "flownet")."""
     for name, cls in MODEL_TYPES.items():
@@ -85,5 +92,6 @@ __all__ = [
     "model_type",
     "optional_edvr",
     "read_basicsr_state_dict",
+    "takes_flows",
     "tdan_config",
 ]

@@ -13,16 +13,10 @@ from torch import nn
 
 from ..data import PatchDataset, SceneConfig, get_clips, validation_samples
 from ..metrics import bicubic_baseline, bilinear_base, psnr, quantize
+from ..models import takes_flows  # re-exported: the trainer and the notebooks read it here
 from ..models.modes import evaluating
 
 __all__ = ["build_data", "evaluate", "needs_flow", "takes_flows"]
-
-
-def takes_flows(model: nn.Module) -> bool:
-    """Whether ``model`` is called with ``flows=``: the one rule, from the model's own config
-    (``EDVRConfig.takes_flows``: flow-guided alignment); models without a config take none."""
-    config = getattr(model, "config", None)
-    return bool(getattr(config, "takes_flows", False))
 
 
 def needs_flow(profile) -> bool:
