@@ -223,7 +223,11 @@ if t2:
 # was run to see whether more offsets change that: the TDAN-like $N = 9$ does not (seed 0):
 # its nine offsets barely spread (diversity 0.013 px) and it too takes nothing from its
 # neighbours; nor do the TDAN-like $N = 1$ on seeds 1 and 2 and the flow-based $N = 1$ on seed
-# 1. The other 12 runs of `table2` wait for a setting in which alignment reaches the output;
+# 1. Pulling the offsets toward the scenes' exact flow (probes of ours on seed 0, not the paper's:
+# the offset-fidelity loss with $t = 0$ on the mean offset; `table2-flow-supervised`,
+# `table2-offsets-to-flow`, README) raises the TDAN-like model's share within 1 px to 27-33 % and
+# lowers the flow-based one's to 13 %; neither then takes anything from its neighbours (within
+# 0.005 dB). The other 12 runs of `table2` wait for a setting in which alignment reaches the output;
 # until then the table above says "not run" and the verdicts say why there is none.
 
 # %% [markdown]
