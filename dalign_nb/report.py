@@ -826,11 +826,12 @@ def _overflow_verdict(runs: list[dict]) -> str:
     over = sorted({e["level"] for r in runs for e in r["train"].get("overflow") or []})
     seen = (f"overflow at this scale, in {', '.join(over)}, far earlier than the paper's" if over
             else "no overflow at this scale")
-    if over and loud < len(runs):
+    some = bool(over) and loud < len(runs)
+    if some:
         seen = f"{loud} of {len(runs)} runs overflow; {seen}"
     if seeds < MIN_SEEDS:
         return f"inconclusive: {seeds} seed(s), a spread needs {MIN_SEEDS}; {seen}"
-    return f"not shown on every seed: {seen}" if over and loud < len(runs) else seen
+    return f"not shown on every seed: {seen}" if some else seen
 
 
 # table3's runs with the offset-fidelity loss in a provoking setting -> the same model without it
