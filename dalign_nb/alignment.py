@@ -30,7 +30,10 @@ The modules, in the paper's words:
 
 ``AlignmentConfig`` (a frozen dataclass) names one of them; ``build_alignment`` makes it.
 ``zero_offsets(model)`` holds every alignment module of a model at zero offsets (does the
-model use its alignment at all?).
+model use its alignment at all?); ``sample_at(model, flows, level)`` has one of EDVR's PCD levels
+sample at a given motion instead of its offsets (a trained model given the exact flow at test,
+``diagnostics.offsets_held_at``; the exact flow in place of the offsets early in training,
+``TrainConfig.exact_offsets_until``).
 Under autocast every module predicts its offsets and masks, and warps, in float32
 (``ops.predict_offsets``); only the feature convolutions around them run in half precision.
 """
@@ -68,6 +71,8 @@ __all__ = [
     "ImageAlignment",
     "build_alignment",
     "centre_only",
+    "pcd_level",
+    "sample_at",
     "zero_offsets",
 ]
 
@@ -461,6 +466,68 @@ def zero_offsets(model: nn.Module, frames=None):
     finally:
         for module in wrapped:
             del module.align
+
+
+def pcd_level(model: nn.Module, level: str) -> nn.Module:
+    """The alignment module of EDVR's PCD ``level``: ``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``."""
+    pcd = getattr(model, "pcd_align", None)
+    if pcd is None:
+        raise ValueError(f"needs EDVR's PCD alignment (model.pcd_align); {type(model).__name__} has none")
+    levels = (*pcd.dcn_pack.keys(), "cascade")
+    if level not in levels:
+        raise ValueError(f"level must be one of {levels}, got {level!r}")
+    return pcd.cas_dcnpack if level == "cascade" else pcd.dcn_pack[level]
+
+
+SAMPLE_REPORTS = ("given", "predicted")
+
+
+@contextlib.contextmanager
+def sample_at(model: nn.Module, flows, level: str = "l1", reports: str = "given"):
+    """Inside the block, EDVR's PCD ``level`` (``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``)
+    samples each input frame at the given motion instead of the offsets it predicts.
+
+    ``flows``: one ``(B, 2, h, w)`` tensor per input frame, in the order EDVR aligns them (frame
+    0 first; the reference frame's is its motion to itself, zero), as ``(u, v)`` at that level's
+    size and in its pixels; every one of a group's N offsets is set to it. The module still runs
+    its offset branch (its masks, if any, are kept). ``reports`` says which offsets the level
+    then hands on (``aux["offsets"]``, and the base the next finer level builds on with residual
+    offsets): ``"given"`` the motion it sampled at (a model held at a flow, as if it had predicted
+    it), ``"predicted"`` its own prediction, which then reaches no output but the losses on
+    ``aux`` (a teacher: the warping terms train the offsets while the fusion sees neighbours
+    aligned by the flow). One module of the decomposition (no kernel grid: the alignment kinds
+    ``"decomposed"`` and ``"flow"``); the block may be nested to hold several levels. Yields the
+    list of calls so far (one per input frame and forward pass).
+    """
+    module = pcd_level(model, level)
+    if not isinstance(module, DecomposedAlignment) or module.grid is not None:
+        raise ValueError(f"sample_at samples with offsets of its own only in the decomposition without "
+                         f"a kernel grid (alignment kinds 'decomposed', 'flow'); {level} is "
+                         f"{type(module).__name__}")
+    if reports not in SAMPLE_REPORTS:
+        raise ValueError(f"reports must be one of {SAMPLE_REPORTS}, got {reports!r}")
+    flows = list(flows)
+    if not flows:
+        raise ValueError("flows must hold one (B, 2, h, w) motion per input frame, got none")
+    bound = module.align
+    calls: list[int] = []
+
+    def align(nbr_feat, offset_feat, flow=None, image=None, embed=None, base=None):
+        rec = bound(nbr_feat, offset_feat, flow, image, embed, base)
+        given = flows[len(calls) % len(flows)]
+        calls.append(len(calls))
+        if given.shape[-3] != 2 or given.shape[-2:] != rec.offset.shape[-2:]:
+            raise ValueError(f"each flow must be (B, 2, h, w) at {level}'s size "
+                             f"{tuple(rec.offset.shape[-2:])}, got {tuple(given.shape)}")
+        offset = given.flip(-3).to(rec.offset).repeat(1, rec.offset.shape[1] // 2, 1, 1)  # (dy, dx) x G*N
+        feat = DecomposedDeformConv2d.forward(module, nbr_feat, offset, rec.mask)
+        return Aligned(feat, offset if reports == "given" else rec.offset, rec.mask)
+
+    module.align = align  # an instance attribute shadows the method for this block only
+    try:
+        yield calls
+    finally:
+        del module.align
 
 
 @contextlib.contextmanager

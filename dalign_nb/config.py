@@ -182,6 +182,12 @@ class TrainConfig:
     ``aligned_lr_weight`` > 0 adds TDAN's own alignment loss (``losses.aligned_frames_loss``:
     its aligned LR neighbours against the reference LR frame; MMEditing trains TDAN with 0.25),
     for a TDAN model only.
+    ``exact_offsets_until`` > 0 (a probe of ours, not the paper's): for the first that many
+    iterations EDVR's PCD L1 samples each frame at the batch's flow (the exact flow of synthetic
+    scenes) instead of its offsets (``alignment.sample_at``, ``reports="predicted"``): the fusion
+    and reconstruction learn on well-aligned neighbours while the warping terms train the offsets
+    they do not yet use; then the model's own offsets take over. For EDVR with the decomposition
+    without a kernel grid at L1 (alignment kinds ``"decomposed"``, ``"flow"``).
 
     Precision: ``amp`` turns on automatic mixed precision on CUDA; ``cpu_amp`` bfloat16
     autocast on a CPU with native bfloat16 units (AVX512-BF16, AMX; elsewhere the run stays
@@ -216,6 +222,7 @@ class TrainConfig:
     smoothness_edge: float = 10.0  # exp(-smoothness_edge * |grad I_ref|) down-weights edges
     sr_after: int = 0  # iterations at the start without the SR loss (only the warping terms)
     aligned_lr_weight: float = 0.0  # TDAN's own alignment loss on its aligned LR frames (0: off)
+    exact_offsets_until: int = 0  # iterations at the start with L1 sampling at the flow (a probe of ours)
     seed: int = 0
     amp: bool = True  # automatic mixed precision; used on CUDA only
     cpu_amp: bool = False  # bfloat16 autocast on a CPU with native bfloat16 (else float32, said why)
@@ -266,6 +273,9 @@ class TrainConfig:
         if self.photometric_penalty not in PHOTOMETRIC_PENALTIES:
             raise ValueError(f"photometric_penalty must be one of {PHOTOMETRIC_PENALTIES}, "
                              f"got {self.photometric_penalty!r}")
+        if self.exact_offsets_until < 0 or self.exact_offsets_until >= self.total_iter:
+            raise ValueError(f"exact_offsets_until must be in [0, total_iter = {self.total_iter}), "
+                             f"got {self.exact_offsets_until}")
         if min(self.smoothness_weight, self.photometric_weight, self.aligned_lr_weight) < 0:
             raise ValueError("photometric_weight, smoothness_weight and aligned_lr_weight must be >= 0")
         for rule in self.lr_mul:
@@ -423,6 +433,13 @@ class Profile:
         if self.train.aligned_lr_weight > 0 and model_type(self.model) != "tdan":
             raise ValueError(f"train.aligned_lr_weight is TDAN's loss on its aligned LR frames; "
                              f"a {model_type(self.model)} model has none")
+        if self.train.exact_offsets_until > 0:
+            a = getattr(self.model, "alignment", None)
+            if model_type(self.model) != "edvr" or a.kind not in ("decomposed", "flow") or a.grid:
+                raise ValueError("train.exact_offsets_until samples EDVR's PCD L1 at the flow: it needs an "
+                                 "EDVR model with the decomposition without a kernel grid (model.alignment "
+                                 f"kind 'decomposed' or 'flow', grid False); got {model_type(self.model)}"
+                                 + (f" with kind {a.kind!r}, grid {a.grid}" if a is not None else ""))
 
     def _check_offset_levels(self) -> None:
         """The warping and smoothness terms act on levels of ``aux["offsets"]`` the model has."""

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .alignment import Aligned, DCNAlignment, DecomposedAlignment, centre_only
+from .alignment import DCNAlignment, centre_only, pcd_level, sample_at
 from .data.degrade import DEGRADATIONS as LR_DEGRADATIONS
 from .data.degrade import resize_weights
 from .data.synthetic import synthetic_scene
@@ -42,23 +42,11 @@ from .flow import estimate_flows
 from .losses import photometric_warping_loss
 from .metrics import psnr, quantize
 from .models.modes import evaluating
-from .ops import DecomposedDeformConv2d
 
 __all__ = ["DEGRADATIONS", "PIXEL_KINDS", "alignment_health", "capture_offsets", "degradation_matrix",
            "descent_towards_flow", "dis_errors", "exact_offsets", "neighbour_information",
            "offsets_held_at", "offset_errors", "offset_gradients", "pixel_classes",
            "shares_by_kind", "shares_by_motion", "tap_use", "taps_muted", "terms_towards_flow"]
-
-
-def _pcd_level(model: nn.Module, level: str) -> nn.Module:
-    """The alignment module of EDVR's PCD ``level``: ``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``."""
-    pcd = getattr(model, "pcd_align", None)
-    if pcd is None:
-        raise ValueError(f"needs EDVR's PCD alignment (model.pcd_align); {type(model).__name__} has none")
-    levels = (*pcd.dcn_pack.keys(), "cascade")
-    if level not in levels:
-        raise ValueError(f"level must be one of {levels}, got {level!r}")
-    return pcd.cas_dcnpack if level == "cascade" else pcd.dcn_pack[level]
 
 
 @contextlib.contextmanager
@@ -72,7 +60,7 @@ def capture_offsets(model: nn.Module, level: str = "l1"):
     offsets themselves, through every path: sampling, the coarser levels' use, any loss on
     ``aux``.
     """
-    module = _pcd_level(model, level)
+    module = pcd_level(model, level)
     captured: list[Tensor] = []
     bound = module.align
 
@@ -155,50 +143,14 @@ def terms_towards_flow(model: nn.Module, clips, penalties=("census", "rgb"),
             **{p: np.mean(v, axis=0).tolist() for p, v in per_clip.items()}, "per_clip": per_clip}
 
 
-def _held_module(model: nn.Module, level: str) -> nn.Module:
-    module = _pcd_level(model, level)
-    if not isinstance(module, DecomposedAlignment) or module.grid is not None:
-        raise ValueError(f"offsets_held_at samples with offsets of its own only in the decomposition "
-                         f"without a kernel grid (alignment kinds 'decomposed', 'flow'); {level} is "
-                         f"{type(module).__name__}")
-    return module
-
-
 @contextlib.contextmanager
 def offsets_held_at(model: nn.Module, flows, level: str = "l1"):
     """Inside the block, EDVR's PCD ``level`` (``"l1"``, ``"l2"``, ``"l3"`` or ``"cascade"``)
-    samples each input frame at the given motion instead of the offsets it predicts.
-
-    ``flows``: one ``(B, 2, h, w)`` tensor per input frame, in the order EDVR aligns them (frame
-    0 first; the reference frame's is its motion to itself, zero), as ``(u, v)`` at that level's
-    size and in its pixels; every one of a group's N offsets is set to it. The module still runs
-    its offset branch (its masks, if any, are kept); only the sampling and the offsets it
-    reports (``aux["offsets"]``, and the base the next finer level builds on with residual
-    offsets) change. One module of the decomposition (no kernel grid), as ``capture_offsets``
-    finds it; the block may be nested to hold several levels.
-    """
-    module = _held_module(model, level)
-    flows = list(flows)
-    if not flows:
-        raise ValueError("flows must hold one (B, 2, h, w) motion per input frame, got none")
-    bound = module.align
-    calls = []
-
-    def align(nbr_feat, offset_feat, flow=None, image=None, embed=None, base=None):
-        rec = bound(nbr_feat, offset_feat, flow, image, embed, base)
-        given = flows[len(calls) % len(flows)]
-        calls.append(len(calls))
-        if given.shape[-3] != 2 or given.shape[-2:] != rec.offset.shape[-2:]:
-            raise ValueError(f"each flow must be (B, 2, h, w) at {level}'s size "
-                             f"{tuple(rec.offset.shape[-2:])}, got {tuple(given.shape)}")
-        offset = given.flip(-3).to(rec.offset).repeat(1, rec.offset.shape[1] // 2, 1, 1)  # (dy, dx) x G*N
-        return Aligned(DecomposedDeformConv2d.forward(module, nbr_feat, offset, rec.mask), offset, rec.mask)
-
-    module.align = align  # an instance attribute shadows the method for this block only
-    try:
+    samples each input frame at the given motion instead of the offsets it predicts, and reports
+    that motion as its offsets (``alignment.sample_at`` with ``reports="given"``, where the
+    arguments are described): a trained model held at a flow at test time."""
+    with sample_at(model, flows, level, reports="given") as calls:
         yield calls
-    finally:
-        del module.align
 
 
 def _clip_tensors(clip, device) -> tuple[Tensor, Tensor]:
@@ -321,7 +273,7 @@ def taps_muted(model: nn.Module, taps, level: str = "l1", frames=None):
     frame, the reference too, with the same module, frame 0 first): their samples no longer
     reach the aligned feature. The offsets, the other masks and every other level are as the
     model computes them."""
-    module = _pcd_level(model, level)
+    module = pcd_level(model, level)
     if not (isinstance(module, DCNAlignment) and module.modulated):
         raise ValueError(f"taps_muted needs a modulated DCN (DCNv2, Eq. 7) at {level}, got "
                          f"{type(module).__name__} (modulated: {getattr(module, 'modulated', None)})")
@@ -365,7 +317,7 @@ def tap_use(model: nn.Module, clips, tap: int | None = None, level: str = "l1") 
     (``reference_only``). A tap whose offset stays near zero samples a neighbour unaligned (and
     the reference near in place): muting it, against muting the other taps, says which samples
     the output rests on. Means over clips, ``per_clip``, and the ``tap``."""
-    module = _pcd_level(model, level)
+    module = pcd_level(model, level)
     kk = module.weight.shape[-2] * module.weight.shape[-1]
     tap = kk // 2 if tap is None else int(tap)
     if not 0 <= tap < kk:

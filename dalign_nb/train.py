@@ -5,7 +5,8 @@
 * Adam (betas 0.9 / 0.99), cosine annealing with restarts (``training.schedule``, BasicSR's
   semantics), Charbonnier loss, the two-stage TSA schedule (only the fusion parameters train
   for the first ``tsa_iter`` iterations), the optional offset-fidelity loss (Sec. 3.4)
-  against the flows that the data pipeline delivers;
+  against the flows that the data pipeline delivers; a probe of ours, PCD L1 sampling at those
+  flows for the first ``exact_offsets_until`` iterations while the warping terms train its offsets;
 * validation PSNR of the super-resolved centre frames of the held-out clips, beside bicubic
   (``training.validation``: 8-bit output, RGB, no border crop; MATLAB ``imresize`` bicubic);
 * an offset monitor (``training.monitor``): per pyramid level, mean and max |offset| and the
@@ -53,6 +54,7 @@ start, resume (with the profile fields that changed), stopped, interrupted, cras
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import time
@@ -66,6 +68,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from dalign_nb.alignment import sample_at
 from dalign_nb.config import Profile, get_profile
 from dalign_nb.io import write_json
 from dalign_nb.models import EDVRConfig, build_model, model_type
@@ -275,12 +278,23 @@ class _Run:
                              "data pipeline must deliver samples with a 'flow' entry")
         return batch["flow"].to(self.device)  # (B, T, 2, h, w), centre -> frame t
 
+    def _sampling(self, flows: Tensor | None):
+        """PCD L1 sampling at ``flows`` (B, T, 2, h, w), the batch's centre-to-frame flows, with its
+        own offsets still reported to the losses (``exact_offsets_until``); None: as the model predicts."""
+        if flows is None:
+            return contextlib.nullcontext()
+        per_frame = flows.float().unbind(1)  # EDVR aligns frame 0 first, the reference too
+        centre = getattr(self.model, "center_frame_idx", len(per_frame) // 2)
+        per_frame = [torch.zeros_like(f) if t == centre else f for t, f in enumerate(per_frame)]
+        return sample_at(self.model, per_frame, "l1", reports="predicted")
+
     def _loss(self, batch) -> Tensor:
         lq, gt = batch["lq"].to(self.device), batch["gt"].to(self.device)  # (B,T,3,h,w), (B,3,H,W)
-        flows = self._flows(batch) if self.flows or self.cfg.offset_fidelity_weight > 0 else None
+        teacher = self.iteration < self.cfg.exact_offsets_until
+        flows = self._flows(batch) if self.flows or self.cfg.offset_fidelity_weight > 0 or teacher else None
         kw = {"flows": flows} if self.flows else {}
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+                            enabled=self.amp_dtype is not None), self._sampling(flows if teacher else None):
             if self.aux:
                 out, aux = self.net(lq, return_aux=True, **kw)
                 self.monitor.update(aux.get("offsets", {}), aux.get("masks"), aux.get("aligned_feat"))

@@ -249,6 +249,37 @@ def test_a_level_held_at_a_flow_samples_the_neighbour_there_and_reports_it():
     torch.testing.assert_close(model(x), before, rtol=0, atol=0)
 
 
+def test_sampling_at_a_flow_that_reports_its_own_offsets_is_a_teacher_for_training():
+    """``sample_at(reports="predicted")``: the output of the model held at the flow (the fusion
+    sees neighbours aligned by it), the offsets ``aux`` reports are the model's own (what the
+    warping terms train), and the gradient of a loss on them reaches the L1 offset branch."""
+    from dalign_nb.alignment import sample_at
+
+    model, x = _model(), torch.rand(1, 3, 3, 16, 16, dtype=torch.float64)
+    _, own = model(x, return_aux=True)
+    flows = [torch.randn(1, 2, 16, 16, dtype=torch.float64) for _ in range(3)]
+    with D.offsets_held_at(model, flows, "l1"):
+        held = model(x)
+    with sample_at(model, flows, "l1", reports="predicted") as calls:
+        out, aux = model(x, return_aux=True)
+    assert len(calls) == 3
+    torch.testing.assert_close(out, held, rtol=0, atol=0)
+    torch.testing.assert_close(aux["offsets"]["l1"], own["offsets"]["l1"], rtol=0, atol=0)
+    assert not torch.allclose(own["offsets"]["l1"][0], torch.cat(flows).flip(1))
+    conv = model.pcd_align.dcn_pack["l1"].conv_offset
+    with sample_at(model, flows, "l1", reports="predicted"):
+        _, aux = model(x, return_aux=True)
+    on_offsets = torch.autograd.grad(aux["offsets"]["l1"].square().sum(), conv.weight)[0]
+    assert on_offsets.abs().sum() > 0
+    with sample_at(model, flows, "l1", reports="predicted"):
+        out = model(x)
+    on_output = torch.autograd.grad(out.sum(), conv.weight, allow_unused=True)[0]
+    assert on_output is None or on_output.abs().sum() == 0  # the sampling no longer uses them
+    with pytest.raises(ValueError, match="reports must be one of"):
+        with sample_at(model, flows, "l1", reports="both"):
+            pass
+
+
 def test_every_level_held_at_zero_is_the_model_with_its_offsets_zeroed():
     from dalign_nb.alignment import zero_offsets
 

@@ -481,6 +481,43 @@ def test_offset_fidelity_loss_is_added_with_the_data_flows(tmp_path):
                 train_set=data, val_set=None, progress=False)
 
 
+def test_exact_offsets_until_samples_l1_at_the_batch_flow_for_the_first_iterations(tmp_path, monkeypatch):
+    """``exact_offsets_until = 2``: iterations 0 and 1 run under ``sample_at`` with the batch's
+    flows, one per frame (the reference's zero), reporting the model's own offsets to the losses;
+    from iteration 2 the model samples with its own offsets."""
+    from dalign_nb.models import build_model
+
+    entered = []
+    real = T.sample_at
+
+    def spy(model, flows, level, reports):
+        entered.append((list(flows), level, reports))
+        return real(model, flows, level, reports)
+
+    monkeypatch.setattr(T, "sample_at", spy)
+    flow_model = {"alignment": {"kind": "flow"}}
+    p = tiny_profile(4, log_every=1).replace(model=flow_model, train={"exact_offsets_until": 2})
+    data = TinyPatches()
+    data.flow = (1.5, -0.5)
+    torch.manual_seed(0)
+    res = T.train(p, tmp_path / "teacher", model=build_model(p.model), train_set=data, val_set=None,
+                  progress=False)
+    assert res.history["status"] == "done" and len(entered) == 2
+    for flows, level, reports in entered:
+        assert (level, reports) == ("l1", "predicted") and len(flows) == 3
+        assert flows[1].abs().max() == 0  # the reference frame's motion to itself
+        for f in (flows[0], flows[2]):
+            assert f.shape == (2, 2, 8, 8)
+            torch.testing.assert_close(f[:, 0], torch.full((2, 8, 8), 1.5))
+            torch.testing.assert_close(f[:, 1], torch.full((2, 8, 8), -0.5))
+    with pytest.raises(ValueError, match="exact_offsets_until must be in"):
+        tiny_profile(4).replace(model=flow_model, train={"exact_offsets_until": 4})
+    with pytest.raises(ValueError, match="kernel grid"):  # a DCN at L1: its offsets start on the kernel grid
+        tiny_profile(4).replace(train={"exact_offsets_until": 2})
+    with pytest.raises(ValueError, match="flow"):  # the data must deliver them
+        T.train(p, tmp_path / "noflow", train_set=TinyPatches(), val_set=None, progress=False)
+
+
 # --------------------------------------------------------------------------- profiles hold the model config
 
 

@@ -20,8 +20,10 @@ __all__ = ["build_data", "evaluate", "needs_flow", "takes_flows"]
 
 
 def needs_flow(profile) -> bool:
-    """Whether the data must deliver flows: a model that takes them, or the offset-fidelity loss."""
-    return profile.model.takes_flows or profile.train.offset_fidelity_weight > 0
+    """Whether the data must deliver flows: a model that takes them, the offset-fidelity loss, or the
+    exact flow in place of the L1 offsets early in training (``exact_offsets_until``)."""
+    t = profile.train
+    return profile.model.takes_flows or t.offset_fidelity_weight > 0 or t.exact_offsets_until > 0
 
 
 def build_data(profile):
