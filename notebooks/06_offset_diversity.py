@@ -643,8 +643,8 @@ print(f"The paper (EDVR-M, REDS4): G = 1, N 1 -> 5: +{paper.SEC42_G1_N1_TO_N5_GA
 _ = report.fig16_verdicts(fig9, f16)
 
 # %% [markdown]
-# **What the runs on `align2` say so far** ($G = 4$: $N = 1$ and $N = 5$ on seeds 0-2; $G = 2$
-# and $G = 8$, $N = 1$ on seed 0; no verdict, as the cell above says). With $N = 1$ the groups' offsets agree
+# **What the runs on `align2` say so far** ($G = 4$: $N = 1$ and $N = 5$ on seeds 0-2; $G = 2$:
+# $N = 1$ and $N = 5$ on seed 0; $G = 8$, $N = 1$ on seed 0; no verdict, as the cell above says). With $N = 1$ the groups' offsets agree
 # to about a hundredth of a pixel on every run (the diversity column: 0.014 ± 0.002 px at
 # $G = 4$, 0.012 and 0.018 px at $G = 2$ and 8): $G$ adds parameters here, not diverse offsets. A reading, not a
 # measurement: the warping terms act on each group's mean offset, which for $N = 1$ is the
@@ -652,8 +652,8 @@ _ = report.fig16_verdicts(fig9, f16)
 # spread (0.67, 1.20 and 1.65 px), and $G = 4$ - $G = 1$ is +0.04, -0.01 and +0.04 dB at $N = 1$
 # (+0.03 ± 0.03 dB: within noise), +0.03, +0.02 and +0.18 dB at $N = 5$ (+0.08 ± 0.09 dB: the
 # paper's sign on every seed, the interval includes zero: a trend, not shown, by the rule
-# alone); $G = 2$ and $G = 8$ - $G = 1$ at $N = 1$: +0.04 and +0.11 dB (one seed each,
-# inconclusive). Like the $G = 1$ models, every one takes next to nothing from its neighbours' content
+# alone); $G = 2$ and $G = 8$ - $G = 1$ at $N = 1$: +0.04 and +0.11 dB, $G = 2$ - $G = 1$ at
+# $N = 5$: +0.02 dB (diversity 1.08 px; one seed each, inconclusive). Like the $G = 1$ models, every one takes next to nothing from its neighbours' content
 # (+0.01 to +0.07 dB over itself given the centre frame alone, notebook 05): the premise of these
 # comparisons, an $N = 1$ baseline whose neighbours reach its output, is not met at this scale.
 
