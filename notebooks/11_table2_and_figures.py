@@ -227,8 +227,13 @@ if t2:
 # the offset-fidelity loss with $t = 0$ on the mean offset; `table2-flow-supervised`,
 # `table2-offsets-to-flow`, README) raises the TDAN-like model's share within 1 px to 27-33 % and
 # lowers the flow-based one's to 13 %; neither then takes anything from its neighbours (within
-# 0.005 dB). The other 12 runs of `table2` wait for a setting in which alignment reaches the output;
-# until then the table above says "not run" and the verdicts say why there is none.
+# 0.005 dB). No setting has yet let either family's neighbours in, so the rest of `table2` runs in
+# the sweep's setting, as Sec. 4's experiments did: the TDAN-like $N = 9$ on seeds 1 and 2 and the
+# flow-based $N = 1$ on seed 2 take nothing from their neighbours either (the nine offsets spread
+# by 0.013-0.014 px on every seed), and with each family's $N = 1$ failing the premise on all three
+# seeds the verdicts above say why there is none ($N = 9$ - $N = 1$: +0.03 ± 0.05 dB, within noise
+# by the rule alone). The rows marked "not run" (TDAN-like $N = 25$, flow-based $N = 2$ and 3) are
+# still to come.
 
 # %% [markdown]
 # ## 3. A live demonstration (not the evidence)
