@@ -274,8 +274,9 @@ class _Run:
 
     def _flows(self, batch) -> Tensor:
         if "flow" not in batch:
-            raise ValueError("this model takes flows, and offset_fidelity_weight > 0 needs them: the "
-                             "data pipeline must deliver samples with a 'flow' entry")
+            raise ValueError("the batch has no flows, and a model that takes them, offset_fidelity_weight "
+                             "> 0 and exact_offsets_until > 0 need them: the data pipeline must deliver "
+                             "samples with a 'flow' entry")
         return batch["flow"].to(self.device)  # (B, T, 2, h, w), centre -> frame t
 
     def _sampling(self, flows: Tensor | None):
